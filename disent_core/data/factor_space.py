@@ -1,0 +1,183 @@
+"""Discrete ground-truth factor spaces: names, sizes, values and C-order indexing.
+
+Every ground-truth dataset is a full Cartesian grid of factor values stored in C order (the last
+factor changes fastest), so ``index = sum_k f_k * prod_{j>k} n_j``. Some factors are *latent*
+(scored by metrics, sampled by ``sample_factors``) and the rest are *nuisance* factors that are
+resampled uniformly for every observation (dlib's ``SplitDiscreteStateSpace``: the SmallNORB
+instance, the constant dSprites colour, the shape of ``dsprites_noshape``).
+
+Randomness is always passed in: a ``numpy.random.Generator`` or, for disentanglement_lib
+compatibility, a ``numpy.random.RandomState``. The global numpy RNG is never used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Rng = np.random.Generator | np.random.RandomState
+
+
+def randint(rng: Rng, high: np.ndarray | int, size: tuple[int, ...]) -> np.ndarray:
+    """Uniform integers in ``[0, high)`` from either numpy RNG flavour, as int64."""
+    if isinstance(rng, np.random.Generator):
+        return rng.integers(0, high, size=size, dtype=np.int64)
+    if isinstance(rng, np.random.RandomState):
+        return rng.randint(0, high, size=size).astype(np.int64)
+    raise TypeError(
+        f"expected a numpy Generator or RandomState, got {type(rng).__name__}; "
+        "pass np.random.default_rng(seed)"
+    )
+
+
+@dataclass(frozen=True)
+class FactorSpace:
+    """A discrete factor grid with a latent/nuisance split.
+
+    ``values`` optionally holds the real value of every factor level (for example dSprites'
+    ``scale = linspace(0.5, 1, 6)``); ``latent_indices`` lists the factors that are scored, in the
+    order in which ``sample_factors`` returns them. All other factors are nuisance factors.
+    """
+
+    names: tuple[str, ...]
+    sizes: tuple[int, ...]
+    latent_indices: tuple[int, ...] | None = None
+    values: tuple[tuple[float, ...], ...] | None = None
+    bases: tuple[int, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        names, sizes = tuple(self.names), tuple(int(s) for s in self.sizes)
+        if len(names) != len(sizes):
+            raise ValueError(f"{len(names)} factor names but {len(sizes)} sizes")
+        if len(set(names)) != len(names):
+            raise ValueError(f"factor names must be unique, got {names}")
+        if any(s < 1 for s in sizes):
+            raise ValueError(f"factor sizes must be >= 1, got {sizes}")
+        latent = tuple(range(len(sizes))) if self.latent_indices is None else self.latent_indices
+        latent = tuple(int(i) for i in latent)
+        if len(set(latent)) != len(latent) or any(not 0 <= i < len(sizes) for i in latent):
+            raise ValueError(f"latent_indices {latent} must be distinct indices < {len(sizes)}")
+        if self.values is not None:
+            values = tuple(tuple(float(v) for v in vs) for vs in self.values)
+            for name, size, vs in zip(names, sizes, values, strict=True):
+                if len(vs) != size:
+                    raise ValueError(f"factor {name!r} has {size} levels but {len(vs)} values")
+            object.__setattr__(self, "values", values)
+        bases = np.cumprod(((*sizes[1:], 1))[::-1])[::-1]
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "sizes", sizes)
+        object.__setattr__(self, "latent_indices", latent)
+        object.__setattr__(self, "bases", tuple(int(b) for b in bases))
+
+    # --- shape -------------------------------------------------------------------------------
+    @property
+    def num_factors(self) -> int:
+        """Number of factors, latent and nuisance."""
+        return len(self.sizes)
+
+    @property
+    def size(self) -> int:
+        """Number of points in the grid (images in the dataset)."""
+        return int(np.prod(self.sizes, dtype=np.int64))
+
+    @property
+    def nuisance_indices(self) -> tuple[int, ...]:
+        """Factors that are resampled for every observation and never scored."""
+        return tuple(i for i in range(self.num_factors) if i not in self.latent_indices)
+
+    @property
+    def latent_names(self) -> tuple[str, ...]:
+        return tuple(self.names[i] for i in self.latent_indices)
+
+    @property
+    def latent_sizes(self) -> tuple[int, ...]:
+        return tuple(self.sizes[i] for i in self.latent_indices)
+
+    # --- indexing ----------------------------------------------------------------------------
+    def factors_to_index(self, factors: np.ndarray) -> np.ndarray:
+        """Full factor vectors (N, num_factors) -> flat C-order indices (N,)."""
+        factors = np.asarray(factors, dtype=np.int64)
+        if factors.ndim != 2 or factors.shape[1] != self.num_factors:
+            raise ValueError(
+                f"expected factors of shape (N, {self.num_factors}), got {factors.shape}"
+            )
+        if np.any(factors < 0) or np.any(factors >= np.asarray(self.sizes)):
+            raise ValueError(f"factor values out of range for sizes {self.sizes}")
+        return factors @ np.asarray(self.bases, dtype=np.int64)
+
+    def index_to_factors(self, index: np.ndarray) -> np.ndarray:
+        """Flat C-order indices (N,) -> full factor vectors (N, num_factors)."""
+        index = np.asarray(index, dtype=np.int64)
+        if np.any(index < 0) or np.any(index >= self.size):
+            raise ValueError(f"indices must lie in [0, {self.size})")
+        return np.stack(np.unravel_index(index, self.sizes), axis=-1).astype(np.int64)
+
+    def factor_values(self, factors: np.ndarray) -> np.ndarray:
+        """Full factor indices (N, num_factors) -> their real values (N, num_factors)."""
+        if self.values is None:
+            return np.asarray(factors, dtype=np.float64)
+        factors = np.asarray(factors, dtype=np.int64)
+        return np.stack(
+            [np.asarray(vs)[factors[:, k]] for k, vs in enumerate(self.values)], axis=-1
+        )
+
+    # --- sampling ----------------------------------------------------------------------------
+    def sample_all_factors(self, n: int, rng: Rng) -> np.ndarray:
+        """Uniform full factor vectors (n, num_factors)."""
+        return randint(rng, np.asarray(self.sizes), (n, self.num_factors))
+
+    def sample_factors(self, n: int, rng: Rng) -> np.ndarray:
+        """Uniform latent factor vectors (n, num_latent), as dlib's ``sample_factors``."""
+        return randint(rng, np.asarray(self.latent_sizes), (n, len(self.latent_indices)))
+
+    def complete(self, latent_factors: np.ndarray, rng: Rng) -> np.ndarray:
+        """Latent factors (n, num_latent) -> full factors with nuisance factors drawn uniformly."""
+        latent_factors = np.asarray(latent_factors, dtype=np.int64)
+        if latent_factors.ndim != 2 or latent_factors.shape[1] != len(self.latent_indices):
+            raise ValueError(
+                f"expected latent factors of shape (N, {len(self.latent_indices)}) for "
+                f"{self.latent_names}, got {latent_factors.shape}"
+            )
+        n = latent_factors.shape[0]
+        full = np.zeros((n, self.num_factors), dtype=np.int64)
+        full[:, list(self.latent_indices)] = latent_factors
+        nuisance = list(self.nuisance_indices)
+        if nuisance:
+            full[:, nuisance] = randint(
+                rng, np.asarray([self.sizes[i] for i in nuisance]), (n, len(nuisance))
+            )
+        return full
+
+    def sample_factors_fixed(self, k: int, n: int, rng: Rng) -> np.ndarray:
+        """``n`` latent vectors sharing one random value of latent factor ``k`` (BetaVAE/FactorVAE)."""
+        factors = self.sample_factors(n, rng)
+        factors[:, k] = randint(rng, self.latent_sizes[k], (1,))[0]
+        return factors
+
+    def traversal(self, k: int, base: Sequence[int]) -> np.ndarray:
+        """All latent vectors that equal ``base`` except latent factor ``k``, which sweeps its range."""
+        base = np.asarray(base, dtype=np.int64)
+        out = np.repeat(base[None, :], self.latent_sizes[k], axis=0)
+        out[:, k] = np.arange(self.latent_sizes[k])
+        return out
+
+    def reduced(self, sizes: Sequence[int]) -> tuple[FactorSpace, list[np.ndarray]]:
+        """A sub-grid keeping ``sizes[k]`` evenly spread levels of each factor.
+
+        Returns the new space and, per factor, the levels of this space that it keeps, so that a
+        renderer can map reduced indices back to the full grid's values.
+        """
+        if len(sizes) != self.num_factors:
+            raise ValueError(f"need {self.num_factors} reduced sizes, got {len(sizes)}")
+        keep = []
+        for name, full, new in zip(self.names, self.sizes, sizes, strict=True):
+            if not 1 <= new <= full:
+                raise ValueError(f"reduced size of {name!r} must be in [1, {full}], got {new}")
+            keep.append(np.unique(np.round(np.linspace(0, full - 1, new)).astype(np.int64)))
+        values = None
+        if self.values is not None:
+            values = tuple(tuple(np.asarray(vs)[kp]) for vs, kp in zip(self.values, keep, strict=True))
+        space = FactorSpace(self.names, tuple(sizes), self.latent_indices, values)
+        return space, keep

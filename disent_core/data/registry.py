@@ -1,0 +1,107 @@
+"""The dataset registry: names -> factories, imported lazily so listing datasets stays cheap.
+
+Adding a dataset is one entry here plus its module. Names follow disentanglement_lib
+(``dsprites_full``, ``color_dsprites``, ``smallnorb``, ``shapes3d`` ...) so Locatello et al. study
+configs map one to one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from disent_core.errors import UnknownNameError
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One registered dataset: where its factory lives and what it needs."""
+
+    name: str
+    factory: str
+    """``module:function`` returning a ``GroundTruthDataset``; called with the user's options."""
+    summary: str
+    kind: Literal["real", "procedural", "real-or-procedural"]
+    source: str | None = None
+    """Name of the downloadable source it is prepared from (see ``disent_core.data.sources``)."""
+
+    def load_factory(self) -> Callable[..., Any]:
+        module, attr = self.factory.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+_ENTRIES = [
+    DatasetEntry(
+        "dsprites_full", "disent_core.data.dsprites:dsprites_full",
+        "dSprites, 737,280 binary 64x64 sprites; shape, scale, orientation, posX, posY",
+        "real-or-procedural", "dsprites",
+    ),
+    DatasetEntry(
+        "dsprites_noshape", "disent_core.data.dsprites:dsprites_noshape",
+        "dSprites with shape as a nuisance factor (dlib's dsprites_noshape)",
+        "real-or-procedural", "dsprites",
+    ),
+    DatasetEntry(
+        "color_dsprites", "disent_core.data.variants:color_dsprites",
+        "dSprites, sprite tinted by a random colour U(0.5, 1)^3 per image",
+        "real-or-procedural", "dsprites",
+    ),
+    DatasetEntry(
+        "noisy_dsprites", "disent_core.data.variants:noisy_dsprites",
+        "dSprites on a uniform-noise background",
+        "real-or-procedural", "dsprites",
+    ),
+    DatasetEntry(
+        "scream_dsprites", "disent_core.data.variants:scream_dsprites",
+        "dSprites on a crop of The Scream, sprite pixels inverted (procedural texture offline)",
+        "real-or-procedural", "dsprites",
+    ),
+    DatasetEntry(
+        "dsprites_procedural", "disent_core.data.dsprites_render:dsprites_procedural",
+        "offline dSprites renderer with the exact factor grid and geometry (reduced grids allowed)",
+        "procedural",
+    ),
+    DatasetEntry(
+        "shapes3d", "disent_core.data.shapes3d:shapes3d",
+        "3DShapes, 480,000 RGB 64x64 scenes; floor/wall/object hue, scale, shape, orientation",
+        "real", "shapes3d",
+    ),
+    DatasetEntry(
+        "shapes3d_procedural", "disent_core.data.shapes3d_render:shapes3d_procedural",
+        "offline 3DShapes stand-in with the same six factor cardinalities",
+        "procedural",
+    ),
+    DatasetEntry(
+        "smallnorb", "disent_core.data.smallnorb:smallnorb",
+        "SmallNORB, 48,600 greyscale toys at 64x64; category, elevation, azimuth, lighting",
+        "real", "smallnorb",
+    ),
+]
+_ALIASES = {"dsprites": "dsprites_full"}
+DATASETS: dict[str, DatasetEntry] = {e.name: e for e in _ENTRIES}
+
+
+def dataset_names() -> list[str]:
+    """All registered dataset names (aliases excluded)."""
+    return list(DATASETS)
+
+
+def get_entry(name: str) -> DatasetEntry:
+    """The registry entry of ``name``, or an error listing the closest valid names."""
+    name = _ALIASES.get(name, name)
+    if name not in DATASETS:
+        valid = dataset_names() + list(_ALIASES)
+        close = difflib.get_close_matches(name, valid, n=3, cutoff=0.4)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise UnknownNameError(
+            f"unknown dataset {name!r}; {hint}valid names: {', '.join(sorted(valid))}"
+        )
+    return DATASETS[name]
+
+
+def get_dataset(name: str, **options: Any):
+    """Build the registered dataset ``name`` with the given options."""
+    return get_entry(name).load_factory()(**options)

@@ -1,0 +1,1 @@
+"""Disentanglement methods: one module per method, registered in ``registry``."""

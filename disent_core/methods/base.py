@@ -1,0 +1,144 @@
+"""The method interface and the shared VAE training-step template.
+
+A method is an ``nn.Module`` that owns its networks and declares:
+
+- ``loss(x, step) -> dict[str, Tensor]``: named terms. ``"loss"`` is the total that the VAE
+  optimiser minimises; every component (``recon``, ``kl``, ``tc`` ...) is there for logging; the
+  vector ``"kl_per_dim"`` (d,) is the batch-mean KL of each latent dimension. Methods with a second
+  network add its own total (FactorVAE: ``"discriminator_loss"``).
+- ``optimizers(optim) -> list[(loss key, optimizer)]``: which optimiser minimises which term, in
+  the order the trainer steps them. Steps count updates of the first (the VAE's) optimiser.
+- ``schedules() -> dict[str, Schedule]``: every schedule whose value enters a loss (beta, C ...),
+  checkpointed and reported by the trainer.
+- ``representation(x) -> Tensor``: the code that metrics score (the posterior mean).
+
+``VAEMethod`` is the fixed template (encode, sample, decode, reconstruction + KL) with one hook,
+``regularizer``, so that each baseline is a few dozen lines. Randomness comes from the
+``torch.Generator`` in the ``MethodContext``; nothing draws from torch's global RNG.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from disent_core.methods.losses import ReconLoss, gaussian_kl_per_dim, reconstruction_loss
+from disent_core.models.conv64 import ConvEncoder, DeconvDecoder
+from disent_core.schedules import Schedule
+
+
+class MethodConfig(BaseModel):
+    """Base of every method's hyperparameters; subclasses add ``name: Literal[...]`` and fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OptimConfig(BaseModel):
+    """Adam settings of the VAE optimiser (disentanglement_lib: lr 1e-4, betas 0.9/0.999, eps 1e-8)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    lr: float = Field(1e-4, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+
+
+@dataclass
+class MethodContext:
+    """What a method needs to know about its data and model when it is built."""
+
+    observation_shape: tuple[int, int, int]
+    latent_dim: int
+    recon: ReconLoss
+    dataset_size: int
+    generator: torch.Generator
+    base_channels: int = 32
+
+
+class Method(nn.Module):
+    """Interface every method implements (see the module docstring)."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[MethodConfig]]
+
+    def __init__(self, config: MethodConfig, context: MethodContext) -> None:
+        super().__init__()
+        self.config = config
+        self.context = context
+
+    def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def optimizers(self, optim: OptimConfig) -> list[tuple[str, torch.optim.Optimizer]]:
+        raise NotImplementedError
+
+    def schedules(self) -> dict[str, Schedule]:
+        return {}
+
+    @torch.no_grad()
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class VAEMethod(Method):
+    """Gaussian VAE with the dlib conv encoder/decoder; subclasses implement ``regularizer``."""
+
+    def __init__(self, config: MethodConfig, context: MethodContext) -> None:
+        super().__init__(config, context)
+        channels = context.observation_shape[0]
+        self.encoder = ConvEncoder(channels, context.latent_dim, context.base_channels)
+        self.decoder = DeconvDecoder(context.latent_dim, channels, context.base_channels)
+
+    def sample(self, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I) from the method's generator."""
+        eps = torch.randn(
+            mean.shape, generator=self.context.generator, device=mean.device, dtype=mean.dtype
+        )
+        return mean + torch.exp(0.5 * logvar) * eps
+
+    def regularizer(
+        self,
+        mean: torch.Tensor,
+        logvar: torch.Tensor,
+        z: torch.Tensor,
+        kl_per_dim: torch.Tensor,
+        step: int,
+    ) -> dict[str, torch.Tensor]:
+        """Return ``{"regularizer": total, **components}``; it is added to the reconstruction."""
+        raise NotImplementedError
+
+    def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        mean, logvar = self.encoder(x)
+        z = self.sample(mean, logvar)
+        logits = self.decoder(z)
+        recon = reconstruction_loss(logits, x, self.context.recon)
+        kl_per_dim = gaussian_kl_per_dim(mean, logvar)
+        terms = self.regularizer(mean, logvar, z, kl_per_dim, step)
+        reg = terms.pop("regularizer")
+        return {
+            "loss": recon + reg,
+            "recon": recon,
+            "kl": kl_per_dim.sum(),
+            "regularizer": reg,
+            **terms,
+            "kl_per_dim": kl_per_dim,
+        }
+
+    def vae_parameters(self) -> list[nn.Parameter]:
+        return [*self.encoder.parameters(), *self.decoder.parameters()]
+
+    def optimizers(self, optim: OptimConfig) -> list[tuple[str, torch.optim.Optimizer]]:
+        adam = torch.optim.Adam(self.vae_parameters(), lr=optim.lr, betas=optim.betas, eps=optim.eps)
+        return [("loss", adam)]
+
+    @torch.no_grad()
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)[0]
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean reconstruction sigmoid(decoder(mean)) in [0, 1]."""
+        return torch.sigmoid(self.decoder(self.encoder(x)[0]))

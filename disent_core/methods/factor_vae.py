@@ -1,0 +1,91 @@
+"""FactorVAE (Kim & Mnih, "Disentangling by Factorising", ICML 2018).
+
+    VAE loss:           R(x) + KL + gamma * TC,   TC = mean_batch[D_real(z) - D_fake(z)]
+    discriminator loss: -0.5 * mean_batch log p_real(z) - 0.5 * mean_batch log p_fake(perm(z))
+
+z ~ q(z|x) is the batch's posterior sample; D is the discriminator's two logits (index 0 "real":
+a sample of q(z), index 1 "fake": a sample of prod_d q(z_d)); p = softmax(D) clipped to
+[1e-6, 1 - 1e-6] as in disentanglement_lib; perm(z) permutes each dimension independently across
+the batch (the context's generator). Two optimisers, stepped in order once per global step: the
+VAE's Adam on "loss" (encoder and decoder only) and the discriminator's Adam on
+"discriminator_loss" (lr 1e-4, betas (0.5, 0.9)).
+
+As in disentanglement_lib, TC and the discriminator loss use the same batch (the paper draws a
+second batch for the permuted codes). Deliberate deviations: the discriminator's inputs are detached
+(disentanglement_lib gets the same gradients by restricting each optimiser's var_list); steps count
+VAE updates only, whereas TF1's two ``minimize`` calls may both advance the global step.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import torch
+from pydantic import Field
+
+from disent_core.methods.base import MethodConfig, MethodContext, OptimConfig, VAEMethod
+from disent_core.models.discriminator import FactorDiscriminator
+
+PROB_CLIP = 1e-6
+AdamBeta = Annotated[float, Field(ge=0, lt=1)]
+
+
+class FactorVAEConfig(MethodConfig):
+    name: Literal["factor_vae"] = "factor_vae"
+    gamma: float = Field(10.0, ge=0, description="weight of the total-correlation estimate")
+    discriminator_lr: float = Field(1e-4, gt=0)
+    discriminator_betas: tuple[AdamBeta, AdamBeta] = (0.5, 0.9)
+
+
+def permute_dims(z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Permute each column of z (N, d) independently across the batch."""
+    order = torch.rand(z.shape, generator=generator, device=z.device).argsort(dim=0)
+    return z.gather(0, order)
+
+
+def clipped_log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """log of softmax(logits) clipped to [PROB_CLIP, 1 - PROB_CLIP] (disentanglement_lib)."""
+    return logits.softmax(dim=1).clamp(PROB_CLIP, 1 - PROB_CLIP).log()
+
+
+class FactorVAE(VAEMethod):
+    name = "factor_vae"
+    config_class = FactorVAEConfig
+    config: FactorVAEConfig
+
+    def __init__(self, config: FactorVAEConfig, context: MethodContext) -> None:
+        super().__init__(config, context)
+        self.discriminator = FactorDiscriminator(context.latent_dim)
+
+    def regularizer(
+        self,
+        mean: torch.Tensor,
+        logvar: torch.Tensor,
+        z: torch.Tensor,
+        kl_per_dim: torch.Tensor,
+        step: int,
+    ) -> dict[str, torch.Tensor]:
+        logits = self.discriminator(z)
+        tc = (logits[:, 0] - logits[:, 1]).mean()
+
+        real = z.detach()
+        fake = permute_dims(real, self.context.generator)
+        d_logits = self.discriminator(torch.cat([real, fake]))
+        n = z.shape[0]
+        log_p = clipped_log_probs(d_logits)
+        discriminator_loss = -0.5 * log_p[:n, 0].mean() - 0.5 * log_p[n:, 1].mean()
+        correct = torch.cat([d_logits[:n, 0] > d_logits[:n, 1], d_logits[n:, 1] > d_logits[n:, 0]])
+        return {
+            "regularizer": kl_per_dim.sum() + self.config.gamma * tc,
+            "tc": tc,
+            "discriminator_loss": discriminator_loss,
+            "discriminator_accuracy": correct.float().mean(),
+        }
+
+    def optimizers(self, optim: OptimConfig) -> list[tuple[str, torch.optim.Optimizer]]:
+        discriminator_adam = torch.optim.Adam(
+            self.discriminator.parameters(),
+            lr=self.config.discriminator_lr,
+            betas=self.config.discriminator_betas,
+        )
+        return [*super().optimizers(optim), ("discriminator_loss", discriminator_adam)]

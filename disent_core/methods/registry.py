@@ -1,0 +1,38 @@
+"""The method registry: adding a method is its module plus one line in ``METHOD_CLASSES``."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Union
+
+from pydantic import Field
+
+from disent_core.errors import UnknownNameError
+from disent_core.methods.annealed_vae import AnnealedVAE
+from disent_core.methods.base import Method, MethodConfig, MethodContext
+from disent_core.methods.beta_tcvae import BetaTCVAE
+from disent_core.methods.beta_vae import BetaVAE
+from disent_core.methods.dip_vae import DIPVAEI, DIPVAEII
+from disent_core.methods.factor_vae import FactorVAE
+
+METHOD_CLASSES: list[type[Method]] = [BetaVAE, AnnealedVAE, FactorVAE, BetaTCVAE, DIPVAEI, DIPVAEII]
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in METHOD_CLASSES}
+
+AnyMethodConfig = Annotated[
+    Union[tuple(cls.config_class for cls in METHOD_CLASSES)],  # noqa: UP007
+    Field(discriminator="name"),
+]
+
+
+def method_class(name: str) -> type[Method]:
+    """The class registered as ``name``, or an error listing the closest valid names."""
+    if name not in METHODS:
+        close = difflib.get_close_matches(name, list(METHODS), n=3, cutoff=0.4)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise UnknownNameError(f"unknown method {name!r}; {hint}valid names: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def build_method(config: MethodConfig, context: MethodContext) -> Method:
+    """Instantiate the method that ``config.name`` names."""
+    return method_class(config.name)(config, context)

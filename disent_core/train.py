@@ -1,0 +1,271 @@
+"""Train one model: ``train(config, on_report) -> TrainResult``, with step-exact resume.
+
+A pure function usable from a script, a test, a notebook or a Ray Tune trainable. Per step it draws
+one batch from a seeded ``TrainingStream``, asks the method for its loss terms, checks that every
+term is finite (else ``Diverged`` naming the step and the term), and steps each of the method's
+optimisers on its own term. Steps count VAE parameter updates.
+
+Every ``report_every`` steps ``on_report`` receives a ``Report``: every scalar loss term, the KL of
+each latent dimension, the value of every schedule and learning rate, and images per second.
+Checkpoints (``checkpoint_dir/checkpoint.pt``, replaced atomically) hold the model, the optimisers,
+the schedules, the step, the stream position and the torch generator, so 100 steps + resume + 100
+steps equals 200 straight steps bit for bit on CPU. They load with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from disent_core.config import TrainConfig, load_config
+from disent_core.data.dataset import GroundTruthDataset
+from disent_core.data.registry import get_dataset
+from disent_core.data.stream import TrainingStream
+from disent_core.errors import CheckpointError, Diverged
+from disent_core.methods.base import Method, MethodContext
+from disent_core.methods.registry import build_method
+from disent_core.schedules import Schedule
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+# config sections that must match for a checkpoint to be resumed (steps and cadences may change)
+_RESUME_MUST_MATCH = ("dataset", "method", "model", "train.batch_size", "train.seed", "train.optimizer")
+
+
+@dataclass
+class Report:
+    """What the trainer tells its caller every ``report_every`` steps."""
+
+    step: int
+    terms: dict[str, float]
+    kl_per_dim: list[float]
+    schedules: dict[str, float]
+    images_per_sec: float
+    checkpoint: Path | None = None
+
+
+@dataclass
+class TrainResult:
+    step: int
+    method: Method
+    dataset: GroundTruthDataset
+    config: TrainConfig
+    last_report: Report | None
+    checkpoint: Path | None = None
+    reports: list[Report] = field(default_factory=list)
+
+
+def select_device(choice: str) -> torch.device:
+    """``auto``: the CUDA device assigned to this process when there is one, else the CPU."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def _as_float_batch(batch: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = batch.to(device, non_blocking=True)
+    x = x.float().mul_(1.0 / 255.0) if x.dtype == torch.uint8 else x.float()
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _check_finite(terms: dict[str, torch.Tensor], step: int) -> None:
+    values = torch.cat([t.detach().reshape(-1).float() for t in terms.values()])
+    if bool(torch.isfinite(values).all()):
+        return
+    for name, t in terms.items():
+        bad = t.detach().reshape(-1)
+        bad = bad[~torch.isfinite(bad)]
+        if bad.numel():
+            raise Diverged(step, name, float(bad[0]))
+
+
+def _set_lrs(optimizers: list[tuple[str, torch.optim.Optimizer]], multiplier: float) -> None:
+    for _, opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = group.setdefault("base_lr", group["lr"]) * multiplier
+
+
+class _Run:
+    """The mutable state of one training run (model, optimisers, schedules, data, RNG)."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        t = config.train
+        self.device = select_device(t.device)
+        self.dataset = get_dataset(config.dataset.name, **config.dataset.options)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(t.seed)
+        context = MethodContext(
+            observation_shape=self.dataset.observation_shape,
+            latent_dim=config.model.latent_dim,
+            recon=config.model.recon,
+            dataset_size=len(self.dataset),
+            generator=self.generator,
+            base_channels=config.model.base_channels,
+        )
+        with torch.random.fork_rng(devices=[]):  # parameter init draws from a seeded, private stream
+            torch.manual_seed(t.seed)
+            self.method = build_method(config.method, context)
+        self.method.to(self.device)
+        if t.channels_last:
+            self.method.to(memory_format=torch.channels_last)
+        self.optimizers = self.method.optimizers(t.optimizer)
+        self.schedules: dict[str, Schedule] = dict(self.method.schedules())
+        self.lr_schedule = t.lr_multiplier.build() if t.lr_multiplier is not None else None
+        self.stream = TrainingStream(self.dataset, t.batch_size, seed=t.seed, prefetch=t.prefetch)
+        self.step = 0
+
+    def state_dict(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": json.dumps(self.config.model_dump(mode="json"), sort_keys=True),
+            "step": self.step,
+            "method": self.method.state_dict(),
+            "optimizers": {key: opt.state_dict() for key, opt in self.optimizers},
+            "schedules": {name: s.state_dict() for name, s in self.schedules.items()},
+            "lr_schedule": self.lr_schedule.state_dict() if self.lr_schedule else None,
+            "stream": self.stream.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"checkpoint format {state.get('format')} is not {CHECKPOINT_FORMAT}")
+        saved = json.loads(state["config"])
+        differing = _config_differences(saved, self.config.model_dump(mode="json"))
+        if differing:
+            raise CheckpointError(
+                "checkpoint was written with a different configuration ("
+                + ", ".join(differing)
+                + "); resume with the original config or start a fresh run in a new directory"
+            )
+        self.method.load_state_dict(state["method"])
+        for key, opt in self.optimizers:
+            opt.load_state_dict(state["optimizers"][key])
+        for name, sched in self.schedules.items():
+            sched.load_state_dict(state["schedules"][name])
+        if self.lr_schedule is not None and state["lr_schedule"] is not None:
+            self.lr_schedule.load_state_dict(state["lr_schedule"])
+        self.stream.load_state_dict(state["stream"])
+        self.generator.set_state(state["generator"])
+        self.step = int(state["step"])
+
+    def save(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / CHECKPOINT_NAME
+        tmp = directory / f".{CHECKPOINT_NAME}.{os.getpid()}.tmp"
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+        return path
+
+
+def _config_differences(saved: dict, current: dict) -> list[str]:
+    out = []
+    for key in _RESUME_MUST_MATCH:
+        a, b = saved, current
+        for part in key.split("."):
+            a, b = a.get(part), b.get(part)
+        if a != b:
+            out.append(f"{key}: checkpoint {a!r}, config {b!r}")
+    return out
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint file (or the checkpoint inside a directory) with ``weights_only=True``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a readable checkpoint: {exc}") from None
+
+
+def load_trained(path: str | Path, device: str = "auto") -> tuple[Method, TrainConfig]:
+    """The trained method (in eval mode) and its config from a checkpoint written by ``train``."""
+    state = load_checkpoint(path)
+    config = load_config(json.loads(state["config"]))
+    run = _Run(config.model_copy(update={"train": config.train.model_copy(update={"device": device})}))
+    run.method.load_state_dict(state["method"])
+    run.method.eval()
+    return run.method, config
+
+
+def train(
+    config: TrainConfig | dict | str | Path,
+    on_report: Callable[[Report], None] | None = None,
+    *,
+    checkpoint_dir: str | Path | None = None,
+    resume_from: str | Path | None = None,
+) -> TrainResult:
+    """Train until ``config.train.steps`` updates; resume first when ``resume_from`` is given."""
+    config = load_config(config)
+    t = config.train
+    if t.threads is not None:
+        torch.set_num_threads(t.threads)
+    run = _Run(config)
+    if resume_from is not None:
+        run.load_state_dict(load_checkpoint(resume_from))
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    result = TrainResult(run.step, run.method, run.dataset, config, None)
+    window_start, window_images = time.perf_counter(), 0
+    run.method.train()
+    try:
+        while run.step < t.steps:
+            x = _as_float_batch(next(run.stream), run.device, t.channels_last)
+            if run.lr_schedule is not None:
+                _set_lrs(run.optimizers, run.lr_schedule(run.step))
+            terms = run.method.loss(x, run.step)
+            _check_finite(terms, run.step)
+            for key, opt in run.optimizers:
+                opt.zero_grad(set_to_none=True)
+                terms[key].backward()
+                opt.step()
+            run.step += 1
+            window_images += x.shape[0]
+            checkpoint = None
+            at_end = run.step == t.steps
+            if checkpoint_dir is not None and (
+                at_end or (t.checkpoint_every and run.step % t.checkpoint_every == 0)
+            ):
+                checkpoint = result.checkpoint = run.save(checkpoint_dir)
+            if at_end or run.step % t.report_every == 0:
+                now = time.perf_counter()
+                report = _report(run, terms, window_images / max(now - window_start, 1e-9), checkpoint)
+                window_start, window_images = now, 0
+                result.last_report = report
+                result.reports.append(report)
+                if on_report is not None:
+                    on_report(report)
+    finally:
+        run.stream.close()
+    run.method.eval()
+    result.step = run.step
+    return result
+
+
+def _report(run: _Run, terms: dict[str, torch.Tensor], ips: float, checkpoint: Path | None) -> Report:
+    scalars = {k: float(v.detach()) for k, v in terms.items() if v.dim() == 0}
+    schedules = {name: s.last_value for name, s in run.schedules.items() if s.last_value is not None}
+    for key, opt in run.optimizers:
+        schedules[f"lr.{key}"] = float(opt.param_groups[0]["lr"])
+    if run.lr_schedule is not None and run.lr_schedule.last_value is not None:
+        schedules["lr_multiplier"] = run.lr_schedule.last_value
+    return Report(
+        step=run.step,
+        terms=scalars,
+        kl_per_dim=terms["kl_per_dim"].detach().cpu().tolist(),
+        schedules=schedules,
+        images_per_sec=ips,
+        checkpoint=checkpoint,
+    )

@@ -1,0 +1,93 @@
+"""``disent-study datasets list|info|prepare``: what is available, what it holds, and getting it."""
+
+from __future__ import annotations
+
+from disent_core.data.paths import data_root
+from disent_core.data.registry import DATASETS, get_dataset, get_entry
+from disent_core.data.sources import get_source
+
+
+def _status(entry) -> str:
+    if entry.source is None:
+        return "offline"
+    ready = get_source(entry.source).is_prepared(data_root())
+    if entry.kind == "real-or-procedural":
+        return "prepared" if ready else "not prepared (source=procedural works offline)"
+    return "prepared" if ready else "not prepared"
+
+
+def list_datasets() -> int:
+    print(f"data root: {data_root()}")
+    width = max(len(name) for name in DATASETS)
+    for name, entry in DATASETS.items():
+        print(f"  {name:<{width}}  {_status(entry):<46}  {entry.summary}")
+    return 0
+
+
+def _factor_table(dataset) -> list[str]:
+    space = dataset.factor_space
+    lines = [f"  {'factor':<14} {'size':>5}  role"]
+    for i, (name, size) in enumerate(zip(space.names, space.sizes, strict=True)):
+        role = "latent" if i in space.latent_indices else "nuisance"
+        lines.append(f"  {name:<14} {size:>5}  {role}")
+    return lines
+
+
+def _source_lines(desc: dict) -> list[str]:
+    lines = [
+        f"source {desc['name']} ({desc['title']}): {desc['status']}",
+        f"  raw files go in: {desc['raw_dir']}",
+        f"  prepared cache:  {desc['cache_dir']}",
+    ]
+    for f in desc["files"]:
+        size = f"{f['size']:,} B" if f["size"] else "size unpublished"
+        checks = ", ".join(f"{algo} {f[algo]}" for algo in ("sha256", "md5") if f.get(algo)) or (
+            "no published checksum (SHA-256 recorded on first use)"
+        )
+        lines.append(f"  {'present' if f['present'] else 'missing'}  {f['filename']}  ({size}; {checks})")
+        lines += [f"      {url}" for url in f["urls"]]
+    return lines
+
+
+def info(name: str) -> int:
+    entry = get_entry(name)
+    print(f"{entry.name}: {entry.summary}")
+    print(f"kind: {entry.kind}")
+    options = {}
+    if entry.source is not None:
+        source = get_source(entry.source)
+        print("\n".join(_source_lines(source.describe(data_root()))))
+        if not source.is_prepared(data_root()):
+            if entry.kind != "real-or-procedural":
+                print(f"run `disent-study datasets prepare {entry.name}` to download and convert it")
+                return 0
+            options = {"source": "procedural"}
+            print("not prepared: showing the offline procedural version (option source: procedural)")
+    dataset = get_dataset(entry.name, **options)
+    print(f"images: {len(dataset):,}  observation shape (C, H, W): {dataset.observation_shape}")
+    print(f"resident memory of the image store: {dataset.store.resident_bytes / 2**20:.1f} MiB")
+    print("\n".join(_factor_table(dataset)))
+    return 0
+
+
+def prepare(name: str, download: bool) -> int:
+    entry = get_entry(name)
+    if entry.source is None:
+        print(f"{entry.name} is procedural: nothing to download or prepare")
+        return 0
+    source = get_source(entry.source)
+    root = data_root()
+    if source.is_prepared(root):
+        print(f"{entry.name}: already prepared in {source.cache_dir(root)}")
+        return 0
+    path = source.prepare(root, download=download)
+    print(f"{entry.name}: prepared in {path}")
+    return 0
+
+
+def run(action: str, name: str | None, download: bool = True) -> int:
+    if action == "list":
+        return list_datasets()
+    if action == "info":
+        return info(name)
+    return prepare(name, download)

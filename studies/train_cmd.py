@@ -1,0 +1,54 @@
+"""``disent-study train CONFIG.yaml``: train one model in this process and print its progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from disent_core.config import load_config, read_config_file
+from disent_core.errors import DisentError
+from disent_core.train import CHECKPOINT_NAME, Report, train
+from studies.overrides import apply_set
+
+
+def format_report(report: Report, total_steps: int) -> str:
+    """One progress line: step, every loss term, schedule values, speed, then KL per dimension."""
+    terms = " ".join(f"{k}={v:.4g}" for k, v in report.terms.items())
+    scheds = " ".join(f"{k}={v:.4g}" for k, v in report.schedules.items())
+    kl = " ".join(f"{v:.2f}" for v in report.kl_per_dim)
+    return (
+        f"step {report.step:>{len(str(total_steps))}}/{total_steps}  {terms}  [{scheds}]  "
+        f"{report.images_per_sec:.0f} img/s\n    kl/dim: {kl}"
+    )
+
+
+def run(config_path: Path, overrides: list[tuple[list[str], Any]], out: Path | None, resume: bool) -> int:
+    config = load_config(apply_set(read_config_file(config_path), overrides))
+    resume_from = None
+    if resume:
+        if out is None or not (out / CHECKPOINT_NAME).is_file():
+            raise DisentError(f"--resume needs --out DIR holding a {CHECKPOINT_NAME}")
+        resume_from = out / CHECKPOINT_NAME
+    elif out is not None and (out / CHECKPOINT_NAME).exists():
+        raise DisentError(
+            f"{out / CHECKPOINT_NAME} already exists; pass --resume to continue it or choose another --out"
+        )
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    print(
+        f"training {config.method.name} on {config.dataset.name} for {config.train.steps} steps "
+        f"(batch {config.train.batch_size}, {config.model.latent_dim} latents, seed {config.train.seed})",
+        flush=True,
+    )
+    result = train(
+        config,
+        on_report=lambda r: print(format_report(r, config.train.steps), flush=True),
+        checkpoint_dir=out,
+        resume_from=resume_from,
+    )
+    if result.checkpoint is not None:
+        print(f"checkpoint: {result.checkpoint}")
+    return 0

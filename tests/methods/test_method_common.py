@@ -1,0 +1,95 @@
+"""Properties every registered method has: finite loss, learning, representation, RNG use."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from disent_core.methods.base import OptimConfig
+from disent_core.methods.registry import METHODS
+
+CONFIGS = {
+    "beta_vae": {"name": "beta_vae", "beta": 4},
+    "annealed_vae": {"name": "annealed_vae", "c_max": 5, "iteration_threshold": 10},
+    "factor_vae": {"name": "factor_vae", "gamma": 10},
+    "beta_tc_vae": {"name": "beta_tc_vae", "beta": 6},
+    "dip_vae_i": {"name": "dip_vae_i", "lambda_od": 2},
+    "dip_vae_ii": {"name": "dip_vae_ii", "lambda_od": 2},
+}
+SCHEDULES = {
+    "beta_vae": {"beta"},
+    "annealed_vae": {"capacity"},
+    "factor_vae": set(),
+    "beta_tc_vae": {"beta"},
+    "dip_vae_i": set(),
+    "dip_vae_ii": set(),
+}
+COMPONENTS = {  # schedule values are reported by the trainer from schedules(), not as loss terms
+    "beta_vae": set(),
+    "annealed_vae": set(),
+    "factor_vae": {"tc", "discriminator_loss", "discriminator_accuracy"},
+    "beta_tc_vae": {"tc"},
+    "dip_vae_i": {"dip_off_diag", "dip_diag"},
+    "dip_vae_ii": {"dip_off_diag", "dip_diag"},
+}
+
+pytestmark = pytest.mark.parametrize("name", list(CONFIGS))
+
+
+def test_every_registered_method_is_covered(name: str) -> None:
+    assert set(CONFIGS) == set(METHODS)
+    assert METHODS[name].name == name
+
+
+def test_loss_terms_are_finite_and_consistent(build, batch, name: str) -> None:
+    model = build(CONFIGS[name])
+    terms = model.loss(batch, step=3)
+    assert {"loss", "recon", "kl", "regularizer", "kl_per_dim"} | COMPONENTS[name] <= set(terms)
+    assert all(torch.isfinite(t).all() for t in terms.values())
+    assert terms["kl_per_dim"].shape == (model.context.latent_dim,)
+    torch.testing.assert_close(terms["kl"], terms["kl_per_dim"].sum())
+    torch.testing.assert_close(terms["loss"], terms["recon"] + terms["regularizer"])
+    assert all(t.ndim == 0 for key, t in terms.items() if key != "kl_per_dim")
+
+
+def test_loss_draws_only_from_the_context_generator(build, batch, name: str) -> None:
+    model = build(CONFIGS[name])
+    global_state = torch.get_rng_state()
+    model.context.generator.manual_seed(3)
+    first = model.loss(batch, step=0)
+    model.context.generator.manual_seed(3)
+    second = model.loss(batch, step=0)
+    assert torch.equal(torch.get_rng_state(), global_state)
+    assert torch.equal(first["loss"], second["loss"])
+
+
+def test_a_few_steps_on_a_fixed_batch_lower_the_loss(build, batch, name: str) -> None:
+    model = build(CONFIGS[name])
+
+    def evaluate() -> float:
+        model.context.generator.manual_seed(0)
+        with torch.no_grad():
+            return model.loss(batch, step=0)["loss"].item()
+
+    start = evaluate()
+    optimizers = model.optimizers(OptimConfig(lr=1e-3))
+    assert optimizers[0][0] == "loss"
+    for _ in range(5):
+        terms = model.loss(batch, step=0)
+        for key, optimizer in optimizers:
+            optimizer.zero_grad()
+            terms[key].backward()
+            optimizer.step()
+    assert evaluate() < start
+
+
+def test_representation_is_the_posterior_mean(build, batch, name: str) -> None:
+    model = build(CONFIGS[name])
+    code = model.representation(batch)
+    assert code.shape == (batch.shape[0], model.context.latent_dim)
+    assert not code.requires_grad
+    torch.testing.assert_close(code, model.encoder(batch)[0])
+
+
+def test_schedules_are_named(build, name: str) -> None:
+    assert set(build(CONFIGS[name]).schedules()) == SCHEDULES[name]

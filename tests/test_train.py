@@ -1,0 +1,148 @@
+import copy
+
+import pytest
+import torch
+
+from disent_core.config import load_config
+from disent_core.errors import CheckpointError, ConfigError, Diverged
+from disent_core.methods.beta_vae import BetaVAE
+from disent_core.train import CHECKPOINT_NAME, load_checkpoint, train
+
+SMALL_GRID = {"sizes": [3, 2, 4, 4, 4]}
+
+
+def _config(method=None, steps=20, **train):
+    return {
+        "dataset": {"name": "dsprites_procedural", "options": SMALL_GRID},
+        "method": method or {"name": "beta_vae", "beta": 4},
+        "model": {"latent_dim": 4},
+        "train": {"steps": steps, "batch_size": 8, "seed": 3, "report_every": 10, "prefetch": 0, **train},
+    }
+
+
+def _assert_same_state(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        {"name": "beta_vae", "beta": 4},
+        {"name": "factor_vae", "gamma": 10},
+        {"name": "annealed_vae", "c_max": 5, "iteration_threshold": 50},
+    ],
+    ids=["beta_vae", "factor_vae", "annealed_vae"],
+)
+def test_resume_is_bit_exact(tmp_path, method):
+    steps = 200 if method["name"] == "beta_vae" else 60
+    straight = train(_config(method, steps=steps, prefetch=2))
+    half = _config(method, steps=steps // 2, prefetch=2)
+    train(half, checkpoint_dir=tmp_path)
+    resumed = train(_config(method, steps=steps, prefetch=2), resume_from=tmp_path / CHECKPOINT_NAME)
+    assert resumed.step == straight.step == steps
+    _assert_same_state(straight.method, resumed.method)
+    assert straight.last_report.terms == resumed.last_report.terms
+
+
+def test_reports_carry_terms_kl_per_dim_schedules_and_speed():
+    reports = []
+    result = train(_config(steps=20), on_report=reports.append)
+    assert [r.step for r in reports] == [10, 20]
+    report = reports[-1]
+    assert {"loss", "recon", "kl"} <= report.terms.keys()
+    assert len(report.kl_per_dim) == 4
+    assert report.terms["kl"] == pytest.approx(sum(report.kl_per_dim), rel=1e-5)
+    assert report.schedules["beta"] == 4.0
+    assert report.schedules["lr.loss"] == pytest.approx(1e-4)
+    assert report.images_per_sec > 0
+    assert result.step == 20 and result.checkpoint is None
+
+
+def test_lr_multiplier_schedule_sets_every_optimiser():
+    sched = {"kind": "stages", "values": [1.0, 0.1], "boundaries": [10]}
+    reports = []
+    train(_config({"name": "factor_vae"}, steps=20, lr_multiplier=sched), on_report=reports.append)
+    assert reports[0].schedules["lr.loss"] == pytest.approx(1e-4)
+    assert reports[-1].schedules["lr.loss"] == pytest.approx(1e-5)
+    assert reports[-1].schedules["lr.discriminator_loss"] == pytest.approx(1e-5)
+    assert reports[-1].schedules["lr_multiplier"] == pytest.approx(0.1)
+
+
+def test_training_lowers_the_loss():
+    result = train(_config(steps=150, report_every=10, batch_size=32))
+    first, last = result.reports[0].terms["recon"], result.reports[-1].terms["recon"]
+    assert last < 0.7 * first
+
+
+def test_divergence_raises_with_step_and_term(monkeypatch):
+    original = BetaVAE.regularizer
+
+    def exploding(self, mean, logvar, z, kl_per_dim, step):
+        terms = original(self, mean, logvar, z, kl_per_dim, step)
+        if step == 7:
+            terms["regularizer"] = terms["regularizer"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(BetaVAE, "regularizer", exploding)
+    with pytest.raises(Diverged) as info:
+        train(_config(steps=20))
+    assert info.value.step == 7
+    assert info.value.term in {"loss", "regularizer"}
+    assert "step 7" in str(info.value)
+
+
+def test_checkpoint_loads_with_weights_only_and_holds_every_state(tmp_path):
+    train(_config(steps=10), checkpoint_dir=tmp_path)
+    state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    assert state["step"] == 10
+    assert {"method", "optimizers", "schedules", "stream", "generator"} <= state.keys()
+    assert state["stream"]["position"] == 10
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path):
+    train(_config(steps=10), checkpoint_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="method"):
+        train(_config({"name": "beta_vae", "beta": 8}, steps=20), resume_from=tmp_path)
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path):
+    (tmp_path / CHECKPOINT_NAME).write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_channels_last_trains_to_the_same_numbers():
+    a = train(_config(steps=5))
+    b = train(_config(steps=5, channels_last=True))
+    assert b.last_report.terms["loss"] == pytest.approx(a.last_report.terms["loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ({"method": {"name": "beta_vae", "beta": -1}}, "method.beta"),
+        ({"method": {"name": "beta_vea"}}, "did you mean beta_vae"),
+        ({"dataset": {"name": "dsprite"}}, "dataset.name"),
+        ({"train": {"steps": 0}}, "train.steps"),
+        ({"model": {"latent_dim": 10, "typo": 1}}, "model.typo: unknown key"),
+    ],
+)
+def test_invalid_configs_name_the_field(patch, message):
+    config = copy.deepcopy(_config())
+    for key, value in patch.items():
+        config[key] = {**config[key], **value} if key == "train" else value
+    with pytest.raises(ConfigError, match=message):
+        load_config(config)
+
+
+def test_flat_params_are_dotted():
+    params = load_config(_config()).flat_params()
+    assert params["method.beta"] == 4
+    assert params["train.optimizer.lr"] == 1e-4
+    assert params["dataset.options.sizes"] == [3, 2, 4, 4, 4]
