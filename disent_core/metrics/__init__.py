@@ -1,0 +1,13 @@
+"""Disentanglement metrics comparable with disentanglement_lib, under pinned protocols.
+
+``evaluate(representation, dataset, protocol="dlib2019", seed=0, metrics=None)`` scores a
+representation with the BetaVAE and FactorVAE scores, MIG, DCI, SAP, modularity and
+explicitness, the unsupervised scores, IRS and (for disent_core Methods) the held-out
+reconstruction error and active latents. Protocols (``PROTOCOLS``, ``get_protocol``) pin every
+choice that changes a number; see ``disent_core.metrics.protocol``.
+"""
+
+from disent_core.metrics.engine import METRICS, EvaluationResult, evaluate, metric_names
+from disent_core.metrics.protocol import PROTOCOLS, Protocol, get_protocol
+
+__all__ = ["METRICS", "PROTOCOLS", "EvaluationResult", "Protocol", "evaluate", "get_protocol", "metric_names"]

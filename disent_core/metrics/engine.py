@@ -1,0 +1,259 @@
+"""The evaluation engine: ``evaluate(representation, dataset, protocol, seed, metrics)``.
+
+1. Resolve the protocol and the metrics; check the dataset's factors (one-value factors are
+   refused or dropped, as the protocol says).
+2. Wrap the representation into one function from float32 observations (N, C, H, W) in [0, 1] to
+   float64 codes (N, D): a disent_core Method (its ``representation``), any ``nn.Module`` returning
+   codes or (mean, logvar) (the mean is taken), or a numpy callable. Modules run in eval mode under
+   ``torch.inference_mode`` on ``device`` (CUDA when available), and are restored afterwards.
+3. Draw and encode the union of the shared point sets once (per role the largest request).
+4. Run each metric on the shared context and prefix its keys with its name
+   (``mig.discrete_mig``). Per-factor fits run in parallel over ``n_jobs`` workers.
+
+The result is an ``EvaluationResult``: a ``dict[str, float]`` that also records the protocol's
+name and hash, the seed, library versions, per-metric timings and notes (skipped metrics,
+dropped factors).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib.metadata import version
+from typing import Any
+
+import numpy as np
+import torch
+
+from disent_core.errors import MetricError, UnknownNameError
+from disent_core.methods.base import Method
+from disent_core.metrics import (
+    beta_vae_score,
+    dci,
+    factor_vae_score,
+    irs,
+    mig,
+    modularity,
+    reconstruction,
+    sap,
+    unsupervised,
+)
+from disent_core.metrics.base import ROLES, EvalContext, MetricSpec
+from disent_core.metrics.protocol import Protocol, get_protocol
+
+log = logging.getLogger(__name__)
+
+METRICS: dict[str, MetricSpec] = {
+    spec.name: spec
+    for spec in (
+        beta_vae_score.SPEC,
+        factor_vae_score.SPEC,
+        mig.SPEC,
+        dci.SPEC,
+        sap.SPEC,
+        modularity.SPEC,
+        unsupervised.SPEC,
+        irs.SPEC,
+        reconstruction.SPEC,
+    )
+}
+"""Every metric by name, in evaluation order; result keys are ``<name>.<key>``."""
+
+Representation = torch.nn.Module | Callable[[np.ndarray], Any]
+
+
+class EvaluationResult(dict[str, float]):
+    """Scores keyed ``<metric>.<key>``, plus what produced them."""
+
+    def __init__(
+        self,
+        scores: dict[str, float],
+        protocol: Protocol,
+        seed: int,
+        notes: dict[str, str],
+        timings: dict[str, float],
+    ) -> None:
+        super().__init__(scores)
+        self.protocol = protocol.name
+        self.protocol_hash = protocol.hash
+        self.comparable = protocol.comparable
+        self.seed = seed
+        self.notes = notes
+        self.timings = timings
+        self.versions = {name: version(name) for name in ("numpy", "scipy", "scikit-learn", "torch")}
+
+    def metadata(self) -> dict[str, str]:
+        """Provenance as strings (tracking tags): protocol, hash, seed, versions, notes."""
+        tags = {
+            "protocol": self.protocol,
+            "protocol_hash": self.protocol_hash,
+            "protocol_comparable": str(self.comparable).lower(),
+            "seed": str(self.seed),
+        }
+        tags.update({f"version.{k}": v for k, v in self.versions.items()})
+        tags.update({f"note.{k}": v for k, v in self.notes.items()})
+        return tags
+
+
+def metric_names() -> list[str]:
+    """Names of every metric, in evaluation order."""
+    return list(METRICS)
+
+
+def evaluate(
+    representation: Representation,
+    dataset: Any,
+    protocol: str | Protocol = "dlib2019",
+    seed: int = 0,
+    metrics: Sequence[str] | None = None,
+    *,
+    device: str | torch.device | None = None,
+    n_jobs: int = -1,
+) -> EvaluationResult:
+    """Score ``representation`` on ``dataset`` with every metric (or ``metrics``) of ``protocol``.
+
+    ``representation``: a disent_core Method, an ``nn.Module`` returning codes or (mean, logvar),
+    or a callable mapping a float32 numpy batch (N, C, H, W) in [0, 1] to codes (N, D).
+    ``dataset``: a ground-truth dataset (``disent_core.data.get_dataset``). ``seed``: the one
+    evaluation seed every random stream derives from. ``device``: where modules run (default:
+    CUDA when available, else where the module is). ``n_jobs``: workers for per-factor fits
+    (joblib convention, -1 = all cores). Raises ``MetricError`` when a metric cannot be computed.
+    """
+    protocol = get_protocol(protocol)
+    if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"the evaluation seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    names = _resolve(metrics)
+    notes: dict[str, str] = {}
+    specs = []
+    for spec in (METRICS[n] for n in names):
+        if spec.accepts is None or spec.accepts(representation):
+            specs.append(spec)
+        else:
+            notes[spec.name] = (
+                f"skipped: it needs {spec.requirement}; the representation is a "
+                f"{type(representation).__name__}"
+            )
+            log.info("%s %s", spec.name, notes[spec.name])
+    method = representation if isinstance(representation, Method) else None
+    scored = _scored_factors(dataset, protocol, [s.name for s in specs if s.uses_factors], notes)
+    timings: dict[str, float] = {}
+    scores: dict[str, float] = {}
+    with _encoder(representation, device) as encode:
+        ctx = EvalContext(dataset, protocol, seed, encode, scored, n_jobs=n_jobs, method=method)
+        needs = {role: max((s.points(protocol).get(role, 0) for s in specs), default=0) for role in ROLES}
+        start = time.perf_counter()
+        for role, n in needs.items():
+            if n > 0:
+                ctx.point_sets[role] = ctx.draw_points(role, n)
+        timings["points"] = time.perf_counter() - start
+        for spec in specs:
+            start = time.perf_counter()
+            values = spec.compute(ctx)
+            timings[spec.name] = time.perf_counter() - start
+            for key in spec.keys:
+                scores[f"{spec.name}.{key}"] = _checked(spec.name, key, values[key])
+            log.info("%s done in %.2fs", spec.name, timings[spec.name])
+    return EvaluationResult(scores, protocol, seed, notes, timings)
+
+
+def _resolve(metrics: Sequence[str] | None) -> list[str]:
+    if metrics is None:
+        return list(METRICS)
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    for name in metrics:
+        if name not in METRICS:
+            close = difflib.get_close_matches(name, list(METRICS), n=3, cutoff=0.4)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise UnknownNameError(f"unknown metric {name!r}; {hint}valid names: {', '.join(METRICS)}")
+    return [name for name in METRICS if name in set(metrics)]
+
+
+def _scored_factors(
+    dataset: Any, protocol: Protocol, factor_metrics: list[str], notes: dict[str, str]
+) -> np.ndarray:
+    """Latent factor columns the metrics score, after the protocol's one-value-factor policy."""
+    sizes = np.asarray(dataset.factors_num_values, dtype=np.int64)
+    names = list(getattr(dataset, "factor_names", [f"factor {k}" for k in range(len(sizes))]))
+    single = [names[k] for k in np.flatnonzero(sizes == 1)]
+    if not factor_metrics or not single:
+        return np.flatnonzero(sizes >= 1)
+    if protocol.one_value_factors == "error":
+        raise MetricError(
+            f"latent factor(s) {', '.join(single)} take a single value; under protocol "
+            f"{protocol.name!r} (disentanglement_lib's settings) {', '.join(factor_metrics)} are "
+            "undefined for them (MIG divides by their zero entropy). Use protocol='corrected', which "
+            "drops one-value factors, or make them nuisance factors of the dataset"
+        )
+    scored = np.flatnonzero(sizes > 1)
+    if len(scored) == 0:
+        raise MetricError(
+            f"every latent factor takes a single value; {', '.join(factor_metrics)} need one that varies"
+        )
+    notes["factors"] = f"dropped one-value factor(s): {', '.join(single)}"
+    return scored
+
+
+def _checked(metric: str, key: str, value: float) -> float:
+    value = float(value)
+    if np.isnan(value):
+        raise MetricError(f"{metric}.{key} is NaN; this is a bug, please report it with the inputs")
+    return value
+
+
+@contextmanager
+def _encoder(representation: Representation, device: str | torch.device | None) -> Iterator[Callable]:
+    """A validated observations -> float64 codes function for the duration of the block."""
+    if isinstance(representation, torch.nn.Module):
+        module = representation
+        parameter = next(module.parameters(), None)
+        original = parameter.device if parameter is not None else torch.device("cpu")
+        if device is not None:
+            target = torch.device(device)
+        else:
+            target = torch.device("cuda") if torch.cuda.is_available() else original
+        was_training = module.training
+        forward = module.representation if isinstance(module, Method) else module
+        module.to(target).eval()
+
+        def raw(x: np.ndarray) -> Any:
+            with torch.inference_mode():
+                return forward(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(target))
+
+        try:
+            yield _validated(raw)
+        finally:
+            module.to(original).train(was_training)
+    elif callable(representation):
+        yield _validated(representation)
+    else:
+        raise TypeError(
+            f"representation must be a torch nn.Module or a callable from observations to codes, "
+            f"got {type(representation).__name__}"
+        )
+
+
+def _validated(function: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], np.ndarray]:
+    def encode(observations: np.ndarray) -> np.ndarray:
+        out = function(observations)
+        if isinstance(out, tuple | list):
+            out = out[0]
+        if isinstance(out, torch.Tensor):
+            out = out.detach().float().cpu().numpy()
+        codes = np.asarray(out, dtype=np.float64)
+        if codes.ndim != 2 or codes.shape[0] != len(observations):
+            raise MetricError(
+                f"the representation must return codes of shape (N, D) for N observations; got "
+                f"shape {codes.shape} for {len(observations)} observations"
+            )
+        if codes.shape[1] == 0:
+            raise MetricError("the representation is empty: it returns codes with 0 dimensions")
+        if not np.all(np.isfinite(codes)):
+            raise MetricError("the representation returned NaN or infinite codes")
+        return codes
+
+    return encode

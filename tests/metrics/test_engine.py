@@ -1,0 +1,233 @@
+"""The engine: representations, shared samples, determinism, invariances, errors."""
+
+import numpy as np
+import pytest
+import torch
+from metric_fixtures import identity, identity_dataset, small
+
+from disent_core.errors import MetricError, UnknownNameError
+from disent_core.metrics import METRICS, evaluate, get_protocol, metric_names
+from disent_core.metrics.base import EvalContext
+
+POINT_METRICS = ["mig", "dci", "sap", "modularity", "unsupervised", "irs"]
+FAST_METRICS = ["beta_vae", "factor_vae", "mig", "sap", "modularity", "unsupervised", "irs"]
+
+_MIX = np.random.default_rng(0).normal(size=(4, 6))
+_MIX[:, :4] += 3 * np.eye(4)
+_WAVE = np.random.default_rng(1).normal(size=(4, 6))
+
+
+def entangled(x: np.ndarray) -> np.ndarray:
+    """A deterministic, continuous, partly entangled 6-dim code of 4 identity factors."""
+    factors = identity(x)
+    return factors @ _MIX + 0.7 * np.sin(factors @ _WAVE * 3.1)
+
+
+@pytest.fixture(scope="module")
+def data4():
+    return identity_dataset(num_factors=4, num_values=4)
+
+
+def test_keys_are_prefixed_and_follow_dlib_names(identity_data):
+    scores = evaluate(identity, identity_data, small(), metrics=FAST_METRICS)
+    expected = {f"{m}.{k}" for m in FAST_METRICS for k in METRICS[m].keys}
+    assert set(scores) == expected
+    assert {"mig.discrete_mig", "factor_vae.eval_accuracy", "sap.SAP_score", "irs.IRS"} <= expected
+    assert all(isinstance(v, float) for v in scores.values())
+    assert metric_names()[:3] == ["beta_vae", "factor_vae", "mig"]
+
+
+def test_result_records_protocol_seed_and_versions(identity_data):
+    protocol = small()
+    scores = evaluate(identity, identity_data, protocol, seed=7, metrics=["mig"])
+    assert scores.protocol == protocol.name and scores.protocol_hash == protocol.hash
+    tags = scores.metadata()
+    assert tags["protocol"] == protocol.name and tags["protocol_hash"] == protocol.hash
+    assert tags["seed"] == "7" and tags["protocol_comparable"] == "false"
+    assert "version.scikit-learn" in tags
+    assert set(scores.timings) == {"points", "mig"}
+
+
+def test_result_pickles_with_its_provenance(identity_data):
+    import pickle
+
+    scores = evaluate(identity, identity_data, small(), seed=2, metrics=["mig"])
+    copy = pickle.loads(pickle.dumps(scores))
+    assert dict(copy) == dict(scores) and copy.metadata() == scores.metadata()
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True])
+def test_seed_must_be_a_non_negative_integer(identity_data, seed):
+    with pytest.raises(ValueError, match="seed"):
+        evaluate(identity, identity_data, small(), seed=seed, metrics=["mig"])
+
+
+def test_shared_point_sets_are_encoded_once(identity_data):
+    seen = []
+
+    def counting(x: np.ndarray) -> np.ndarray:
+        seen.append(len(x))
+        return identity(x)
+
+    protocol = get_protocol("dlib2019").with_sizes(num_train=3000, num_test=1500)
+    evaluate(counting, identity_data, protocol, metrics=["mig", "sap", "modularity", "irs", "unsupervised"])
+    chunk = protocol.chunk_size
+    assert sum(seen) == chunk * (-(-3000 // chunk) + -(-1500 // chunk))
+
+
+def test_same_seed_same_numbers_different_seed_different_samples(data4):
+    protocol = small(num_train=600, num_test=300, num_eval=200, num_variance_estimate=600)
+    first = evaluate(entangled, data4, protocol, seed=3, metrics=FAST_METRICS)
+    again = evaluate(entangled, data4, protocol, seed=3, metrics=FAST_METRICS)
+    assert dict(first) == dict(again)
+    other = evaluate(entangled, data4, protocol, seed=4, metrics=FAST_METRICS)
+    assert first["mig.discrete_mig"] != other["mig.discrete_mig"]
+
+    def context(seed: int) -> EvalContext:
+        return EvalContext(data4, protocol, seed, lambda x: identity(x), np.arange(4))
+
+    a, b = context(3).draw_points("train", 500), context(4).draw_points("train", 500)
+    np.testing.assert_array_equal(a.factors, context(3).draw_points("train", 500).factors)
+    assert not np.array_equal(a.factors, b.factors)
+    assert not np.array_equal(a.factors, context(3).draw_points("test", 500).factors)
+    # a metric that needs fewer points sees a prefix of the same sample
+    np.testing.assert_array_equal(context(3).draw_points("train", 2000).factors[:500], a.factors)
+
+
+def test_parallel_and_sequential_fits_agree(data4):
+    protocol = small(num_train=250, num_test=200, num_eval=100)
+    metrics = ["dci", "sap", "modularity", "beta_vae"]
+    assert dict(evaluate(entangled, data4, protocol, metrics=metrics, n_jobs=1)) == dict(
+        evaluate(entangled, data4, protocol, metrics=metrics, n_jobs=2)
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "metrics"), [("corrected", ["mig", "factor_vae", "dci"]), ("dlib2019", ["factor_vae"])]
+)
+def test_rescaling_and_permuting_codes_changes_nothing(data4, name, metrics):
+    protocol = get_protocol(name).with_sizes(
+        num_train=300, num_test=200, num_eval=300, num_variance_estimate=500, batch_size=16
+    )
+    scale = np.array([0.5, 3.7, 1.3, 2.0, 0.9, 7.1])
+    order = np.array([4, 2, 0, 5, 1, 3])
+    base = evaluate(entangled, data4, protocol, metrics=metrics)
+    scaled = evaluate(lambda x: entangled(x) * scale, data4, protocol, metrics=metrics)
+    permuted = evaluate(lambda x: entangled(x)[:, order], data4, protocol, metrics=metrics)
+    for other in (scaled, permuted):
+        assert other.keys() == base.keys()
+        for key in base:
+            assert other[key] == pytest.approx(base[key], abs=1e-12), key
+    # the codes are entangled enough that the scores are not trivially 0 or 1
+    for key in {"mig.discrete_mig", "dci.disentanglement", "factor_vae.eval_accuracy"} & base.keys():
+        assert 0.0 < base[key] < 1.0, key
+
+
+def test_factor_vae_index_quirk_only_changes_num_active_dims(data4):
+    def with_dead_dim(x: np.ndarray) -> np.ndarray:
+        return np.hstack([np.zeros((len(x), 1)), entangled(x)])
+
+    sizes = dict(num_eval=300, num_variance_estimate=500, batch_size=16)
+    quirk = evaluate(with_dead_dim, data4, small("dlib2019", **sizes), metrics=["factor_vae"])
+    fixed = evaluate(with_dead_dim, data4, small("corrected", **sizes), metrics=["factor_vae"])
+    assert quirk["factor_vae.num_active_dims"] == 7 and fixed["factor_vae.num_active_dims"] == 6
+    assert quirk["factor_vae.eval_accuracy"] == fixed["factor_vae.eval_accuracy"]
+
+
+def test_one_value_factor_refused_by_dlib2019_and_dropped_by_corrected():
+    data = identity_dataset(sizes=(4, 1, 4, 4))
+    with pytest.raises(MetricError, match=r"f1.*corrected"):
+        evaluate(identity, data, small("dlib2019"), metrics=["mig"])
+    scores = evaluate(identity, data, small("corrected"), metrics=["mig", "factor_vae", "beta_vae"])
+    assert scores["mig.discrete_mig"] > 0.9 and scores["beta_vae.eval_accuracy"] > 0.9
+    assert "f1" in scores.notes["factors"]
+    # metrics that do not use factors still run under dlib2019
+    assert "unsupervised.mutual_info_score" in evaluate(identity, data, small(), metrics=["unsupervised"])
+
+
+@pytest.mark.parametrize(
+    ("representation", "match"),
+    [
+        (lambda x: np.zeros((len(x), 0)), "empty"),
+        (lambda x: np.full((len(x), 3), np.nan), "NaN"),
+        (lambda x: np.zeros(len(x)), "shape"),
+        (lambda x: np.zeros((len(x) + 1, 3)), "shape"),
+    ],
+    ids=["empty", "nan", "1d", "wrong-length"],
+)
+def test_bad_representations_raise(data4, representation, match):
+    with pytest.raises(MetricError, match=match):
+        evaluate(representation, data4, small(), metrics=["mig"])
+
+
+def test_too_few_samples_or_dimensions_raise():
+    binary = identity_dataset(sizes=(2,) * 8)
+    tiny = get_protocol("dlib2019").with_sizes(num_train=2, num_test=2)
+    with pytest.raises(MetricError, match="too few samples"):
+        evaluate(identity, binary, tiny, metrics=["dci"])
+    with pytest.raises(MetricError, match="two code dimensions"):
+        evaluate(lambda x: identity(x)[:, :1], binary, small(), metrics=["mig"])
+
+
+def test_unknown_metric_and_bad_representation(data4):
+    with pytest.raises(UnknownNameError, match="did you mean mig"):
+        evaluate(identity, data4, small(), metrics=["migg"])
+    with pytest.raises(TypeError, match="callable"):
+        evaluate(42, data4, small(), metrics=["mig"])
+
+
+class _GaussianEncoder(torch.nn.Module):
+    """An nn.Module returning (mean, logvar) like a VAE encoder."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 4)
+        with torch.no_grad():
+            self.linear.weight.copy_(255.0 * torch.eye(4))
+            self.linear.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = self.linear(x.flatten(1))
+        return mean, torch.zeros_like(mean)
+
+
+def test_module_returning_mean_and_logvar(data4):
+    module = _GaussianEncoder().train()
+    scores = evaluate(module, data4, small(), metrics=["mig", "reconstruction"])
+    assert scores["mig.discrete_mig"] > 0.9
+    assert module.training  # mode restored
+    assert "reconstruction" in scores.notes and "reconstruction.reconstruction_error" not in scores
+
+
+def test_method_gets_reconstruction_and_active_latents():
+    from disent_core.data.dataset import GroundTruthDataset
+    from disent_core.data.factor_space import FactorSpace
+    from disent_core.data.stores import ArrayStore
+    from disent_core.methods.base import MethodContext
+    from disent_core.methods.beta_vae import BetaVAE, BetaVAEConfig
+    from disent_core.methods.losses import gaussian_kl_per_dim, reconstruction_loss
+    from disent_core.metrics.sampling import stream_rng
+
+    space = FactorSpace(("a", "b"), (4, 4))
+    images = np.zeros((16, 1, 64, 64), dtype=np.uint8)
+    for i in range(16):
+        a, b = divmod(i, 4)
+        images[i, 0, 16 * a : 16 * a + 16, 16 * b : 16 * b + 16] = 255
+    data = GroundTruthDataset("squares", space, ArrayStore(images))
+    torch.manual_seed(0)
+    context = MethodContext((1, 64, 64), 3, "l2", 16, torch.Generator().manual_seed(0))
+    method = BetaVAE(BetaVAEConfig(name="beta_vae", beta=4.0), context)
+    protocol = small(num_train=300, num_test=100, num_points=100)
+    scores = evaluate(method, data, protocol, seed=5, metrics=["mig", "reconstruction"])
+    assert "reconstruction" not in scores.notes and "mig.discrete_mig" in scores
+
+    # the same 100 held-out points, scored by hand with the training loss terms
+    factors = data.sample_factors(100, stream_rng(5, "reconstruction"))
+    x = torch.from_numpy(data.observations_from_full_factors(factors, None))
+    with torch.no_grad():
+        mean, logvar = method.encoder(x)
+        recon = float(reconstruction_loss(method.decoder(mean), x, "l2"))
+        kl = gaussian_kl_per_dim(mean, logvar).numpy()
+    assert scores["reconstruction.reconstruction_error"] == pytest.approx(recon, rel=1e-5)
+    assert scores["reconstruction.kl"] == pytest.approx(float(kl.sum()), rel=1e-5)
+    assert scores["reconstruction.num_active_latents"] == float(np.sum(kl > 0.01))
