@@ -4,6 +4,8 @@
     disent-study datasets info NAME
     disent-study datasets prepare NAME [--data-root DIR] [--no-download]
     disent-study train CONFIG.yaml [--set train.steps=2000 ...] [--out DIR] [--resume]
+    disent-study evaluate CHECKPOINT [--dataset NAME] [--protocol dlib2019] [--seed 0] [--metrics mig,dci]
+    disent-study ifp --dataset NAME [--steps N --seeds K --schedule linear|exponential --epsilon E ...]
 
 Errors the user can fix print one message and exit with status 2, without a traceback.
 """
@@ -16,8 +18,8 @@ import sys
 from pathlib import Path
 
 from disent_core.errors import DisentError
-from studies import datasets_cmd, train_cmd
-from studies.overrides import parse_set
+from studies import datasets_cmd, evaluate_cmd, ifp_cmd, train_cmd
+from studies.overrides import apply_set, parse_set
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +48,23 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a config field, e.g. --set train.steps=2000 (repeatable)")
     tr.add_argument("--out", type=Path, default=None, help="directory for checkpoint.pt and config.yaml")
     tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+
+    ifp = sub.add_parser(
+        "ifp", help="DEFT's annealing test: information freezing points per factor, plot, beta pieces",
+        epilog=ifp_cmd.EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ifp_cmd.add_arguments(ifp)
+    ev = sub.add_parser("evaluate", help="score a trained checkpoint with the metric suite")
+    ev.add_argument("checkpoint", type=Path, help="checkpoint.pt or the --out directory of `train`")
+    ev.add_argument("--dataset", default=None,
+                    help="dataset to score on (default: the one the model was trained on, same options)")
+    ev.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                    help="option of --dataset, e.g. --option source=procedural (repeatable)")
+    ev.add_argument("--protocol", default="dlib2019", help="dlib2019 (default), corrected or fast")
+    ev.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
+    ev.add_argument("--metrics", default=None, help="comma-separated metric names (default: all)")
+    ev.add_argument("--out", type=Path, default=None,
+                    help="JSON output (default: evaluation_<protocol>_seed<seed>.json beside the checkpoint)")
     return parser
 
 
@@ -57,8 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "datasets":
             return datasets_cmd.run(args.action, getattr(args, "name", None),
                                     download=not getattr(args, "no_download", False))
+        if args.command == "evaluate":
+            metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+            options = apply_set({}, parse_set(args.options))
+            return evaluate_cmd.run(
+                args.checkpoint, args.dataset, options, args.protocol, args.seed, metrics, args.out
+            )
         if args.command == "train":
             return train_cmd.run(args.config, parse_set(args.set), args.out, args.resume)
+        if args.command == "ifp":
+            return ifp_cmd.run(args)
     except DisentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

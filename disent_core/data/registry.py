@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from disent_core.errors import UnknownNameError
+from disent_core.errors import ConfigError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,11 @@ _ENTRIES = [
         "procedural",
     ),
     DatasetEntry(
+        "dsprites_correlated", "disent_core.data.correlated:dsprites_correlated",
+        "DEFT's correlated triangles: orientation follows position (+ N(0, 45 deg)); offline",
+        "procedural",
+    ),
+    DatasetEntry(
         "shapes3d", "disent_core.data.shapes3d:shapes3d",
         "3DShapes, 480,000 RGB 64x64 scenes; floor/wall/object hue, scale, shape, orientation",
         "real", "shapes3d",
@@ -104,4 +110,15 @@ def get_entry(name: str) -> DatasetEntry:
 
 def get_dataset(name: str, **options: Any):
     """Build the registered dataset ``name`` with the given options."""
-    return get_entry(name).load_factory()(**options)
+    entry = get_entry(name)
+    factory = entry.load_factory()
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        accepted = [p for p in inspect.signature(factory).parameters if p not in ("kw", "kwargs")]
+        raise ConfigError(
+            f"dataset {entry.name!r} has no option {str(exc).split('argument ')[-1]}; "
+            f"its options are: {', '.join(accepted)}"
+        ) from None

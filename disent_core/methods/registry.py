@@ -12,10 +12,29 @@ from disent_core.methods.annealed_vae import AnnealedVAE
 from disent_core.methods.base import Method, MethodConfig, MethodContext
 from disent_core.methods.beta_tcvae import BetaTCVAE
 from disent_core.methods.beta_vae import BetaVAE
+from disent_core.methods.cascade_vae import CascadeVAE
+from disent_core.methods.control_vae import ControlVAE
+from disent_core.methods.deft import DEFT
+from disent_core.methods.devae import DeVAE
+from disent_core.methods.did import DiD
 from disent_core.methods.dip_vae import DIPVAEI, DIPVAEII
+from disent_core.methods.dynamic_vae import DynamicVAE
 from disent_core.methods.factor_vae import FactorVAE
 
-METHOD_CLASSES: list[type[Method]] = [BetaVAE, AnnealedVAE, FactorVAE, BetaTCVAE, DIPVAEI, DIPVAEII]
+METHOD_CLASSES: list[type[Method]] = [
+    BetaVAE,
+    AnnealedVAE,
+    FactorVAE,
+    BetaTCVAE,
+    DIPVAEI,
+    DIPVAEII,
+    DiD,
+    DEFT,
+    DeVAE,
+    DynamicVAE,
+    ControlVAE,
+    CascadeVAE,
+]
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in METHOD_CLASSES}
 
 AnyMethodConfig = Annotated[

@@ -15,6 +15,12 @@ CONFIGS = {
     "beta_tc_vae": {"name": "beta_tc_vae", "beta": 6},
     "dip_vae_i": {"name": "dip_vae_i", "lambda_od": 2},
     "dip_vae_ii": {"name": "dip_vae_ii", "lambda_od": 2},
+    "devae": {"name": "devae", "betas": [1, 4, 10], "scale": 1.0},
+    "dynamic_vae": {"name": "dynamic_vae", "total_steps": 100, "period": 10},
+    "control_vae": {"name": "control_vae", "c": 5, "period": 10},
+    "cascade_vae_c": {"name": "cascade_vae_c", "stage_steps": 2},
+    "deft": {"name": "deft", "betas": [4, 1], "stage_steps": 2},
+    "did": {"name": "did"},
 }
 SCHEDULES = {
     "beta_vae": {"beta"},
@@ -23,6 +29,12 @@ SCHEDULES = {
     "beta_tc_vae": {"beta"},
     "dip_vae_i": set(),
     "dip_vae_ii": set(),
+    "devae": set(),
+    "dynamic_vae": {"beta"},
+    "control_vae": {"beta"},
+    "cascade_vae_c": {"stage"},
+    "deft": {"beta", "stage"},
+    "did": set(),
 }
 COMPONENTS = {  # schedule values are reported by the trainer from schedules(), not as loss terms
     "beta_vae": set(),
@@ -31,7 +43,21 @@ COMPONENTS = {  # schedule values are reported by the trainer from schedules(), 
     "beta_tc_vae": {"tc"},
     "dip_vae_i": {"dip_off_diag", "dip_diag"},
     "dip_vae_ii": {"dip_off_diag", "dip_diag"},
+    "devae": {"kl_space_0", "kl_space_1", "kl_space_2", "recon_space_0", "recon_space_1", "recon_space_2"},
+    "dynamic_vae": {"kl_target", "kl_ema"},
+    "control_vae": {"kl_target"},
+    "cascade_vae_c": set(),
+    "deft": set(),
+    "did": {"critic_loss", "adversarial", "difference", "enc", "gradient_penalty", "wasserstein",
+            "information"},
 }
+# Not VAEs: no recon / KL / regularizer terms (DiD is a WGAN-GP with encoders; its kl_per_dim is an
+# information bound, checked with its loss identities in its own test module). For them the learning
+# check follows LEARNED_TERM (the generator side's total need not fall while the critic learns; on a
+# fixed real batch the critic's loss does) and the representation is REPRESENTATION's network.
+NOT_VAE = {"did"}
+LEARNED_TERM = {"did": "critic_loss"}
+REPRESENTATION = {"did": lambda model, x: model.samples_encoder(x)}
 
 pytestmark = pytest.mark.parametrize("name", list(CONFIGS))
 
@@ -44,11 +70,13 @@ def test_every_registered_method_is_covered(name: str) -> None:
 def test_loss_terms_are_finite_and_consistent(build, batch, name: str) -> None:
     model = build(CONFIGS[name])
     terms = model.loss(batch, step=3)
-    assert {"loss", "recon", "kl", "regularizer", "kl_per_dim"} | COMPONENTS[name] <= set(terms)
+    vae_terms = set() if name in NOT_VAE else {"recon", "kl", "regularizer"}
+    assert {"loss", "kl_per_dim"} | vae_terms | COMPONENTS[name] <= set(terms)
     assert all(torch.isfinite(t).all() for t in terms.values())
     assert terms["kl_per_dim"].shape == (model.context.latent_dim,)
-    torch.testing.assert_close(terms["kl"], terms["kl_per_dim"].sum())
-    torch.testing.assert_close(terms["loss"], terms["recon"] + terms["regularizer"])
+    if name not in NOT_VAE:
+        torch.testing.assert_close(terms["kl"], terms["kl_per_dim"].sum())
+        torch.testing.assert_close(terms["loss"], terms["recon"] + terms["regularizer"])
     assert all(t.ndim == 0 for key, t in terms.items() if key != "kl_per_dim")
 
 
@@ -69,7 +97,7 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_loss(build, batch, name: str) ->
     def evaluate() -> float:
         model.context.generator.manual_seed(0)
         with torch.no_grad():
-            return model.loss(batch, step=0)["loss"].item()
+            return model.loss(batch, step=0)[LEARNED_TERM.get(name, "loss")].item()
 
     start = evaluate()
     optimizers = model.optimizers(OptimConfig(lr=1e-3))
@@ -88,7 +116,8 @@ def test_representation_is_the_posterior_mean(build, batch, name: str) -> None:
     code = model.representation(batch)
     assert code.shape == (batch.shape[0], model.context.latent_dim)
     assert not code.requires_grad
-    torch.testing.assert_close(code, model.encoder(batch)[0])
+    expected = REPRESENTATION[name](model, batch) if name in REPRESENTATION else model.encoder(batch)[0]
+    torch.testing.assert_close(code, expected)
 
 
 def test_schedules_are_named(build, name: str) -> None:

@@ -1,0 +1,368 @@
+"""DEFT's annealing test and the information freezing point (IFP) (Wu et al., "DEFT", Machine
+Learning 2022; reference/methods.md section 3.3).
+
+For each ground-truth factor k a VAE is trained on one-factor data while beta is lowered; the IFP
+is the beta at which the VAE starts to store information about k, read from the KL:
+
+    loss(t) = R(x) + beta(t) * sum_d KL_d
+    IFP     = beta(t*),  t* = min{ t > t0 : KL~_t > epsilon },  t0 = min{ t : KL~_t <= epsilon }
+
+where KL~ is the total KL smoothed by an EMA, KL~_t = s * KL~_{t-1} + (1 - s) * KL_t, KL~_0 = KL_0.
+
+[CONFIRMED-CODE] parts:
+
+- one-factor data (``RandomAction``): a reference factor vector f* is drawn uniformly; the data are
+  the n_k images in which factor k sweeps its values and every other factor stays at f* (nuisance
+  factors are drawn per image, as everywhere in this library); different seeds draw different f*,
+  and the spread of IFPs over seeds is factor k's IFP distribution;
+- the model: the standard conv VAE with Bernoulli reconstruction;
+- ``linear`` (2021, ``bin/dlib_ICP``): beta(t) = max((1 - t/T) * beta_start, beta_end), beta_start 80,
+  T = steps = 70,000, d = 10, batch 256, Adam lr 5e-4;
+- ``exponential`` (2022, ``examples/IFP.py``): beta(t) = beta_start * exp(-gamma * t/S) + beta_end,
+  beta_start 70, gamma 15, S = steps = 8000, d = 1, batch 64, early stop once the reconstruction
+  loss is below 1 nat.
+
+[INFERRED] parts, each a parameter: epsilon = 0.1 nat (the authors' threshold notes), the EMA
+smoothing s = 0.95, the readout on the total KL, the requirement that the smoothed KL has first
+been at or below epsilon (a randomly initialised encoder can start above it; a run that never gets
+there, or never rises again, has no IFP and reports NaN), the exponential schedule's Adam lr
+1e-4 (the 2022 code era's default), the early-stop test on each step's batch, and uniform batches
+drawn with replacement from the n_k images.
+
+``propose_beta_pieces`` turns IFP distributions into DEFT's piecewise beta [UNKNOWN in the
+sources; this rule is INFERRED]: factors whose IFP ranges overlap (or lie within ``min_ratio`` of
+each other) form a cluster; clusters are ordered from high to low IFP, and one beta is placed at
+the geometric mean of the gap between consecutive clusters, so that in stage s only factors with
+IFP > beta_s can enter the code; the last piece is ``final_beta``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.signal import lfilter
+
+from disent_core.data.dataset import GroundTruthDataset
+from disent_core.data.factor_space import randint
+from disent_core.errors import ConfigError, Diverged
+from disent_core.methods.base import MethodContext, OptimConfig
+from disent_core.methods.beta_vae import BetaVAE, BetaVAEConfig
+from disent_core.methods.losses import ReconLoss
+
+AnnealSchedule = Literal["linear", "exponential"]
+
+
+class AnnealingConfig(BaseModel):
+    """Settings of one annealing run; ``preset`` gives the authors' settings per schedule."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schedule: AnnealSchedule = "exponential"
+    steps: int = Field(8000, ge=1, description="run length; also T (linear) and S (exponential)")
+    beta_start: float = Field(70.0, gt=0, description="beta_h (linear) or beta_max (exponential)")
+    beta_end: float = Field(1.0, ge=0, description="floor (linear) or offset (exponential)")
+    gamma: float = Field(15.0, gt=0, description="exponential decay rate per run length")
+    latent_dim: int = Field(1, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    recon: ReconLoss = "bernoulli"
+    base_channels: int = Field(32, ge=1)
+    early_stop_recon: float | None = Field(1.0, description="stop once the batch recon is below this")
+    epsilon: float = Field(0.1, gt=0, description="KL threshold (nats) of the IFP readout")
+    smoothing: float = Field(0.95, ge=0, lt=1, description="EMA weight of the past in the readout")
+
+    @classmethod
+    def preset(cls, schedule: AnnealSchedule, **overrides: object) -> AnnealingConfig:
+        """The authors' settings: 2021 ``linear`` or 2022 ``exponential``, then ``overrides``."""
+        if schedule == "linear":
+            base: dict[str, object] = {
+                "schedule": "linear", "steps": 70_000, "beta_start": 80.0, "latent_dim": 10,
+                "batch_size": 256, "lr": 5e-4, "early_stop_recon": None,
+            }
+        elif schedule == "exponential":
+            base = {"schedule": "exponential"}
+        else:
+            raise ConfigError(f"unknown annealing schedule {schedule!r}; use 'linear' or 'exponential'")
+        return cls(**{**base, **overrides})
+
+    def beta(self, step: int | np.ndarray) -> float | np.ndarray:
+        """beta(t) of the configured schedule."""
+        t = np.asarray(step, dtype=np.float64)
+        if self.schedule == "linear":
+            value = np.maximum((1.0 - t / self.steps) * self.beta_start, self.beta_end)
+        else:
+            value = self.beta_start * np.exp(-self.gamma * t / self.steps) + self.beta_end
+        return float(value) if value.ndim == 0 else value
+
+
+# --- the readout -----------------------------------------------------------------------------------
+def smooth(values: np.ndarray, smoothing: float) -> np.ndarray:
+    """EMA y_t = s * y_{t-1} + (1 - s) * x_t with y_0 = x_0 (s = 0: no smoothing)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"smoothing must lie in [0, 1), got {smoothing}")
+    if smoothing == 0 or values.size == 0:
+        return values.copy()
+    out, _ = lfilter([1.0 - smoothing], [1.0, -smoothing], values, zi=[smoothing * values[0]])
+    return out
+
+
+def _total_kl(kl_per_dim: np.ndarray) -> np.ndarray:
+    kl = np.asarray(kl_per_dim, dtype=np.float64)
+    if kl.ndim == 2:
+        return kl.sum(axis=1)
+    if kl.ndim == 1:
+        return kl
+    raise ValueError(f"expected KL of shape (T,) or (T, d), got {kl.shape}")
+
+
+def freezing_index(kl_per_dim: np.ndarray, epsilon: float = 0.1, smoothing: float = 0.95) -> int | None:
+    """Index t* of the first step after the smoothed total KL was <= epsilon at which it is > epsilon."""
+    kl = smooth(_total_kl(kl_per_dim), smoothing)
+    low = np.flatnonzero(kl <= epsilon)
+    if low.size == 0:
+        return None
+    high = np.flatnonzero(kl[low[0]:] > epsilon)
+    return int(low[0] + high[0]) if high.size else None
+
+
+def ifp_from_curve(
+    betas: np.ndarray, kl_per_dim: np.ndarray, epsilon: float = 0.1, smoothing: float = 0.95
+) -> float:
+    """The information freezing point of one run: beta at ``freezing_index``, NaN when there is none.
+
+    ``betas`` (T,) and ``kl_per_dim`` (T,) or (T, d) are recorded once per training step.
+    """
+    betas = np.asarray(betas, dtype=np.float64)
+    if len(betas) != len(np.asarray(kl_per_dim)):
+        raise ValueError(f"{len(betas)} betas but {len(np.asarray(kl_per_dim))} KL records")
+    index = freezing_index(kl_per_dim, epsilon, smoothing)
+    return math.nan if index is None else float(betas[index])
+
+
+# --- one-factor data ----------------------------------------------------------------------------------
+class OneFactorData:
+    """Batches of the n_k images in which latent factor ``factor`` sweeps and the others stay at
+    ``reference``; drawn uniformly with replacement. Deterministic datasets are rendered once."""
+
+    def __init__(
+        self,
+        dataset: GroundTruthDataset,
+        factor: int,
+        reference: Sequence[int],
+        rng: np.random.Generator,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        space = dataset.factor_space
+        if not 0 <= factor < len(space.latent_indices):
+            raise ConfigError(f"factor index {factor} out of range for {dataset.factor_names}")
+        self.dataset, self.rng, self.device = dataset, rng, torch.device(device)
+        self.factors = space.traversal(factor, reference)
+        deterministic = dataset.transform is None and all(space.sizes[i] == 1 for i in space.nuisance_indices)
+        self.images = self._render(self.factors) if deterministic else None
+
+    def _render(self, factors: np.ndarray) -> torch.Tensor:
+        images = self.dataset.sample_observations_from_factors(factors, self.rng)
+        return torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+
+    def __len__(self) -> int:
+        return len(self.factors)
+
+    def batch(self, n: int) -> torch.Tensor:
+        """``n`` float images (n, C, H, W) in [0, 1]."""
+        index = self.rng.integers(0, len(self.factors), size=n)
+        if self.images is not None:
+            return self.images[torch.from_numpy(index).to(self.device)]
+        return self._render(self.factors[index])
+
+
+# --- runs ----------------------------------------------------------------------------------------------
+@dataclass
+class AnnealingRun:
+    """One annealing run: factor ``factor`` with reference f* drawn from ``seed``."""
+
+    factor: int
+    factor_name: str
+    seed: int
+    reference: np.ndarray
+    betas: np.ndarray
+    kl_per_dim: np.ndarray
+    recon: np.ndarray
+    ifp: float
+    stopped_early: bool
+
+
+def reference_vector(dataset: GroundTruthDataset, seed: int) -> np.ndarray:
+    """f* of ``seed``: one uniform latent factor vector (the same for every factor of a seed)."""
+    rng = np.random.default_rng(seed)
+    return randint(rng, np.asarray(dataset.factors_num_values), (dataset.num_factors,))
+
+
+def run_annealing(
+    dataset: GroundTruthDataset,
+    factor: int,
+    seed: int,
+    config: AnnealingConfig | None = None,
+    device: torch.device | str = "cpu",
+) -> AnnealingRun:
+    """Train a VAE on factor ``factor``'s one-factor data while beta decays; read out the IFP."""
+    config = config or AnnealingConfig()
+    device = torch.device(device)
+    data = OneFactorData(
+        dataset, factor, reference_vector(dataset, seed), np.random.default_rng([seed, factor]), device
+    )
+    generator = torch.Generator(device=device).manual_seed(seed)
+    context = MethodContext(
+        observation_shape=dataset.observation_shape,
+        latent_dim=config.latent_dim,
+        recon=config.recon,
+        dataset_size=len(data),
+        generator=generator,
+        base_channels=config.base_channels,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = BetaVAE(BetaVAEConfig(beta=0.0), context)  # beta(t) is applied below
+    model.to(device).train()
+    ((_, adam),) = model.optimizers(OptimConfig(lr=config.lr))
+    betas = config.beta(np.arange(config.steps))
+    kl = torch.zeros(config.steps, config.latent_dim, device=device)
+    recon = torch.zeros(config.steps, device=device)
+    steps, stopped = config.steps, False
+    for t in range(config.steps):
+        terms = model.loss(data.batch(config.batch_size), t)
+        loss = terms["loss"] + float(betas[t]) * terms["kl"]
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise Diverged(t, "loss", value)
+        adam.zero_grad(set_to_none=True)
+        loss.backward()
+        adam.step()
+        kl[t] = terms["kl_per_dim"].detach()
+        recon[t] = terms["recon"].detach()
+        if config.early_stop_recon is not None and float(recon[t]) < config.early_stop_recon:
+            steps, stopped = t + 1, True
+            break
+    kl_np, recon_np = kl[:steps].cpu().numpy(), recon[:steps].cpu().numpy()
+    return AnnealingRun(
+        factor=factor,
+        factor_name=dataset.factor_names[factor],
+        seed=seed,
+        reference=data.factors[0].copy(),
+        betas=betas[:steps],
+        kl_per_dim=kl_np,
+        recon=recon_np,
+        ifp=ifp_from_curve(betas[:steps], kl_np, config.epsilon, config.smoothing),
+        stopped_early=stopped,
+    )
+
+
+@dataclass
+class AnnealingResult:
+    """Every run of an annealing test, and the IFP distribution per factor."""
+
+    config: AnnealingConfig
+    runs: list[AnnealingRun] = field(default_factory=list)
+
+    def ifps(self) -> dict[str, np.ndarray]:
+        """Factor name -> IFPs over seeds (NaN where a run had none), in run order."""
+        out: dict[str, list[float]] = {}
+        for run in self.runs:
+            out.setdefault(run.factor_name, []).append(run.ifp)
+        return {name: np.asarray(values) for name, values in out.items()}
+
+    def table(self) -> list[dict[str, float | int | str]]:
+        """One row per factor: runs, runs with an IFP, mean, std, min, median, max."""
+        rows = []
+        for name, values in self.ifps().items():
+            finite = values[np.isfinite(values)]
+            stats = (
+                {"mean": finite.mean(), "std": finite.std(), "min": finite.min(),
+                 "median": float(np.median(finite)), "max": finite.max()}
+                if finite.size else dict.fromkeys(("mean", "std", "min", "median", "max"), math.nan)
+            )
+            rows.append({"factor": name, "runs": len(values), "frozen": int(finite.size),
+                         **{k: float(v) for k, v in stats.items()}})
+        return rows
+
+
+def annealing_test(
+    dataset: GroundTruthDataset,
+    seeds: Iterable[int],
+    config: AnnealingConfig | None = None,
+    factors: Sequence[int] | None = None,
+    device: torch.device | str = "cpu",
+    on_run: Callable[[AnnealingRun], None] | None = None,
+) -> AnnealingResult:
+    """Run the annealing test for every factor (or ``factors``) and seed."""
+    config = config or AnnealingConfig()
+    factors = range(dataset.num_factors) if factors is None else factors
+    result = AnnealingResult(config)
+    seeds = list(seeds)
+    for factor in factors:
+        for seed in seeds:
+            run = run_annealing(dataset, factor, seed, config, device)
+            result.runs.append(run)
+            if on_run is not None:
+                on_run(run)
+    return result
+
+
+# --- DEFT's beta pieces ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BetaProposal:
+    """Piecewise betas for DEFT and the factor clusters they separate (high IFP first)."""
+
+    betas: list[float]
+    clusters: list[list[str]]
+    ranges: list[tuple[float, float]]
+    """(lowest, highest) IFP of each cluster."""
+    unfrozen: list[str]
+    """Factors without any IFP (left out of the clusters)."""
+
+
+def propose_beta_pieces(
+    ifps: Mapping[str, Sequence[float]],
+    final_beta: float = 1.0,
+    min_ratio: float = 1.25,
+    trim: float = 0.0,
+) -> BetaProposal:
+    """Betas between consecutive IFP clusters (see the module docstring).
+
+    A factor's IFP range is its [trim, 1 - trim] quantile interval of the finite IFPs. Sorted by
+    their upper ends, factors join the current cluster while their upper end is at least the
+    cluster's lower end / ``min_ratio``; the beta between clusters a > b is
+    sqrt(low(a) * high(b)). Gap betas at or below ``final_beta`` are dropped.
+    """
+    if min_ratio < 1:
+        raise ValueError(f"min_ratio must be >= 1, got {min_ratio}")
+    if not 0 <= trim < 0.5:
+        raise ValueError(f"trim must lie in [0, 0.5), got {trim}")
+    ranges: dict[str, tuple[float, float]] = {}
+    unfrozen = []
+    for name, values in ifps.items():
+        finite = np.asarray(values, dtype=np.float64)
+        finite = finite[np.isfinite(finite)]
+        if finite.size == 0:
+            unfrozen.append(name)
+            continue
+        ranges[name] = (float(np.quantile(finite, trim)), float(np.quantile(finite, 1 - trim)))
+    clusters: list[list[str]] = []
+    bounds: list[tuple[float, float]] = []
+    for name in sorted(ranges, key=lambda n: -ranges[n][1]):
+        low, high = ranges[name]
+        if clusters and high * min_ratio >= bounds[-1][0]:
+            clusters[-1].append(name)
+            bounds[-1] = (min(bounds[-1][0], low), bounds[-1][1])
+        else:
+            clusters.append([name])
+            bounds.append((low, high))
+    gaps = [math.sqrt(a[0] * b[1]) for a, b in itertools.pairwise(bounds)]
+    betas = [g for g in gaps if g > final_beta] + [final_beta]
+    return BetaProposal(betas=betas, clusters=clusters, ranges=bounds, unfrozen=unfrozen)

@@ -1,0 +1,326 @@
+"""DEFT (Wu, Wang, Yang, Li, Liu, Zhou, "DEFT: Distilling Entangled Factors by Preventing Information
+Diffusion", Machine Learning 111(6), 2022; arXiv 2102.03986).
+
+    loss(t) = R(x) + beta(t) * sum_d KL_d
+
+The d latent dimensions are split into consecutive groups of ``group_size`` (G groups, the last one
+may be smaller). Training runs in stages; in stage s the active group a = min(s, G - 1) is trained
+at the full learning rate, earlier groups (i < a) at a reduced rate or frozen, later groups (i > a)
+are switched off. beta(t) is piecewise constant, high early and lowered stage by stage, so that
+only factors whose information freezing point (IFP, see ``disent_core.analysis.annealing``) lies
+above beta_s can enter the code in stage s. No capacity and no TC term.
+
+``variant`` selects one of the authors' four code generations (reference/methods.md section 3.4):
+
+- ``A`` (hook version, 2021) [CONFIRMED-CODE]: one shared conv encoder (``model.base_channels``);
+  the gradient reaching mean and logvar is multiplied per dimension by gamma (earlier groups), 1
+  (active group) or 0 (later groups and dimensions no stage reaches). Later dimensions still feed
+  their (untrained) outputs to the decoder, as in the authors' code. With Adam, gamma acts mostly
+  through the shared trunk (Adam normalises a head row's gradient scale away).
+- ``B`` (FracEncoder v1, Sep 2021; the default) [CONFIRMED-CODE structure; that the paper
+  describes B is INFERRED]: one conv sub-encoder per group (``sub_encoder_channels`` = 8, giving
+  channels 8, 8, 16, 16); later sub-encoders output mean = logvar = 0 (KL 0, z ~ N(0, 1) noise to
+  the decoder). Earlier sub-encoders are trained with learning rate gamma * lr through real Adam
+  parameter groups. Deviation: the authors multiplied the gradients by gamma after backward,
+  which Adam largely normalises away; reference/methods.md recommends true parameter groups.
+- ``C`` (FracEncoder v2, Aug 2022) [CONFIRMED-CODE]: as B, but earlier sub-encoders are frozen
+  (run without gradient, learning rate 0) and their outputs pass through a learnable projection
+  mean * exp(W1), logvar + W2 with W1 = W2 = 0 at initialisation (one weight per dimension).
+- ``D`` (IFP-triggered, May 2022) [CONFIRMED-CODE]: C's encoder; beta(t) is the continuous
+  max(beta_max * exp(-beta_decay * t / anneal_steps), beta_min) and ``betas`` are thresholds: the
+  stage advances (at most one stage per step) at the first step with beta(t) <= betas[stage].
+
+Stages of A/B/C: stage(t) = number of boundaries <= t, with boundaries at multiples of
+``stage_steps`` (an int; the last stage runs to the end of training) or, for a list, at the
+cumulative sums of the first S - 1 stage lengths; beta_s = betas[stage]. The stage is a pure
+function of the global step, so resuming from a checkpoint is step-exact; ``schedules()`` exposes
+``beta`` and ``stage`` so the trainer reports and checkpoints them.
+
+Defaults: betas [70, 30, 12, 1], stage_steps 15,000, group_size 2, gamma 0.1 are the 2021
+dSprites settings [CONFIRMED-CODE]; D's defaults beta_max 150, beta_decay 20, anneal_steps
+200,000, thresholds [70, 30, 15, 1] come from ``examples/deft.py`` [CONFIRMED-CODE]. beta_min = 1
+is D's floor [CONFIRMED-CODE]. [INFERRED] choices, each an option or documented here: a per-group
+``gamma`` list (one learning-rate factor per group), a list of stage lengths, the projection
+learning rate (the full lr, in the decoder's parameter group), and the active group staying the last
+one when there are more stages than groups (the authors' A then has no active group; B/C index past
+their sub-encoders). The trainer's global learning-rate multiplier scales every group alike. The
+base learning rate is the trainer's ``train.optimizer.lr``; the authors used Adam with 5e-4 (A),
+1e-3 (B) and 1e-4 (C/D), batch 256.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+
+from disent_core.errors import ConfigError
+from disent_core.methods.base import Method, MethodConfig, MethodContext, OptimConfig, VAEMethod
+from disent_core.models.conv64 import ConvEncoder, DeconvDecoder
+from disent_core.schedules import ExponentialConfig, Schedule, StagesConfig
+
+Variant = Literal["A", "B", "C", "D"]
+PositiveFloat = Annotated[float, Field(gt=0)]
+DEFAULT_BETAS: dict[str, list[float]] = {
+    "A": [70.0, 30.0, 12.0, 1.0],
+    "B": [70.0, 30.0, 12.0, 1.0],
+    "C": [70.0, 30.0, 12.0, 1.0],
+    "D": [70.0, 30.0, 15.0, 1.0],
+}
+
+
+class DEFTConfig(MethodConfig):
+    name: Literal["deft"] = "deft"
+    variant: Variant = Field("B", description="code generation A, B, C or D (module docstring)")
+    betas: list[PositiveFloat] = Field(
+        min_length=1,
+        description="A/B/C: beta of each stage; D: descending beta thresholds that advance the stage "
+        "(default per variant: [70, 30, 12, 1], D: [70, 30, 15, 1])",
+    )
+    stage_steps: Annotated[int, Field(gt=0)] | list[Annotated[int, Field(gt=0)]] = Field(
+        15_000, description="A/B/C: length of every stage but the last, or a list of len(betas) - 1 lengths"
+    )
+    group_size: int = Field(2, ge=1, description="latent dimensions per group (the last may be smaller)")
+    gamma: Annotated[float, Field(ge=0)] | list[Annotated[float, Field(ge=0)]] = Field(
+        0.1, description="A: gradient factor, B: learning-rate factor of earlier groups; a list gives "
+        "one factor per group; C/D freeze earlier groups instead",
+    )
+    sub_encoder_channels: int = Field(8, ge=1, description="B/C/D: base channels of each sub-encoder")
+    beta_max: float = Field(150.0, gt=0, description="D: beta at step 0")
+    beta_decay: float = Field(20.0, gt=0, description="D: beta(t) = beta_max * exp(-beta_decay * t / T)")
+    anneal_steps: int = Field(200_000, gt=0, description="D: T, the decay's time scale in steps")
+    beta_min: float = Field(1.0, gt=0, description="D: floor of beta(t)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _variant_betas(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "betas" not in data:
+            variant = data.get("variant", "B")
+            data = {**data, "betas": DEFAULT_BETAS.get(variant, DEFAULT_BETAS["B"])}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> DEFTConfig:
+        if self.variant == "D":
+            if any(b >= a for a, b in zip([self.beta_max, *self.betas], self.betas, strict=False)):
+                raise ValueError(
+                    f"variant D needs thresholds below beta_max and strictly descending, got "
+                    f"beta_max={self.beta_max}, betas={self.betas}"
+                )
+        elif isinstance(self.stage_steps, list) and len(self.stage_steps) != len(self.betas) - 1:
+            raise ValueError(
+                f"stage_steps lists the lengths of all stages but the last: {len(self.betas)} betas "
+                f"need {len(self.betas) - 1} lengths, got {len(self.stage_steps)}"
+            )
+        return self
+
+    def boundaries(self) -> list[int]:
+        """A/B/C: the steps at which stages 1 .. S-1 begin."""
+        lengths = self.stage_steps
+        if isinstance(lengths, int):
+            lengths = [lengths] * (len(self.betas) - 1)
+        out, total = [], 0
+        for length in lengths:
+            total += length
+            out.append(total)
+        return out
+
+
+def first_step_at_or_below(schedule: Schedule, threshold: float, start: int = 0) -> int | None:
+    """The first step >= ``start`` at which a non-increasing schedule is <= ``threshold``, or None."""
+    if schedule(start) <= threshold:
+        return start
+    low, high = start, start + 1
+    while schedule(high) > threshold:
+        low, high = high, start + 2 * (high - start)
+        if high > 2**62:
+            return None
+    while high - low > 1:  # schedule(low) > threshold >= schedule(high)
+        mid = (low + high) // 2
+        low, high = (mid, high) if schedule(mid) > threshold else (low, mid)
+    return high
+
+
+def threshold_boundaries(beta: Schedule, thresholds: list[float]) -> list[int]:
+    """Variant D's stage boundaries: the stage advances at the first step with beta(t) <= the
+    current threshold, at most one stage per step; thresholds never reached end the list."""
+    out: list[int] = []
+    for threshold in thresholds:
+        start = out[-1] + 1 if out else 0
+        step = first_step_at_or_below(beta, threshold, start)
+        if step is None:
+            break
+        out.append(step)
+    beta.last_value = None  # the search is not a training step
+    return out
+
+
+def group_slices(latent_dim: int, group_size: int) -> list[slice]:
+    """Consecutive blocks of ``group_size`` dimensions; the last block may be smaller."""
+    return [slice(i, min(i + group_size, latent_dim)) for i in range(0, latent_dim, group_size)]
+
+
+def scale_gradient(t: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Identity in the forward pass; multiplies the gradient by ``scale`` (broadcast) backwards."""
+    frozen = t.detach()
+    return frozen + scale * (t - frozen)
+
+
+class SharedEncoder(nn.Module):
+    """Variant A: one conv encoder whose per-dimension gradient is scaled by ``grad_scale``."""
+
+    def __init__(self, in_channels: int, latent_dim: int, base_channels: int) -> None:
+        super().__init__()
+        self.body = ConvEncoder(in_channels, latent_dim, base_channels)
+        self.register_buffer("grad_scale", torch.ones(latent_dim))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, logvar = self.body(x)
+        return scale_gradient(mean, self.grad_scale), scale_gradient(logvar, self.grad_scale)
+
+
+class GroupedEncoder(nn.Module):
+    """Variants B/C/D: one conv sub-encoder per group, switched by ``active`` (a buffer).
+
+    Groups after the active one output mean = logvar = 0. With ``freeze_earlier`` (C/D) earlier
+    groups run without gradient and pass through the projection mean * exp(W1), logvar + W2.
+    """
+
+    def __init__(
+        self, in_channels: int, slices: list[slice], base_channels: int, freeze_earlier: bool
+    ) -> None:
+        super().__init__()
+        self.slices = slices
+        latent_dim = slices[-1].stop
+        self.encoders = nn.ModuleList(
+            ConvEncoder(in_channels, s.stop - s.start, base_channels) for s in slices
+        )
+        self.freeze_earlier = freeze_earlier
+        if freeze_earlier:
+            self.projection_log_scale = nn.Parameter(torch.zeros(latent_dim))
+            self.projection_shift = nn.Parameter(torch.zeros(latent_dim))
+        self.register_buffer("active", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        active = int(self.active)
+        means, logvars = [], []
+        for i, (encoder, dims) in enumerate(zip(self.encoders, self.slices, strict=True)):
+            if i > active:
+                zeros = x.new_zeros((x.shape[0], dims.stop - dims.start))
+                mean, logvar = zeros, zeros
+            elif i < active and self.freeze_earlier:
+                with torch.no_grad():
+                    mean, logvar = encoder(x)
+                mean = mean * self.projection_log_scale[dims].exp()
+                logvar = logvar + self.projection_shift[dims]
+            else:
+                mean, logvar = encoder(x)
+            means.append(mean)
+            logvars.append(logvar)
+        return torch.cat(means, dim=1), torch.cat(logvars, dim=1)
+
+
+class DEFT(VAEMethod):
+    name = "deft"
+    config_class = DEFTConfig
+    config: DEFTConfig
+
+    def __init__(self, config: DEFTConfig, context: MethodContext) -> None:
+        Method.__init__(self, config, context)  # VAEMethod's single encoder is replaced below
+        channels, d = context.observation_shape[0], context.latent_dim
+        self.slices = group_slices(d, config.group_size)
+        groups = len(self.slices)
+        if isinstance(config.gamma, list) and len(config.gamma) != groups:
+            raise ConfigError(
+                f"method.gamma lists one factor per group: {d} latents in groups of "
+                f"{config.group_size} make {groups} groups, got {len(config.gamma)} factors"
+            )
+        self.gammas = config.gamma if isinstance(config.gamma, list) else [config.gamma] * groups
+        if config.variant == "A":
+            self.encoder = SharedEncoder(channels, d, context.base_channels)
+        else:
+            freeze = config.variant in ("C", "D")
+            self.encoder = GroupedEncoder(channels, self.slices, config.sub_encoder_channels, freeze)
+        self.decoder = DeconvDecoder(d, channels, context.base_channels)
+        if config.variant == "D":
+            rate = math.exp(-config.beta_decay)
+            self.beta = ExponentialConfig(
+                start=config.beta_max, rate=rate, every=config.anneal_steps, end=config.beta_min
+            ).build()
+            boundaries = threshold_boundaries(self.beta, config.betas)
+        else:
+            boundaries = config.boundaries()
+            self.beta = StagesConfig(values=config.betas, boundaries=boundaries).build()
+        stages = [float(s) for s in range(len(boundaries) + 1)]
+        self.stage = StagesConfig(values=stages, boundaries=boundaries).build()
+        self._adam: torch.optim.Adam | None = None
+        self._lr = 0.0
+        self._set_active(0)
+
+    # --- stages ------------------------------------------------------------------------------
+    def active_group(self, step: int) -> int:
+        """Index of the group trained at the full rate at ``step``."""
+        return min(int(self.stage(step)), len(self.slices) - 1)
+
+    def lr_factor(self, group: int, active: int) -> float:
+        """Learning-rate factor of a sub-encoder (B/C/D) while ``active`` is the active group."""
+        if group > active:
+            return 0.0
+        if group == active:
+            return 1.0
+        return self.gammas[group] if self.config.variant == "B" else 0.0
+
+    def _set_active(self, active: int) -> None:
+        if isinstance(self.encoder, SharedEncoder):
+            scale = torch.zeros(self.context.latent_dim)
+            for i, dims in enumerate(self.slices[: active + 1]):
+                scale[dims] = 1.0 if i == active else self.gammas[i]
+            self.encoder.grad_scale.copy_(scale)
+            return
+        self.encoder.active.fill_(active)
+        if self._adam is None:
+            return
+        head = self._adam.param_groups[0]
+        multiplier = head["lr"] / head["base_lr"]
+        for group in self._adam.param_groups[1:]:
+            group["base_lr"] = self._lr * self.lr_factor(group["deft_group"], active)
+            group["lr"] = group["base_lr"] * multiplier
+
+    def schedules(self) -> dict[str, Schedule]:
+        return {"beta": self.beta, "stage": self.stage}
+
+    # --- training ----------------------------------------------------------------------------
+    def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        self._set_active(self.active_group(step))
+        return super().loss(x, step)
+
+    def regularizer(
+        self,
+        mean: torch.Tensor,
+        logvar: torch.Tensor,
+        z: torch.Tensor,
+        kl_per_dim: torch.Tensor,
+        step: int,
+    ) -> dict[str, torch.Tensor]:
+        return {"regularizer": self.beta(step) * kl_per_dim.sum()}
+
+    def optimizers(self, optim: OptimConfig) -> list[tuple[str, torch.optim.Optimizer]]:
+        """One Adam; B/C/D put each sub-encoder in its own parameter group (``deft_group`` = i)."""
+        head = [*self.decoder.parameters()]
+        groups: list[dict[str, Any]] = []
+        if isinstance(self.encoder, SharedEncoder):
+            head += [*self.encoder.parameters()]
+        else:
+            if self.encoder.freeze_earlier:
+                head += [self.encoder.projection_log_scale, self.encoder.projection_shift]
+            active = int(self.encoder.active)
+            for i, encoder in enumerate(self.encoder.encoders):
+                lr = optim.lr * self.lr_factor(i, active)
+                groups.append({"params": [*encoder.parameters()], "lr": lr, "base_lr": lr, "deft_group": i})
+        groups.insert(0, {"params": head, "lr": optim.lr, "base_lr": optim.lr, "deft_group": -1})
+        self._adam = torch.optim.Adam(groups, lr=optim.lr, betas=optim.betas, eps=optim.eps)
+        self._lr = optim.lr
+        return [("loss", self._adam)]

@@ -1,0 +1,263 @@
+"""DiD (Zhang et al., "Disentanglement in Difference: Directly Learning Semantically Disentangled
+Representations by Maximizing Inter-Factor Differences", arXiv 2502.03123).
+
+THIS IS A RECONSTRUCTION FROM THE PUBLISHED OUTLINE, NOT A PORT. Neither the full text nor code of
+the paper could be read; ``reference/methods.md`` §4 lists what its abstract and two summaries say.
+Each piece below is tagged [CONFIRMED] (stated by the abstract/summaries) or [INFERRED] (our choice,
+a config option where it is a number).
+
+Networks (n = ``latent_dim``):
+
+- [CONFIRMED] a generator G: c -> x with c drawn from an n-dimensional prior, trained as a WGAN-GP
+  against a critic D on real images. [INFERRED, methods.md §4.3] G is a DCGAN-style generator with
+  BatchNorm followed by a sigmoid (images in [0, 1] like the data; ``models.gan64.DCGANGenerator``;
+  the dlib ``DeconvDecoder`` was tried and stays stuck, see that module); D is the dlib encoder
+  trunk with LeakyReLU(0.2) and a scalar head, no normalisation layers (``models.gan64.ConvNet``);
+  prior U(-1, 1)^n (``prior``).
+- [CONFIRMED] a Samples Encoder E mapping generated images back to their code;
+  [INFERRED] E is the dlib encoder trunk with an n-dimensional linear head.
+- [CONFIRMED] a Difference Encoder H mapping a pair of generated images to a vector;
+  [INFERRED] H is the same trunk on the channel-concatenated pair [x, x'] with an m-dimensional
+  head (``difference_dim``, default n), and its output is L2-normalised.
+
+Losses, per batch of B real images x_real:
+
+- critic [CONFIRMED WGAN-GP; weights INFERRED, the standard WGAN-GP ones]:
+      L_D = mean D(G(c)) - mean D(x_real) + lambda_gp * mean (|grad D(x_mix)|_2 - 1)^2,
+      x_mix = u * x_real + (1 - u) * G(c),  u ~ U(0, 1) per sample,  lambda_gp = ``lambda_gp``.
+- samples encoder [CONFIRMED: "the output code should be as close as possible to the original
+  code"; the squared error is INFERRED]:  L_enc = mean_batch sum_d (E(G(c))_d - c_d)^2.
+- difference encoder [CONFIRMED: pairs (G(c), G(c')) with c' = c perturbed along one dimension; a
+  contrastive loss pushing apart the H-vectors of pairs perturbed along different dimensions,
+  minimal form -|H(g1) - H(g2)|^2; a review implies same-dimension pairs are pulled together.
+  INFERRED: everything below]. For each row pick a dimension k uniformly and two independent shifts
+  of c along k, giving c' and c'' (|shift| ~ U(``shift_range``), random sign; under the uniform prior
+  a shift that would leave [-1, 1] is taken in the other direction). v1 = H(G(c), G(c')) and
+  v2 = H(G(c), G(c'')) are positives; the pairs of rows built on a different dimension are
+  negatives; other rows built on the same dimension are left out of the denominator:
+      L_H = 1/2 [InfoNCE(v1 -> v2) + InfoNCE(v2 -> v1)],  temperature tau = ``temperature``.
+  On normalised vectors the negatives push exactly on the minimal form's |v1 - v2|^2 (which is
+  unbounded without normalisation, hence InfoNCE). ``difference_accuracy`` is how often a row's
+  positive scores highest.
+- generator [CONFIRMED: L_G, L_H, L_enc all present; the sum and the weights are INFERRED, both
+  weights UNKNOWN in the sources, default 1]:
+      L_G = -mean D(G(c)) + lambda_H * L_H + lambda_enc * L_enc.
+
+Optimisation, within the trainer's loop (one ``loss`` call per step, then each optimiser in order:
+zero_grad, backward of its own term, step):
+
+1. ``"loss"`` (Adam on G, E and H; lr and eps from ``train.optimizer``, betas ``generator_betas``)
+   minimises L_adv + L_H + L_enc, built so that each network receives its own gradient: the images
+   pass to E and H through a gradient scale (identity forward, backward times lambda), so G gets
+   grad L_G, E gets grad L_enc and H gets grad L_H. A weight of 0 thus removes a term from G's
+   objective without freezing E or H.
+2. ``"critic_loss"`` (Adam on D, ``critic_lr`` / ``critic_betas``) minimises L_D on *detached*
+   fakes, so its graph is separate from the first term's and never reaches G.
+
+The generator term uses the critic as it is before this step's critic update (simultaneous
+updates): the critic is stepped second because stepping it first would modify weights that the
+generator's graph saved. [INFERRED, standard WGAN-GP] The critic is updated ``critic_steps`` times
+per generator update: G receives gradient only on steps with (step + 1) % critic_steps == 0 (on the
+others G runs under ``no_grad``, its parameters get no gradient and Adam leaves them untouched);
+E, H and D are updated every step. So for DiD a trainer step is one critic update, and training for
+S steps makes floor(S / critic_steps) generator updates. On critic-only steps ``adversarial`` is
+reported from the critic's scores but is a constant in ``"loss"``. Each step generates 3B images
+(G(c), G(c'), G(c'')) in one batch, so G's BatchNorm statistics are shared by the pairs.
+
+``kl_per_dim`` (DiD has no KL): per latent dimension, a Gaussian-channel lower bound on the
+information E recovers about c_d from G(c), max(0, h(c_d) - 1/2 log(2 pi e mse_d)) nats, with
+mse_d = mean_batch (E(G(c))_d - c_d)^2 and h the prior's differential entropy; like a VAE's KL per
+dimension it is 0 for a dimension that carries nothing (a batch estimate: noisy for small batches).
+``information`` is its sum; ``generator_loss`` is the value of L_G, ``wasserstein`` the critic's
+estimate mean D(x_real) - mean D(G(c)).
+
+Representation for the metrics [INFERRED in methods.md §4.3]: E(x) on real images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Annotated, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import nn
+
+from disent_core.methods.base import Method, MethodConfig, MethodContext, OptimConfig
+from disent_core.models.gan64 import ConvNet, DCGANGenerator
+
+AdamBeta = Annotated[float, Field(ge=0, lt=1)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+CRITIC_SLOPE = 0.2
+MIN_ERROR = 1e-12  # keeps the information bound finite when a code is recovered exactly
+PRIOR_ENTROPY = {"uniform": math.log(2.0), "normal": 0.5 * math.log(2 * math.pi * math.e)}
+
+
+class DiDConfig(MethodConfig):
+    name: Literal["did"] = "did"
+    prior: Literal["uniform", "normal"] = Field("uniform", description="latent prior: U(-1, 1)^n or N(0, I)")
+    lambda_h: float = Field(1.0, ge=0, description="weight of the difference loss L_H in L_G (unknown)")
+    lambda_enc: float = Field(1.0, ge=0, description="weight of the samples-encoder loss in L_G (unknown)")
+    lambda_gp: float = Field(10.0, ge=0, description="WGAN-GP gradient-penalty weight")
+    critic_steps: int = Field(5, ge=1, description="critic updates per generator update (n_critic)")
+    temperature: float = Field(0.1, gt=0, description="InfoNCE temperature of L_H")
+    shift_range: tuple[PositiveFloat, PositiveFloat] = Field(
+        (0.5, 1.0), description="range of the absolute shift of the perturbed latent dimension"
+    )
+    difference_dim: int | None = Field(
+        None, ge=1, description="size of the Difference Encoder's output (None: latent_dim)"
+    )
+    generator_betas: tuple[AdamBeta, AdamBeta] | None = Field(
+        (0.5, 0.9), description="Adam betas of G, E and H (None: train.optimizer.betas)"
+    )
+    critic_lr: float = Field(1e-4, gt=0)
+    critic_betas: tuple[AdamBeta, AdamBeta] = (0.5, 0.9)
+
+    @model_validator(mode="after")
+    def _shift_fits_the_prior(self) -> DiDConfig:
+        low, high = self.shift_range
+        if low > high:
+            raise ValueError(f"shift_range {self.shift_range} must be (low, high) with low <= high")
+        if self.prior == "uniform" and high > 1:
+            raise ValueError("with the uniform prior on [-1, 1] shift_range must stay within (0, 1]")
+        return self
+
+
+def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """x in the forward pass (exactly); the gradient flowing back through it is multiplied by factor."""
+    detached = x.detach()
+    return detached + factor * (x - detached)
+
+
+def gradient_penalty(
+    critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, mix: torch.Tensor
+) -> torch.Tensor:
+    """mean_i (|grad_x D(x)|_2 at x = mix_i * real_i + (1 - mix_i) * fake_i  - 1)^2, differentiable."""
+    weight = mix.reshape(-1, *([1] * (real.dim() - 1)))
+    with torch.enable_grad():
+        mixed = (weight * real + (1 - weight) * fake).detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).square().mean()
+
+
+def difference_infonce(
+    v1: torch.Tensor, v2: torch.Tensor, dims: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric InfoNCE of paired difference vectors, and the top-1 accuracy of finding the positive.
+
+    Row a of v1 and row a of v2 (both (B, m), normalised here) are positives; rows b whose pair was
+    built on another dimension (dims[b] != dims[a]) are negatives; rows on the same dimension are
+    neither and are left out of the denominator.
+    """
+    v1, v2 = F.normalize(v1, dim=1), F.normalize(v2, dim=1)
+    logits = v1 @ v2.T / temperature
+    eye = torch.eye(len(dims), dtype=torch.bool, device=dims.device)
+    excluded = (dims[:, None] == dims[None, :]) & ~eye
+    logits = logits.masked_fill(excluded, float("-inf"))
+    target = torch.arange(len(dims), device=dims.device)
+    loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    accuracy = (logits.argmax(dim=1) == target).float().mean()
+    return loss, accuracy
+
+
+class DiD(Method):
+    name = "did"
+    config_class = DiDConfig
+    config: DiDConfig
+
+    def __init__(self, config: DiDConfig, context: MethodContext) -> None:
+        super().__init__(config, context)
+        channels = context.observation_shape[0]
+        n, b = context.latent_dim, context.base_channels
+        self.generator = DCGANGenerator(n, channels, b)
+        self.critic = ConvNet(channels, 1, b, negative_slope=CRITIC_SLOPE)
+        self.samples_encoder = ConvNet(channels, n, b)
+        self.difference_encoder = ConvNet(2 * channels, config.difference_dim or n, b)
+
+    def generate(self, codes: torch.Tensor) -> torch.Tensor:
+        """G(c): images in [0, 1]."""
+        return torch.sigmoid(self.generator(codes))
+
+    def sample_prior(self, batch: int, like: torch.Tensor) -> torch.Tensor:
+        """(batch, n) codes from the prior, drawn from the context's generator."""
+        shape = (batch, self.context.latent_dim)
+        g, device, dtype = self.context.generator, like.device, like.dtype
+        if self.config.prior == "uniform":
+            return 2 * torch.rand(shape, generator=g, device=device, dtype=dtype) - 1
+        return torch.randn(shape, generator=g, device=device, dtype=dtype)
+
+    def perturb(self, codes: torch.Tensor, dims: torch.Tensor) -> torch.Tensor:
+        """codes with dimension dims[i] of row i shifted by +-U(shift_range) (kept in the prior's support)."""
+        low, high = self.config.shift_range
+        g, n = self.context.generator, codes.shape[0]
+        size = low + (high - low) * torch.rand(n, generator=g, device=codes.device, dtype=codes.dtype)
+        flip = torch.rand(n, generator=g, device=codes.device) < 0.5
+        shift = torch.where(flip, -size, size)
+        current = codes.gather(1, dims[:, None]).squeeze(1)
+        moved = current + shift
+        if self.config.prior == "uniform":
+            moved = torch.where(moved.abs() > 1, current - shift, moved)
+        return codes.scatter(1, dims[:, None], moved[:, None])
+
+    def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        cfg, g = self.config, self.context.generator
+        batch = x.shape[0]
+        generator_step = (step + 1) % cfg.critic_steps == 0
+        codes = self.sample_prior(batch, x)
+        dims = torch.randint(self.context.latent_dim, (batch,), generator=g, device=x.device)
+        all_codes = torch.cat([codes, self.perturb(codes, dims), self.perturb(codes, dims)])
+        with contextlib.nullcontext() if generator_step else torch.no_grad():
+            images = self.generate(all_codes)
+        fake, shifted1, shifted2 = images.split(batch)
+
+        critic_real = self.critic(x).squeeze(1)
+        critic_fake = self.critic(fake.detach()).squeeze(1)
+        mix = torch.rand(batch, generator=g, device=x.device, dtype=x.dtype)
+        penalty = gradient_penalty(self.critic, x, fake.detach(), mix)
+        wasserstein = critic_real.mean() - critic_fake.mean()
+        critic_loss = -wasserstein + cfg.lambda_gp * penalty
+        if generator_step:
+            adversarial = -self.critic(fake).mean()
+        else:
+            adversarial = -critic_fake.detach().mean()
+
+        estimate = self.samples_encoder(scale_grad(fake, cfg.lambda_enc))
+        squared_error = (estimate - codes).square().mean(0)
+        enc = squared_error.sum()
+
+        anchors = scale_grad(torch.cat([fake, fake]), cfg.lambda_h)
+        moved = scale_grad(torch.cat([shifted1, shifted2]), cfg.lambda_h)
+        v1, v2 = self.difference_encoder(torch.cat([anchors, moved], dim=1)).split(batch)
+        difference, difference_accuracy = difference_infonce(v1, v2, dims, cfg.temperature)
+
+        entropy = PRIOR_ENTROPY[cfg.prior]
+        noise_entropy = 0.5 * torch.log(2 * math.pi * math.e * squared_error.detach().clamp(min=MIN_ERROR))
+        information = (entropy - noise_entropy).clamp(min=0)
+        return {
+            "loss": adversarial + difference + enc,
+            "generator_loss": (adversarial + cfg.lambda_h * difference + cfg.lambda_enc * enc).detach(),
+            "adversarial": adversarial,
+            "difference": difference,
+            "difference_accuracy": difference_accuracy,
+            "enc": enc,
+            "critic_loss": critic_loss,
+            "wasserstein": wasserstein.detach(),
+            "gradient_penalty": penalty.detach(),
+            "information": information.sum(),
+            "kl_per_dim": information,
+        }
+
+    def optimizers(self, optim: OptimConfig) -> list[tuple[str, torch.optim.Optimizer]]:
+        networks = [*self.generator.parameters(), *self.samples_encoder.parameters(),
+                    *self.difference_encoder.parameters()]
+        betas = self.config.generator_betas or optim.betas
+        main = torch.optim.Adam(networks, lr=optim.lr, betas=betas, eps=optim.eps)
+        critic = torch.optim.Adam(self.critic.parameters(), lr=self.config.critic_lr,
+                                  betas=self.config.critic_betas)
+        return [("loss", main), ("critic_loss", critic)]
+
+    @torch.no_grad()
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        return self.samples_encoder(x)

@@ -1,0 +1,80 @@
+"""``disent-study evaluate CHECKPOINT``: score a trained model with the metric engine.
+
+Prints one line per score and writes the scores with their provenance (protocol name and hash,
+seed, library versions, per-metric timings, notes) as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from disent_core.data.registry import get_dataset, get_entry
+from disent_core.errors import DisentError
+from disent_core.metrics import evaluate
+from disent_core.train import load_trained
+
+
+def format_table(scores: dict[str, float], timings: dict[str, float]) -> list[str]:
+    """Rows ``metric.key  value`` grouped by metric, each group followed by its wall time."""
+    width = max((len(k) for k in scores), default=10)
+    lines, current = [], None
+    for key, value in scores.items():
+        metric = key.split(".", 1)[0]
+        if metric != current and current in timings:
+            lines.append(f"  {'':<{width}}  ({timings[current]:.1f} s)")
+        current = metric
+        lines.append(f"  {key:<{width}}  {value:.4f}")
+    if current in timings:
+        lines.append(f"  {'':<{width}}  ({timings[current]:.1f} s)")
+    return lines
+
+
+def run(
+    checkpoint: Path,
+    dataset_name: str | None,
+    dataset_options: dict,
+    protocol: str,
+    seed: int,
+    metrics: list[str] | None,
+    out: Path | None,
+) -> int:
+    method, config = load_trained(checkpoint)
+    if dataset_name is None or (get_entry(dataset_name).name == config.dataset.name and not dataset_options):
+        name, options = config.dataset.name, dict(config.dataset.options)
+    else:
+        name, options = get_entry(dataset_name).name, dataset_options
+    dataset = get_dataset(name, **options)
+    expected = method.context.observation_shape
+    if tuple(dataset.observation_shape) != tuple(expected):
+        raise DisentError(
+            f"{name} has observations of shape {dataset.observation_shape} but the model was trained "
+            f"on {expected} ({config.dataset.name}); evaluate on a dataset with the same shape"
+        )
+    print(f"evaluating {checkpoint} ({config.method.name}) on {name} with protocol {protocol}, seed {seed}",
+          flush=True)
+    result = evaluate(method, dataset, protocol=protocol, seed=seed, metrics=metrics)
+    print("\n".join(format_table(result, result.timings)))
+    for metric, note in result.notes.items():
+        print(f"  note: {metric}: {note}")
+    if not result.comparable:
+        print(f"  protocol {result.protocol} is not comparable with published numbers")
+    if out is None:
+        run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
+        out = run_dir / f"evaluation_{protocol}_seed{seed}.json"
+    payload = {
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "method": config.method.name,
+        "dataset": {"name": name, "options": options},
+        "scores": dict(result),
+        **{k: v for k, v in result.metadata().items() if not k.startswith(("note.", "version."))},
+        "versions": result.versions,
+        "notes": result.notes,
+        "timings": result.timings,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    tmp.replace(out)
+    print(f"scores written to {out}")
+    return 0

@@ -1,0 +1,59 @@
+import json
+
+import pytest
+
+from disent_core.train import train
+from studies.cli import main
+
+
+@pytest.fixture(scope="module")
+def checkpoint_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    train(
+        {
+            "dataset": {"name": "dsprites_procedural", "options": {"sizes": [3, 2, 4, 4, 4]}},
+            "method": {"name": "beta_vae", "beta": 4},
+            "model": {"latent_dim": 4},
+            "train": {"steps": 5, "batch_size": 8, "prefetch": 0},
+        },
+        checkpoint_dir=out,
+    )
+    return out
+
+
+def test_evaluate_prints_a_table_and_writes_json(capsys, checkpoint_dir):
+    code = main(["evaluate", str(checkpoint_dir), "--protocol", "fast", "--metrics", "mig,sap,unsupervised"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "mig.discrete_mig" in out and "sap.SAP_score" in out and "not comparable" in out
+    payload = json.loads((checkpoint_dir / "evaluation_fast_seed0.json").read_text())
+    assert payload["protocol"] == "fast" and payload["method"] == "beta_vae"
+    assert payload["dataset"] == {"name": "dsprites_procedural", "options": {"sizes": [3, 2, 4, 4, 4]}}
+    assert set(payload["scores"]) >= {"mig.discrete_mig", "sap.SAP_score"}
+    assert "dci.disentanglement" not in payload["scores"]
+    assert len(payload["protocol_hash"]) >= 8
+
+
+def test_evaluate_is_deterministic_per_seed(checkpoint_dir, tmp_path):
+    outs = []
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        path = tmp_path / f"{name}.json"
+        main(["evaluate", str(checkpoint_dir), "--protocol", "fast", "--metrics", "mig",
+              "--seed", str(seed), "--out", str(path)])
+        outs.append(json.loads(path.read_text())["scores"]["mig.discrete_mig"])
+    assert outs[0] == outs[1]
+    assert outs[0] != outs[2]
+
+
+def test_evaluate_on_a_dataset_of_another_shape_is_refused(capsys, checkpoint_dir):
+    code = main(["evaluate", str(checkpoint_dir), "--dataset", "color_dsprites",
+                 "--option", "source=procedural", "--metrics", "mig"])
+    assert code == 2
+    assert "trained on (1, 64, 64)" in capsys.readouterr().err
+
+
+def test_unknown_metric_and_missing_checkpoint_exit_2(capsys, checkpoint_dir, tmp_path):
+    assert main(["evaluate", str(checkpoint_dir), "--metrics", "migg"]) == 2
+    assert "mig" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "none")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
