@@ -44,6 +44,9 @@ class Diverged(DisentError):
             "rate or the regularisation weight, or check the data"
         )
 
+    def __reduce__(self) -> tuple:  # picklable across processes (Ray ships errors to the driver)
+        return (Diverged, (self.step, self.term, self.value))
+
 
 class MetricError(DisentError):
     """A metric cannot be computed on this representation, dataset or protocol; the message says why."""

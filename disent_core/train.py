@@ -6,7 +6,8 @@ term is finite (else ``Diverged`` naming the step and the term), and steps each 
 optimisers on its own term. Steps count VAE parameter updates.
 
 Every ``report_every`` steps ``on_report`` receives a ``Report``: every scalar loss term, the KL of
-each latent dimension, the value of every schedule and learning rate, and images per second.
+each latent dimension, the value of every schedule and learning rate, images per second, and the
+live model and dataset (to evaluate during training).
 Checkpoints (``checkpoint_dir/checkpoint.pt``, replaced atomically) hold the model, the optimisers,
 the schedules, the step, the stream position and the torch generator, so 100 steps + resume + 100
 steps equals 200 straight steps bit for bit on CPU. They load with ``torch.load(weights_only=True)``.
@@ -48,6 +49,10 @@ class Report:
     schedules: dict[str, float]
     images_per_sec: float
     checkpoint: Path | None = None
+    # the live model and its data, for callers that evaluate during training (not copies: use them
+    # inside the callback; the trainer resumes changing the model when the callback returns)
+    method: Method | None = field(default=None, repr=False, compare=False)
+    dataset: GroundTruthDataset | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -242,11 +247,12 @@ def train(
             if at_end or run.step % t.report_every == 0:
                 now = time.perf_counter()
                 report = _report(run, terms, window_images / max(now - window_start, 1e-9), checkpoint)
-                window_start, window_images = now, 0
                 result.last_report = report
                 result.reports.append(report)
                 if on_report is not None:
                     on_report(report)
+                # time spent in the callback (evaluations, uploads) does not count against img/s
+                window_start, window_images = time.perf_counter(), 0
     finally:
         run.stream.close()
     run.method.eval()
@@ -268,4 +274,6 @@ def _report(run: _Run, terms: dict[str, torch.Tensor], ips: float, checkpoint: P
         schedules=schedules,
         images_per_sec=ips,
         checkpoint=checkpoint,
+        method=run.method,
+        dataset=run.dataset,
     )

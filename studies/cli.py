@@ -6,6 +6,10 @@
     disent-study train CONFIG.yaml [--set train.steps=2000 ...] [--out DIR] [--resume]
     disent-study evaluate CHECKPOINT [--dataset NAME] [--protocol dlib2019] [--seed 0] [--metrics mig,dci]
     disent-study ifp --dataset NAME [--steps N --seeds K --schedule linear|exponential --epsilon E ...]
+    disent-study run SPEC.yaml [--root ./runs] [--set search.num_trials=20 ...] [--address ADDR]
+    disent-study resume STUDY_DIR
+    disent-study status STUDY_DIR
+    disent-study ui [--root ./runs] [--port 5000]
 
 Errors the user can fix print one message and exit with status 2, without a traceback.
 """
@@ -18,13 +22,14 @@ import sys
 from pathlib import Path
 
 from disent_core.errors import DisentError
-from studies import datasets_cmd, evaluate_cmd, ifp_cmd, train_cmd
+from studies import datasets_cmd, evaluate_cmd, ifp_cmd, study_cmd, train_cmd
 from studies.overrides import apply_set, parse_set
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="disent-study", description="Disentanglement studies: datasets, training and (soon) studies."
+        prog="disent-study",
+        description="Disentanglement studies: datasets, training, evaluation and studies."
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -65,6 +70,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--metrics", default=None, help="comma-separated metric names (default: all)")
     ev.add_argument("--out", type=Path, default=None,
                     help="JSON output (default: evaluation_<protocol>_seed<seed>.json beside the checkpoint)")
+    address_help = "Ray cluster address (default: $RAY_ADDRESS if set, else an embedded local Ray)"
+    rn = sub.add_parser("run", help="run a study spec: Optuna search in Ray Tune, tracked in MLflow")
+    rn.add_argument("spec", type=Path, help="study spec YAML (see studies/catalog/)")
+    rn.add_argument("--set", dest="set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a spec field, e.g. --set train.steps=2000 (repeatable)")
+    default_root = Path(os.environ.get("DISENT_RUNS_ROOT", "runs"))
+    root_help = "runs root (default: $DISENT_RUNS_ROOT, else ./runs)"
+    rn.add_argument("--root", type=Path, default=default_root, help=root_help)
+    rn.add_argument("--address", default=None, help=address_help)
+    rs = sub.add_parser("resume", help="continue a study after a crash or interruption")
+    rs.add_argument("study_dir", type=Path, help="the study directory, <root>/<study name>")
+    rs.add_argument("--address", default=None, help=address_help)
+    st = sub.add_parser("status", help="a table of a study's trials")
+    st.add_argument("study_dir", type=Path, help="the study directory, <root>/<study name>")
+    ui = sub.add_parser("ui", help="start MLflow's UI for a runs root on 127.0.0.1")
+    ui.add_argument("--root", type=Path, default=default_root, help=root_help)
+    ui.add_argument("--port", type=int, default=5000)
     return parser
 
 
@@ -86,6 +108,14 @@ def main(argv: list[str] | None = None) -> int:
             return train_cmd.run(args.config, parse_set(args.set), args.out, args.resume)
         if args.command == "ifp":
             return ifp_cmd.run(args)
+        if args.command == "run":
+            return study_cmd.run(args.spec, parse_set(args.set), args.root, args.address)
+        if args.command == "resume":
+            return study_cmd.resume(args.study_dir, args.address)
+        if args.command == "status":
+            return study_cmd.status(args.study_dir)
+        if args.command == "ui":
+            return study_cmd.ui(args.root, args.port)
     except DisentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -20,8 +20,8 @@ def test_readme_starts_with_the_two_commands():
         assert command.startswith("python3 -m venv .venv && . .venv/bin/activate && ")
         assert "pip install torch==2.13.0 && pip install -e " in command
     assert tests.endswith("python -m pytest -q")
-    config = main.split("disent-study train ")[1].split()[0]
-    assert (ROOT / config).is_file()
+    spec = main.split("disent-study run ")[1].split()[0]
+    assert (ROOT / spec).is_file()
 
 
 def test_ci_runs_exactly_the_readme_test_command():

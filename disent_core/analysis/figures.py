@@ -1,0 +1,363 @@
+"""Figures of a trained method: latent traversals, reconstructions and the KL of each latent dimension.
+
+Every function writes one PNG and returns its path; the arrays behind the two image grids come from
+``latent_traversal`` and ``reconstructions``, so they can be checked without reading pixels.
+
+- ``latent_traversal_grid``: one seeded random observation x is encoded to its code (the posterior
+  mean for the VAEs); row r shows the decoded images of that code with dimension dims[r] set to each
+  of linspace(-limit, limit, n_steps), every other dimension held. Rows show every dimension up to
+  ``MAX_ALL_DIMS`` latent dimensions, beyond that the ``TOP_DIMS`` dimensions with the largest mean
+  KL on a seeded batch of ``KL_BATCH`` observations (highest first); ``dims`` picks rows explicitly.
+  A label strip on the left names each row's dimension and its KL (nats).
+- ``reconstruction_grid``: top row n seeded observations, bottom row their mean reconstructions.
+- ``kl_per_dim_plot``: a bar chart of the KL of each latent dimension with the active threshold
+  (dlib's 0.01 nats). Up to ``MAX_LABELLED_BARS`` dimensions the bars are in index order with a tick
+  per dimension; beyond that (1024 latents) they are sorted by KL, drawn as one filled step curve
+  without per-dimension ticks. The y axis is linear below the threshold and logarithmic above it.
+
+How each method is read (all registered methods are supported):
+
+- every ``VAEMethod`` (beta-VAE, FactorVAE, DEFT ...) and DeVAE: ``encoder(x) -> (mean, logvar)``;
+  the code is the mean, images are sigmoid(decoder(z)) (the Bernoulli mean for ``recon:
+  bernoulli`` and the image the squared error compares for ``recon: l2``); KL_d =
+  0.5 * mean_batch(mean_d^2 + exp(logvar_d) - logvar_d - 1). DeVAE uses its representation space 0,
+  decoded with the layer-0 embedding. DEFT's dimensions of groups not yet trained have KL 0 and
+  still feed the decoder, as in training.
+- DiD (a GAN): the code is the samples encoder's E(x), clipped to the prior's support [-1, 1] under
+  the uniform prior, images are G(code); with the uniform prior the sweep is limited to
+  [-min(limit, 1), min(limit, 1)]. A "reconstruction" is the round trip G(E(x)) (E is trained on
+  generated images only, so this shows how well it inverts G on real data), and the "KL" is DiD's
+  per-dimension information bound on ``KL_BATCH`` codes drawn from the prior with the figure's seed
+  (see ``disent_core.methods.did``), labelled "info".
+
+A method with neither structure gets a ``TypeError``. Randomness: observations come from
+``np.random.default_rng(seed)``, DiD's prior codes from a ``torch.Generator`` seeded with ``seed``;
+the method's own generator is never drawn from. The method runs in eval mode under ``no_grad`` on
+``device`` and is given back in its previous mode and on its previous device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw, ImageFont
+
+from disent_core.data.dataset import GroundTruthDataset, to_uint8
+from disent_core.methods.base import Method
+from disent_core.methods.did import MIN_ERROR, PRIOR_ENTROPY, DiD
+from disent_core.methods.losses import gaussian_kl_per_dim
+
+MAX_ALL_DIMS = 16
+"""Traversals show every dimension of codes up to this size, else the ``TOP_DIMS`` of largest KL."""
+TOP_DIMS = 10
+KL_BATCH = 64
+"""Observations (DiD: prior codes) in the seeded batch that ranks the dimensions by KL."""
+MAX_LABELLED_BARS = 32
+"""``kl_per_dim_plot`` draws one labelled bar per dimension up to this many dimensions."""
+PAD = 2
+"""Pixels between and around the cells of an image grid."""
+LABEL_WIDTH = 64
+"""Width in pixels of the label strip left of an image grid."""
+BACKGROUND = 255
+
+
+@dataclass(frozen=True)
+class Traversal:
+    """What ``latent_traversal_grid`` draws: row r sweeps latent dimension ``dims[r]``."""
+
+    images: np.ndarray
+    """(rows, n_steps, C, H, W) float32 in [0, 1]."""
+    dims: np.ndarray
+    """(rows,) latent dimension swept in each row."""
+    kl: np.ndarray
+    """(rows,) mean KL (nats; DiD: information bound) of each row's dimension."""
+    values: np.ndarray
+    """(n_steps,) values the swept dimension takes, left to right."""
+    kl_name: str
+    """What ``kl`` is: "KL", or "info" for DiD."""
+
+
+class _GaussianLatents:
+    """A method with ``encoder(x) -> (mean, logvar)`` and ``decoder(z) -> logits``."""
+
+    kl_name = "KL"
+    recon_label = "recon."
+    bound: float | None = None
+
+    def __init__(self, method: Method) -> None:
+        self.method = method
+
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        return self.method.encoder(x)[0]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.method.decoder(z))
+
+    def kl_per_dim(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return gaussian_kl_per_dim(*self.method.encoder(x))
+
+
+class _GanLatents:
+    """DiD: code E(x) (clipped to the uniform prior's support), images G(code), information bound."""
+
+    kl_name = "info"
+    recon_label = "G(E(x))"
+
+    def __init__(self, method: DiD) -> None:
+        self.method = method
+        self.bound: float | None = 1.0 if method.config.prior == "uniform" else None
+
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        code = self.method.samples_encoder(x)
+        return code if self.bound is None else code.clamp(-self.bound, self.bound)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.method.generate(z)
+
+    def kl_per_dim(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """max(0, h(c_d) - 1/2 log(2 pi e mse_d)) on len(x) prior codes; x only sets the batch size."""
+        shape = (x.shape[0], self.method.context.latent_dim)
+        if self.method.config.prior == "uniform":
+            codes = 2 * torch.rand(shape, generator=generator) - 1
+        else:
+            codes = torch.randn(shape, generator=generator)
+        codes = codes.to(device=x.device, dtype=x.dtype)
+        error = (self.method.samples_encoder(self.method.generate(codes)) - codes).square().mean(0)
+        noise_entropy = 0.5 * torch.log(2 * math.pi * math.e * error.clamp(min=MIN_ERROR))
+        return (PRIOR_ENTROPY[self.method.config.prior] - noise_entropy).clamp(min=0)
+
+
+def _latents(method: Method) -> _GaussianLatents | _GanLatents:
+    if isinstance(method, DiD):
+        return _GanLatents(method)
+    if isinstance(getattr(method, "encoder", None), torch.nn.Module) and isinstance(
+        getattr(method, "decoder", None), torch.nn.Module
+    ):
+        return _GaussianLatents(method)
+    raise TypeError(
+        f"method {type(method).__name__!r} has no Gaussian encoder/decoder pair and is not DiD: "
+        "the figures cannot encode and decode its observations"
+    )
+
+
+@contextlib.contextmanager
+def _inference(method: Method, device: str | torch.device) -> Iterator[torch.device]:
+    """Eval mode, no_grad, on ``device``; restores the method's mode and device afterwards."""
+    was_training = method.training
+    original = next(method.parameters()).device
+    target = torch.device(device)
+    method.to(target)
+    method.eval()
+    try:
+        with torch.no_grad():
+            yield target
+    finally:
+        method.to(original)
+        method.train(was_training)
+
+
+def _observations(dataset: GroundTruthDataset, n: int, seed: int, device: torch.device) -> torch.Tensor:
+    images = dataset.sample_observations(n, np.random.default_rng(seed))
+    return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(device)
+
+
+def _kl(latents: _GaussianLatents | _GanLatents, dataset: GroundTruthDataset, seed: int,
+        device: torch.device) -> np.ndarray:
+    x = _observations(dataset, KL_BATCH, seed, device)
+    generator = torch.Generator().manual_seed(seed)
+    return latents.kl_per_dim(x, generator).double().cpu().numpy()
+
+
+def latent_kl(
+    method: Method, dataset: GroundTruthDataset, *, seed: int = 0, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """(d,) mean KL per latent dimension (DiD: information bound) on ``KL_BATCH`` seeded observations."""
+    latents = _latents(method)
+    with _inference(method, device) as target:
+        return _kl(latents, dataset, seed, target)
+
+
+def _select_dims(kl: np.ndarray, dims: Sequence[int] | None) -> np.ndarray:
+    latent_dim = len(kl)
+    if dims is None:
+        if latent_dim <= MAX_ALL_DIMS:
+            return np.arange(latent_dim)
+        return np.argsort(-kl, kind="stable")[:TOP_DIMS]
+    chosen = np.asarray(list(dims), dtype=np.int64)
+    if chosen.size == 0 or chosen.min() < 0 or chosen.max() >= latent_dim:
+        raise ValueError(f"dims must be a non-empty list of indices in [0, {latent_dim}), got {list(dims)}")
+    return chosen
+
+
+def latent_traversal(
+    method: Method,
+    dataset: GroundTruthDataset,
+    *,
+    n_steps: int = 9,
+    limit: float = 2.5,
+    seed: int = 0,
+    dims: Sequence[int] | None = None,
+    device: str | torch.device = "cpu",
+) -> Traversal:
+    """The decoded images of ``latent_traversal_grid`` (see the module docstring)."""
+    if n_steps < 1 or limit <= 0:
+        raise ValueError(f"need n_steps >= 1 and limit > 0, got n_steps={n_steps}, limit={limit}")
+    latents = _latents(method)
+    with _inference(method, device) as target:
+        kl = _kl(latents, dataset, seed, target)
+        rows = _select_dims(kl, dims)
+        reach = limit if latents.bound is None else min(limit, latents.bound)
+        values = np.linspace(-reach, reach, n_steps)
+        code = latents.code(_observations(dataset, 1, seed, target))
+        codes = code.repeat(len(rows) * n_steps, 1)
+        index = torch.arange(len(codes), device=target)
+        codes[index, torch.as_tensor(rows, device=target).repeat_interleave(n_steps)] = torch.as_tensor(
+            values, dtype=codes.dtype, device=target
+        ).repeat(len(rows))
+        images = latents.decode(codes).float().cpu().numpy()
+    return Traversal(
+        images=images.reshape(len(rows), n_steps, *images.shape[1:]),
+        dims=rows,
+        kl=kl[rows],
+        values=values,
+        kl_name=latents.kl_name,
+    )
+
+
+def reconstructions(
+    method: Method,
+    dataset: GroundTruthDataset,
+    *,
+    n: int = 8,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """(originals, reconstructions), each (n, C, H, W) float32 in [0, 1], of ``n`` seeded observations."""
+    if n < 1:
+        raise ValueError(f"need n >= 1 observations, got {n}")
+    latents = _latents(method)
+    with _inference(method, device) as target:
+        x = _observations(dataset, n, seed, target)
+        recon = latents.decode(latents.code(x))
+    return x.cpu().numpy(), recon.float().cpu().numpy()
+
+
+def _grid_image(cells: np.ndarray, labels: Sequence[str]) -> Image.Image:
+    """(rows, cols, C, H, W) floats in [0, 1] -> a grid with ``PAD`` gaps and a left label strip."""
+    rows, cols, channels, h, w = cells.shape
+    if channels not in (1, 3):
+        raise ValueError(f"image grids need 1 (grey) or 3 (colour) channels, got {channels}")
+    height = rows * (h + PAD) + PAD
+    width = LABEL_WIDTH + cols * (w + PAD) + PAD
+    canvas = np.full((height, width, channels), BACKGROUND, dtype=np.uint8)
+    pixels = to_uint8(cells).transpose(0, 1, 3, 4, 2)
+    for r in range(rows):
+        top = PAD + r * (h + PAD)
+        for c in range(cols):
+            left = LABEL_WIDTH + PAD + c * (w + PAD)
+            canvas[top:top + h, left:left + w] = pixels[r, c]
+    image = Image.fromarray(canvas[..., 0] if channels == 1 else canvas)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    for r, label in enumerate(labels):
+        draw.multiline_text((4, PAD + r * (h + PAD) + h // 4), label, fill=0, font=font)
+    return image
+
+
+def _save_image(image: Image.Image, path: str | os.PathLike[str]) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out, format="PNG")
+    return out
+
+
+def latent_traversal_grid(
+    method: Method,
+    dataset: GroundTruthDataset,
+    path: str | os.PathLike[str],
+    *,
+    n_steps: int = 9,
+    limit: float = 2.5,
+    seed: int = 0,
+    dims: Sequence[int] | None = None,
+    device: str | torch.device = "cpu",
+) -> Path:
+    """PNG of a latent traversal: one row per dimension, ``n_steps`` columns (module docstring).
+
+    Size: (LABEL_WIDTH + n_steps * (W + PAD) + PAD) x (rows * (H + PAD) + PAD) pixels, grey (mode
+    "L") for 1-channel data and RGB for 3-channel data.
+    """
+    traversal = latent_traversal(
+        method, dataset, n_steps=n_steps, limit=limit, seed=seed, dims=dims, device=device
+    )
+    name = traversal.kl_name
+    labels = [f"dim {d}\n{name} {k:.3g}" for d, k in zip(traversal.dims, traversal.kl, strict=True)]
+    return _save_image(_grid_image(traversal.images, labels), path)
+
+
+def reconstruction_grid(
+    method: Method,
+    dataset: GroundTruthDataset,
+    path: str | os.PathLike[str],
+    *,
+    n: int = 8,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> Path:
+    """PNG with ``n`` seeded observations (top row) above their mean reconstructions (bottom row)."""
+    originals, recon = reconstructions(method, dataset, n=n, seed=seed, device=device)
+    label = _latents(method).recon_label
+    return _save_image(_grid_image(np.stack([originals, recon]), ["data", label]), path)
+
+
+def kl_per_dim_plot(
+    kl_per_dim: Sequence[float] | np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    threshold: float = 0.01,
+    title: str | None = None,
+) -> Path:
+    """PNG bar chart of the KL (nats) of each latent dimension with the active ``threshold`` line."""
+    kl = np.asarray(kl_per_dim, dtype=np.float64)
+    if kl.ndim != 1 or kl.size == 0:
+        raise ValueError(f"kl_per_dim must be a non-empty 1-D sequence, got shape {kl.shape}")
+    if threshold < 0:
+        raise ValueError(f"threshold must be >= 0, got {threshold}")
+    latent_dim = kl.size
+    active = int(np.sum(kl > threshold))
+    figure = Figure(figsize=(min(max(4.0, 1.5 + 0.3 * latent_dim), 10.0), 3.2), layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    if latent_dim <= MAX_LABELLED_BARS:
+        positions = np.arange(latent_dim)
+        ax.bar(positions, kl, color=np.where(kl > threshold, "C0", "C7"))
+        ax.set_xticks(positions)
+        ax.set_xlabel("latent dimension")
+    else:
+        ranked = np.sort(kl)[::-1]
+        edges = np.arange(latent_dim + 1) - 0.5
+        if active:
+            ax.stairs(ranked[:active], edges[:active + 1], fill=True, color="C0", label="active")
+        if active < latent_dim:
+            ax.stairs(ranked[active:], edges[active:], fill=True, color="C7", label="inactive")
+        ax.set_xlim(edges[0], edges[-1])
+        ax.set_xlabel(f"latent dimensions sorted by KL (of {latent_dim})")
+    ax.axhline(threshold, color="C3", ls="--", lw=1.0, label=f"threshold {threshold:g} nats")
+    if threshold > 0:
+        ax.set_yscale("symlog", linthresh=threshold)
+    ax.set_ylabel("KL (nats)")
+    figure.legend(loc="outside lower center", ncols=3, fontsize="small", frameon=False)
+    ax.set_title(title or f"KL per latent dimension: {active} of {latent_dim} active")
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, format="png", dpi=100)
+    return out

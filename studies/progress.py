@@ -1,0 +1,109 @@
+"""The live progress display of ``disent-study run``: a ``tune.Callback`` printing plain lines.
+
+One line when a trial ends (its configuration, seed, objective and wall time), and every 15 s a
+status line: trials done / running / failed / pending and the best objective so far. Plain lines
+(not a redrawn table) so the output reads the same in a terminal, a CI log or ``ray job logs``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune.search.repeater import TRIAL_INDEX
+
+from studies.space import GRID_POINT, METHOD
+from studies.spec import StudySpec
+from studies.tracking import failure_reason
+
+STATUS_EVERY_S = 15.0
+
+
+def describe(config: dict[str, Any], seeds: list[int]) -> str:
+    """``beta_vae beta=3.2 seed 1`` from a trial config."""
+    method = config.get(METHOD, "?")
+    params = " ".join(
+        f"{k.split('.', 1)[1] if k.startswith(method + '.') else k}={_short(v)}"
+        for k, v in config.items() if k not in (METHOD, TRIAL_INDEX, GRID_POINT)
+    )
+    return f"{method} {params} seed {seeds[config.get(TRIAL_INDEX, 0)]}".replace("  ", " ")
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class Progress(tune.Callback):
+    """Prints trial endings and a periodic status line (see the module docstring)."""
+
+    def __init__(self, spec: StudySpec, total: int) -> None:
+        self.spec = spec
+        self.total = total
+        self.objective = spec.objectives[0]
+        self.best: tuple[float, str] | None = None
+        self.last_status = 0.0
+        self.started = time.monotonic()
+
+    def _print(self, text: str) -> None:
+        elapsed = time.monotonic() - self.started
+        print(f"[{elapsed:6.0f}s] {text}", file=sys.stdout, flush=True)
+
+    def _status(self, trials: list) -> str:
+        counts = {"TERMINATED": 0, "RUNNING": 0, "ERROR": 0}
+        for trial in trials:
+            counts[trial.status] = counts.get(trial.status, 0) + 1
+        pending = max(self.total - counts["TERMINATED"] - counts["ERROR"] - counts["RUNNING"], 0)
+        best = f"{self.best[0]:.4f} ({self.best[1]})" if self.best else "-"
+        steps = [str((t.last_result or {}).get("step", 0)) for t in trials if t.status == "RUNNING"]
+        at = f" (at step {', '.join(steps)} of {self.spec.steps})" if steps else ""
+        return (f"trials: {counts['TERMINATED']} done, {counts['RUNNING']} running{at}, "
+                f"{counts['ERROR']} failed, "
+                f"{pending} pending of {self.total} | best {self.objective.metric}: {best}")
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        now = time.monotonic()
+        if now - self.last_status >= STATUS_EVERY_S:
+            self.last_status = now
+            self._print(self._status(trials))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        result = trial.last_result or {}
+        value = result.get(self.objective.metric, math.nan)
+        label = describe(trial.config, self.spec.seeds)
+        if isinstance(value, float) and math.isfinite(value):
+            better = self.best is None or (
+                value > self.best[0] if self.objective.mode == "max" else value < self.best[0]
+            )
+            if better:
+                self.best = (value, label)
+        seconds = result.get("time_total_s", 0.0)
+        score = f"{self.objective.metric}={value:.4f}"
+        self._print(f"done   {trial.trial_id}  {label}  {score}  ({seconds:.0f} s)")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        label = describe(trial.config, self.spec.seeds)
+        self._print(f"FAILED {trial.trial_id}  {label}: {failure_reason(trial)}")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._print(self._status(trials))
+
+    def summary(self, grid: Any, state: Any, directory: Path) -> None:
+        """The closing lines: the best trial and where to browse the study."""
+        objective = self.objective
+        print(f"\nstudy {self.spec.name}: {len(grid)} trials, {grid.num_errors} failed")
+        try:
+            best = grid.get_best_result(objective.metric, objective.mode)
+        except RuntimeError:
+            best = None
+        if best is not None and best.metrics and objective.metric in best.metrics:
+            print(f"best trial: {describe(best.config, self.spec.seeds)}  "
+                  f"{objective.metric}={best.metrics[objective.metric]:.4f}")
+            print(f"  checkpoint and figures: {best.checkpoint.path if best.checkpoint else '-'}")
+        print(f"results table: {directory / 'results.parquet'}")
+        print(f"browse it:     disent-study ui --root {state.root}   "
+              f"(MLflow experiment {self.spec.experiment_name})")
+        print(f"trial table:   disent-study status {directory}")

@@ -1,0 +1,6 @@
+"""The study report: what a finished study's results table says.
+
+``studies.report.analysis`` holds the statistics (tolerance index, Pareto fronts, importances,
+rank correlations, variance decomposition, claims); it reads a results table and writes nothing.
+This package init imports nothing, so ``studies.spec`` can reach ``parse_claim`` lazily.
+"""

@@ -1,0 +1,286 @@
+"""Run and resume a study: spec -> Optuna search inside Ray Tune -> MLflow.
+
+Layout of one study (``<root>/<name>/``)::
+
+    spec.yaml        the validated spec, every default filled in
+    study.json       where its state lives: tracking URI, experiment, parent run, Optuna storage
+                     and study name, Tune experiment path
+    optuna.db        Optuna storage (default; a PostgreSQL URL from the spec replaces it)
+    tune/            Ray Tune's experiment directory (default; ``storage.checkpoints`` replaces it)
+    results.parquet  one row per trial, written when the study stops (also a parent-run artifact)
+
+The runs root holds ``mlflow.db`` and ``mlartifacts/`` shared by every study under it (each study
+has its own experiment). ``run_study`` refuses an existing study directory; ``resume_study``
+continues it with ``Tuner.restore`` (or starts it if Tune never wrote a snapshot). Whatever
+happens, ``finalize`` leaves no Optuna trial and no MLflow run RUNNING.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import ray
+from mlflow.tracking import MlflowClient
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search.repeater import TRIAL_INDEX
+
+from disent_core.errors import DisentError
+from studies.progress import Progress
+from studies.search import SeedRepeater, fail_running_trials, make_sampler, num_configurations
+from studies.space import METHOD, SearchSpace
+from studies.spec import StudySpec, spec_yaml, validate_spec
+from studies.tracking import STUDY_TAG, StudyTracker, close_open_runs, ensure_experiment, prepare_store
+from studies.trainable import run_trial
+
+log = logging.getLogger(__name__)
+TUNE_NAME = "tune"
+STOPPED_BEFORE_END = "the study stopped before this trial finished; `disent-study resume` continues it"
+
+
+@dataclass
+class StudyState:
+    """``study.json``: where every piece of a study's state lives."""
+
+    name: str
+    root: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    optuna_storage: str
+    optuna_study: str
+    tune_storage: str
+
+    @property
+    def tune_path(self) -> str:
+        return f"{self.tune_storage.rstrip('/')}/{TUNE_NAME}"
+
+    def save(self, directory: Path) -> None:
+        tmp = directory / ".study.json.tmp"
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(directory / "study.json")
+
+    @classmethod
+    def load(cls, directory: Path) -> StudyState:
+        path = directory / "study.json"
+        if not path.is_file():
+            raise DisentError(f"{directory} is not a study directory (no study.json); give the directory "
+                              "that `disent-study run` created, <root>/<study name>")
+        return cls(**json.loads(path.read_text()))
+
+
+def default_tracking_uri(root: Path) -> str:
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def load_study_spec(directory: Path) -> StudySpec:
+    import yaml
+
+    return validate_spec(yaml.safe_load((directory / "spec.yaml").read_text()), str(directory / "spec.yaml"))
+
+
+def init_ray(address: str | None) -> None:
+    """Connect to ``address`` (a cluster, or ``$RAY_ADDRESS`` under ``ray job submit``) or start one here."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    if address == "local":
+        # the embedded Ray's workers see this process's data root (a cluster job sets its own env)
+        env = {k: os.environ[k] for k in ("DISENT_DATA",) if k in os.environ}
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+                 object_store_memory=500 * 1024**2, log_to_driver=False, logging_level=logging.WARNING,
+                 runtime_env={"env_vars": env} if env else None)
+    else:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+
+
+def _create_state(spec: StudySpec, root: Path, directory: Path) -> StudyState:
+    tracking_uri = spec.tracking.mlflow_uri or default_tracking_uri(root)
+    optuna_storage = spec.storage.optuna or f"sqlite:///{directory / 'optuna.db'}"
+    study_name = spec.name
+    existing = optuna.study.get_all_study_names(optuna.storages.RDBStorage(optuna_storage))
+    if study_name in existing:
+        raise DisentError(
+            f"the Optuna storage {optuna_storage} already holds a study named {study_name!r}; "
+            "choose another name with --set name=... (or resume that study)"
+        )
+    prepare_store(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    artifact_root = None if spec.tracking.mlflow_uri else root / "mlartifacts"
+    experiment_id = ensure_experiment(client, spec.experiment_name, artifact_root)
+    parent = client.create_run(experiment_id, run_name=spec.name,
+                               tags={STUDY_TAG: spec.name, "disent.study_dir": str(directory)})
+    client.log_text(parent.info.run_id, spec_yaml(spec), "spec.yaml")
+    # studies may share one checkpoints location: each gets its own folder there
+    shared = spec.storage.checkpoints
+    tune_storage = f"{shared.rstrip('/')}/{spec.name}" if shared else str(directory)
+    return StudyState(spec.name, str(root), tracking_uri, experiment_id, parent.info.run_id,
+                      optuna_storage, study_name, tune_storage)
+
+
+def run_study(spec: StudySpec, root: Path, address: str | None = None) -> Path:
+    """Start a new study under ``root``; returns its directory."""
+    root = root.expanduser().resolve()
+    directory = root / spec.name
+    num_configurations(spec, SearchSpace(spec))  # a grid larger than asked for fails before anything starts
+    if (directory / "study.json").exists():
+        raise DisentError(
+            f"study directory {directory} already exists; continue it with `disent-study resume {directory}` "
+            "or start a new one with --set name=<new name>"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "spec.yaml").write_text(spec_yaml(spec))
+    state = _create_state(spec, root, directory)
+    state.save(directory)
+    _execute(spec, state, directory, address, restore=False)
+    return directory
+
+
+def resume_study(directory: Path, address: str | None = None) -> Path:
+    """Continue a study from its directory after a crash, a kill or Ctrl-C."""
+    directory = directory.expanduser().resolve()
+    state = StudyState.load(directory)
+    spec = load_study_spec(directory)
+    restore = tune.Tuner.can_restore(state.tune_path)
+    _execute(spec, state, directory, address, restore=restore)
+    return directory
+
+
+def _tuner(spec: StudySpec, state: StudyState, restore: bool, callbacks: list) -> tune.Tuner:
+    space = SearchSpace(spec)
+    objectives = spec.objectives
+    metric: Any = [o.metric for o in objectives] if len(objectives) > 1 else objectives[0].metric
+    mode: Any = [o.mode for o in objectives] if len(objectives) > 1 else objectives[0].mode
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, spec_data=spec.model_dump(mode="json")),
+        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+    )
+    if restore:
+        return tune.Tuner.restore(state.tune_path, trainable, resume_unfinished=True, resume_errored=True)
+    searcher = OptunaSearch(
+        space=space.define_by_run, metric=metric, mode=mode, sampler=make_sampler(spec, space),
+        study_name=state.optuna_study, storage=optuna.storages.RDBStorage(state.optuna_storage),
+    )
+    scheduler = None
+    if spec.scheduler is not None:
+        scheduler = ASHAScheduler(
+            time_attr="step", max_t=spec.steps, grace_period=spec.scheduler.grace_period,
+            reduction_factor=spec.scheduler.reduction_factor,
+        )
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=objectives[0].metric, mode=objectives[0].mode,
+            search_alg=SeedRepeater(searcher, repeat=len(spec.seeds)),
+            scheduler=scheduler,
+            num_samples=num_configurations(spec, space) * len(spec.seeds),
+            max_concurrent_trials=spec.search.max_concurrent,
+            reuse_actors=True,  # a new trial reuses a finished trial's process: no start-up, no imports
+            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name=TUNE_NAME, storage_path=state.tune_storage, callbacks=callbacks, verbose=0,
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        ),
+    )
+
+
+def _execute(spec: StudySpec, state: StudyState, directory: Path, address: str | None, restore: bool) -> None:
+    init_ray(address)
+    client = MlflowClient(state.tracking_uri)
+    client.update_run(state.parent_run_id, status="RUNNING")
+    tracker = StudyTracker(spec, state.tracking_uri, state.experiment_id, state.parent_run_id)
+    progress = Progress(spec, num_configurations(spec, SearchSpace(spec)) * len(spec.seeds))
+    tuner = _tuner(spec, state, restore, [tracker, progress])
+    grid = None
+    try:
+        grid = tuner.fit()
+    finally:
+        finalize(spec, state, directory, grid)
+    left = unfinished(spec, state) if grid is not None else 0
+    if left:
+        raise StudyInterrupted(directory, left)
+    progress.summary(grid, state, directory)
+
+
+class StudyInterrupted(DisentError):
+    """``fit`` returned with trials still to run (Ctrl-C, or Tune stopped on an error)."""
+
+    def __init__(self, directory: Path, count: int) -> None:
+        super().__init__(f"the study stopped with {count} trial(s) unfinished; continue it with "
+                         f"`disent-study resume {directory}`")
+
+
+def unfinished(spec: StudySpec, state: StudyState) -> int:
+    """Trials of the study that have not ended (run to the end, stopped early, or failed)."""
+    ended = sum(t.status in ("TERMINATED", "ERROR") for t in tune.ExperimentAnalysis(state.tune_path).trials)
+    return num_configurations(spec, SearchSpace(spec)) * len(spec.seeds) - ended
+
+
+def finalize(spec: StudySpec, state: StudyState, directory: Path, grid: Any) -> None:
+    """Close what a stop leaves open and write the results table.
+
+    MLflow runs still RUNNING are marked KILLED (a resumed trial reopens its run). Optuna trials
+    still RUNNING are marked FAIL only when the study is complete: after a crash or Ctrl-C they
+    belong to trials that ``resume`` continues and then tells.
+    """
+    client = MlflowClient(state.tracking_uri)
+    close_open_runs(client, state.experiment_id, state.parent_run_id, STOPPED_BEFORE_END)
+    complete = grid is not None and not unfinished(spec, state)
+    if complete:
+        study = optuna.load_study(study_name=state.optuna_study, storage=state.optuna_storage)
+        fail_running_trials(study, set(), STOPPED_BEFORE_END)
+    if grid is not None:
+        table = results_table(spec, grid)
+        path = directory / "results.parquet"
+        table.to_parquet(path)
+        client.log_artifact(state.parent_run_id, str(path))
+    client.set_terminated(state.parent_run_id, status="FINISHED" if complete else "KILLED")
+
+
+def results_table(spec: StudySpec, grid: Any) -> pd.DataFrame:
+    """One row per trial: status, method, seed, ``train_config.*`` and ``evaluation_results.*``."""
+    space = SearchSpace(spec)
+    rows = []
+    for result in grid:
+        config = result.config or {}
+        if METHOD not in config:
+            continue
+        seed_index = config.get(TRIAL_INDEX, 0)
+        seed = spec.seeds[seed_index]
+        metrics = result.metrics or {}
+        row: dict[str, Any] = {
+            "trial_id": metrics.get("trial_id") or Path(result.path).name.removeprefix("trial_"),
+            "status": "failed" if result.error is not None else "completed",
+            "error": str(result.error).strip().splitlines()[-1] if result.error is not None else None,
+            "method": config[METHOD],
+            "seed": seed,
+            "step": metrics.get("step"),
+            "model_num": space.model_number(config, seed_index),
+        }
+        params = space.train_config(config, seed).flat_params()
+        row.update({f"train_config.{k}": _cell(v) for k, v in params.items()})
+        row.update({f"search.{k}": _cell(v) for k, v in config.items() if k not in (METHOD, TRIAL_INDEX)})
+        row.update({
+            f"evaluation_results.{k}": v for k, v in metrics.items()
+            if "." in k and isinstance(v, int | float)
+            and not k.startswith(("loss/", "kl/", "schedule/", "config/"))
+        })
+        row.update({f"final.{k}": v for k, v in metrics.items() if k.startswith("loss/")})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _cell(value: Any) -> Any:
+    """Parquet-friendly cell: lists and mappings as JSON text."""
+    return json.dumps(value) if isinstance(value, list | dict | tuple) else value
+

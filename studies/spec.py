@@ -1,0 +1,665 @@
+"""The study spec: one YAML file that describes a whole experiment.
+
+A spec names the dataset, the training budget, the methods with their search spaces, the seeds,
+what to evaluate and when, the objective(s), the search algorithm, an optional ASHA scheduler, the
+resources of each trial, and where tracking (MLflow) and search state (Optuna) live::
+
+    name: quickstart
+    dataset: {name: dsprites_procedural}
+    model: {latent_dim: 10}
+    train: {steps: 600, batch_size: 64, report_every: 100}
+    methods:
+      beta_vae: {beta: {search: log_float, low: 1, high: 16}}
+      annealed_vae:
+        c_max: {search: float, low: 5, high: 50}
+        gamma: 1000
+    seeds: [0, 1]
+    evaluation: {protocol: fast, metrics: [mig, dci, reconstruction]}
+    objective: {metric: mig.discrete_mig, mode: max}
+    search: {algorithm: tpe, num_trials: 4, max_concurrent: 2}
+
+Any value under ``model``, ``train`` and ``methods.<name>`` may be a search parameter, a mapping
+with the key ``search`` (see ``PARAM_KINDS``), at any depth: inside a schedule object
+(``capacity: {kind: linear, start: 0, end: {search: float, low: 5, high: 50}, steps: 1000}``) or as
+a choice between whole objects (``{search: categorical, choices: [{kind: linear, ...}, ...]}``),
+whose own parameters then exist only when that choice is made. Every other value is fixed.
+
+``load_spec`` validates everything before anything starts: the spec's own fields, then every
+method's config at the extremes of each numeric range and at every categorical choice, so a bad
+bound is reported at its own YAML path (``methods.beta_vae.beta.low: must be > 0``). All problems
+are collected into one ``ConfigError``, one line per problem.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from disent_core.config import DatasetConfig, TrainConfig
+from disent_core.errors import ConfigError, DisentError
+from disent_core.methods.registry import METHODS
+from disent_core.metrics import METRICS, metric_names
+from disent_core.metrics.protocol import PROTOCOLS
+from disent_core.schedules import ScheduleConfig
+from studies.overrides import apply_set
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# search parameters
+
+
+class FloatParam(_Strict):
+    search: Literal["float"]
+    low: float
+    high: float
+    step: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _range(self) -> FloatParam:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be smaller than high ({self.high})")
+        return self
+
+
+class LogFloatParam(FloatParam):
+    search: Literal["log_float"]  # type: ignore[assignment]
+    low: float = Field(gt=0, description="log-uniform ranges need a positive lower bound")
+    step: None = None
+
+
+class IntParam(_Strict):
+    search: Literal["int"]
+    low: int
+    high: int
+    step: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _range(self) -> IntParam:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be smaller than high ({self.high})")
+        return self
+
+
+class LogIntParam(IntParam):
+    search: Literal["log_int"]  # type: ignore[assignment]
+    low: int = Field(ge=1, description="log-uniform ranges need a positive lower bound")
+    step: Literal[1] = 1
+
+
+class CategoricalParam(_Strict):
+    search: Literal["categorical"]
+    choices: list[Any] = Field(min_length=1)
+
+
+class GridParam(_Strict):
+    search: Literal["grid"]
+    values: list[Any] = Field(min_length=1)
+
+
+SearchParam = Annotated[
+    FloatParam | LogFloatParam | IntParam | LogIntParam | CategoricalParam | GridParam,
+    Field(discriminator="search"),
+]
+PARAM_KINDS = ("float", "log_float", "int", "log_int", "categorical", "grid")
+_PARAM_ADAPTER: TypeAdapter = TypeAdapter(SearchParam)
+
+
+def parse_param(raw: dict) -> BaseModel:
+    """The typed search parameter of a ``{search: ...}`` mapping (raises pydantic's error)."""
+    return _PARAM_ADAPTER.validate_python(raw)
+
+
+def options_of(param: BaseModel) -> list[Any]:
+    """The explicit values of a categorical or grid parameter."""
+    return list(param.choices) if isinstance(param, CategoricalParam) else list(param.values)
+
+
+def is_param(value: Any) -> bool:
+    return isinstance(value, dict) and "search" in value
+
+
+def all_params(template: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
+    """Like ``find_params``, and also the parameters nested inside categorical or grid choices,
+    at their spec paths (``capacity.choices[1].end``). Malformed parameters are skipped."""
+    for at, raw in find_params(template, path):
+        yield at, raw
+        try:
+            param = parse_param(raw)
+        except ValidationError:
+            continue
+        if isinstance(param, CategoricalParam | GridParam):
+            key = "choices" if isinstance(param, CategoricalParam) else "values"
+            for i, choice in enumerate(options_of(param)):
+                yield from all_params(choice, (*at, key, i))
+
+
+def find_params(template: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
+    """``(path, raw parameter mapping)`` for every search parameter in a template, outermost first.
+
+    Parameters nested inside the choices of a categorical or grid parameter are not listed: they
+    exist only once that choice is made.
+    """
+    if is_param(template):
+        yield path, template
+    elif isinstance(template, dict):
+        for key, value in template.items():
+            yield from find_params(value, (*path, key))
+    elif isinstance(template, list):
+        for i, value in enumerate(template):
+            yield from find_params(value, (*path, i))
+
+
+def set_path(template: Any, path: tuple, value: Any) -> Any:
+    """A copy of ``template`` with the value at ``path`` replaced (containers are copied, not shared)."""
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(template, dict):
+        return {**template, head: set_path(template[head], rest, value)}
+    copy = list(template)
+    copy[head] = set_path(copy[head], rest, value)
+    return copy
+
+
+# --------------------------------------------------------------------------------------------------
+# the spec sections
+
+
+class EvaluationSpec(_Strict):
+    protocol: str = Field("fast", description="metric protocol: dlib2019, corrected or fast")
+    metrics: list[str] = Field(
+        default_factory=lambda: ["mig", "dci", "factor_vae", "reconstruction"],
+        description="metric names (see disent_core.metrics.metric_names)",
+    )
+    every: int = Field(
+        0, ge=0, description="evaluate every N steps as well as at the end; 0: at the end only"
+    )
+    seed: int = Field(0, ge=0, description="evaluation seed, the same for every trial")
+
+    @field_validator("protocol")
+    @classmethod
+    def _known_protocol(cls, protocol: str) -> str:
+        if protocol not in PROTOCOLS:
+            close = difflib.get_close_matches(protocol, list(PROTOCOLS), n=2, cutoff=0.4)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise ValueError(f"unknown protocol {protocol!r}; {hint}valid names: {', '.join(PROTOCOLS)}")
+        return protocol
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, metrics: list[str]) -> list[str]:
+        valid = metric_names()
+        for name in metrics:
+            if name not in valid:
+                close = difflib.get_close_matches(name, valid, n=2)
+                hint = f"did you mean {', '.join(close)}? " if close else ""
+                raise ValueError(f"unknown metric {name!r}; {hint}valid names: {', '.join(valid)}")
+        if len(set(metrics)) != len(metrics):
+            raise ValueError(f"each metric must appear once, got {metrics}")
+        return metrics
+
+
+class Objective(_Strict):
+    metric: str = Field(
+        description="a score key such as mig.discrete_mig or reconstruction.reconstruction_error"
+    )
+    mode: Literal["max", "min"]
+
+
+class SearchSettings(_Strict):
+    algorithm: Literal["grid", "random", "tpe", "cmaes"] = "tpe"
+    num_trials: int | None = Field(
+        None, ge=1, description="configurations to try (each runs once per seed); grid: default all points"
+    )
+    max_concurrent: int = Field(1, ge=1, description="trials running at the same time")
+    seed: int = Field(0, ge=0, description="seed of the Optuna sampler")
+
+
+class AshaSettings(_Strict):
+    type: Literal["asha"] = "asha"
+    grace_period: int = Field(ge=1, description="steps a trial runs before it can be stopped")
+    reduction_factor: float = Field(2.0, gt=1)
+
+
+class Resources(_Strict):
+    cpu: float = Field(1.0, gt=0, description="CPUs per trial (also its torch thread count)")
+    gpu: float = Field(0.0, ge=0, description="GPU share per trial; 0.5 packs two trials on one GPU")
+
+
+class Tracking(_Strict):
+    mlflow_uri: str | None = Field(None, description="tracking URI; default sqlite under the runs root")
+    experiment: str | None = Field(None, description="MLflow experiment; default the study name")
+
+
+class Storage(_Strict):
+    optuna: str | None = Field(None, description="Optuna storage URL; default sqlite in the study directory")
+    checkpoints: str | None = Field(
+        None, description="Ray Tune storage_path (NFS path or s3://...); default inside the study directory"
+    )
+
+
+class ReportSettings(_Strict):
+    """How ``disent-study report`` judges tolerance and claims (see ``studies.report``)."""
+
+    tolerance_threshold: float = Field(
+        0.1, gt=0, lt=1, description="a setting is tolerated when its median is within this share of the best"
+    )
+    bootstrap: int = Field(1000, ge=100, description="bootstrap resamples over seeds for intervals")
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    claims: list[str] = Field(
+        default_factory=list,
+        description="claims to check, e.g. 'devae tolerance(mig.discrete_mig) > beta_vae tolerance(...)'",
+    )
+
+
+class ModelNumbering(_Strict):
+    """disentanglement_lib's model numbering of ``unsupervised_study_v1``:
+    ``1800 * dataset_index + 50 * config_index + seed`` (36 configurations of 50 seeds per dataset).
+
+    The config index is the trial's grid position and the seed its seed value (dlib's seeds are
+    0-49), so a subset of the seeds or of the grid points (``search.num_trials``) keeps dlib's numbers.
+    """
+
+    CONFIGS: ClassVar[int] = 36
+    SEEDS: ClassVar[int] = 50
+    scheme: Literal["dlib_unsupervised_study_v1"] = "dlib_unsupervised_study_v1"
+    dataset_index: int = Field(0, ge=0, description="position of the dataset in dlib's dataset list")
+
+    def number(self, config_index: int, seed: int) -> int:
+        return self.dataset_index * self.CONFIGS * self.SEEDS + self.SEEDS * config_index + seed
+
+
+class StudySpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    description: str = ""
+    dataset: DatasetConfig
+    model: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any]
+    methods: dict[str, dict[str, Any]] = Field(min_length=1)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    objective: Objective | list[Objective]
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    scheduler: AshaSettings | None = None
+    resources: Resources = Field(default_factory=Resources)
+    tracking: Tracking = Field(default_factory=Tracking)
+    storage: Storage = Field(default_factory=Storage)
+    max_failures: int = Field(2, ge=0, description="retries of a trial whose process dies")
+    model_numbering: ModelNumbering | None = None
+    report: ReportSettings = Field(default_factory=ReportSettings)
+
+    @property
+    def objectives(self) -> list[Objective]:
+        return self.objective if isinstance(self.objective, list) else [self.objective]
+
+    @property
+    def experiment_name(self) -> str:
+        return self.tracking.experiment or self.name
+
+    @property
+    def steps(self) -> int:
+        return int(self.train["steps"])
+
+    @property
+    def report_every(self) -> int:
+        return int(self.train.get("report_every", 100))
+
+
+# --------------------------------------------------------------------------------------------------
+# validation
+
+
+_MESSAGE_REWRITES = (
+    (re.compile(r"^Input should be greater than or equal to (.+)$"), r"must be >= \1"),
+    (re.compile(r"^Input should be greater than (.+)$"), r"must be > \1"),
+    (re.compile(r"^Input should be less than or equal to (.+)$"), r"must be <= \1"),
+    (re.compile(r"^Input should be less than (.+)$"), r"must be < \1"),
+    (re.compile(r"^Extra inputs are not permitted$"), "unknown key; remove it or check its spelling"),
+    (re.compile(r"^Value error, (.+)$"), r"\1"),
+    (
+        re.compile(r"^Input tag (.+) found using 'search' does not match any of the expected tags: (.+)$"),
+        r"unknown search kind \1; valid kinds: \2",
+    ),
+)
+
+
+def _message(msg: str) -> str:
+    for pattern, replacement in _MESSAGE_REWRITES:
+        if pattern.match(msg):
+            return pattern.sub(replacement, msg)
+    return msg
+
+
+def _join(path: tuple) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<root>"
+
+
+# a union member's label in an error location: a type (float, list[...], constrained-float) or a
+# model class (Objective in ``objective: Objective | list[Objective]``)
+_UNION_MEMBER = re.compile(
+    r"^(float|int|str|bool|list|dict|none)$|[\[\-]" r"|^[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]+)*$"
+)
+_WRONG_TYPE = re.compile(r"^Input should be a valid (dictionary|list)")
+# pydantic puts the tag of a discriminated union member into an error's location ("linear" in
+# method.capacity.linear.steps); these are the schedule tags, the method and parameter tags are above
+_SCHEDULE_KINDS = tuple(
+    member.model_fields["kind"].default for member in typing.get_args(typing.get_args(ScheduleConfig)[0])
+)
+
+
+def _errors(exc: ValidationError, prefix: tuple = ()) -> list[tuple[tuple, str]]:
+    """``(path, message)`` per problem, without pydantic's union-member labels in the path.
+
+    When a value failed every member of a union (``beta: float | schedule``), only the complaint
+    about the member of the value's own kind is kept.
+    """
+    found: dict[tuple, list[str]] = {}
+    for err in exc.errors():
+        loc = tuple(
+            p for p in err["loc"]
+            if p not in PARAM_KINDS and p not in METHODS and p not in _SCHEDULE_KINDS
+            and not (isinstance(p, str) and _UNION_MEMBER.search(p))
+        )
+        found.setdefault((*prefix, *loc), []).append(_message(err["msg"]))
+    out = []
+    for path, messages in found.items():
+        # a member of the value's own kind complained deeper down: the other members' "should be
+        # a valid list/dictionary" are noise
+        deeper = any(len(other) > len(path) and other[: len(path)] == path for other in found)
+        specific = [m for m in messages if not (deeper and _WRONG_TYPE.match(m))]
+        specific = [m for m in specific if "valid dictionary" not in m] or specific
+        out.extend((path, m) for m in dict.fromkeys(specific))
+    return out
+
+
+def _parse_params(section: tuple, template: Any, problems: list[str]) -> bool:
+    ok = True
+    for path, raw in find_params(template, section):
+        try:
+            param = parse_param(raw)
+        except ValidationError as exc:
+            problems.extend(f"{_join(p)}: {m}" for p, m in _errors(exc, path))
+            ok = False
+            continue
+        if isinstance(param, CategoricalParam | GridParam):
+            key = "choices" if isinstance(param, CategoricalParam) else "values"
+            # Optuna stores a choice by its value (a list or mapping by its JSON text), so two equal
+            # choices would be one; a grid would also run the same configuration twice
+            seen: list[Any] = []
+            for i, choice in enumerate(options_of(param)):
+                ident = json.dumps(choice, sort_keys=True) if isinstance(choice, dict | list) else choice
+                if ident in seen:
+                    problems.append(
+                        f"{_join((*path, key, i))}: repeats {key}[{seen.index(ident)}]; list each value once"
+                    )
+                    ok = False
+                seen.append(ident)
+                ok &= _parse_params((*path, key, i), choice, problems)
+    return ok
+
+
+def _probes(template: Any) -> Iterator[tuple[Any, dict[tuple, str]]]:
+    """Concrete templates covering each parameter's extremes and choices, with where each came from.
+
+    Yields ``(concrete, origin)`` where ``origin`` maps a concrete path to the suffix (``low``,
+    ``high``, ``choices[2]``) of the spec path that produced the value there.
+    """
+    params = list(find_params(template))
+    if not params:
+        yield template, {}
+        return
+    path, raw = params[0]
+    param = parse_param(raw)
+    if isinstance(param, CategoricalParam | GridParam):
+        key = "choices" if isinstance(param, CategoricalParam) else "values"
+        candidates = [(choice, f"{key}[{i}]") for i, choice in enumerate(options_of(param))]
+    else:
+        candidates = [(param.low, "low"), (param.high, "high")]
+    for value, suffix in candidates:
+        for concrete, origin in _probes(set_path(template, path, value)):
+            yield concrete, {**origin, path: suffix}
+
+
+def _locate(loc: tuple, origin: dict[tuple, str], spec_prefix: dict[str, tuple]) -> str:
+    """The spec path of an error at ``loc`` in a probe config: the concrete path with, after every
+    search parameter on the way, the suffix the probe took (``capacity.choices[1].steps.low``)."""
+    if not loc:
+        return "<root>"
+    head = str(loc[0])
+    out = _join(spec_prefix.get(head, (head,)))
+    for k in range(1, len(loc)):
+        part = loc[k]
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+        suffix = origin.get((head, *loc[1 : k + 1]))
+        if suffix is not None:
+            out += f".{suffix}"
+    return out
+
+
+def _check_method(spec: StudySpec, method: str, problems: list[str]) -> None:
+    """Validate the trial configs that ``method`` can produce, at every extreme and choice."""
+    template = {
+        "dataset": spec.dataset.model_dump(),
+        "model": spec.model,
+        # a missing train.steps is reported by _check_consistency; the placeholder keeps it one line
+        "train": {"steps": 1, **spec.train, "seed": spec.seeds[0]},
+        "method": {"name": method, **spec.methods[method]},
+    }
+    prefix = {"model": ("model",), "train": ("train",), "method": ("methods", method)}
+    seen: set[str] = set()
+    for concrete, origin in _probes(template):
+        try:
+            TrainConfig.model_validate(concrete)
+        except ValidationError as exc:
+            for loc, msg in _errors(exc):
+                line = f"{_locate(loc, origin, prefix)}: {msg}"
+                if line not in seen:
+                    seen.add(line)
+                    problems.append(line)
+        if len(seen) >= 20:
+            return
+
+
+def _check_consistency(spec: StudySpec, problems: list[str]) -> None:
+    for name in spec.methods:
+        if name not in METHODS:
+            close = difflib.get_close_matches(name, list(METHODS), n=3, cutoff=0.4)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            problems.append(f"methods.{name}: unknown method; {hint}valid names: {', '.join(METHODS)}")
+        elif "name" in spec.methods[name]:
+            problems.append(f"methods.{name}.name: remove it; the method's name is its key under methods")
+    if "seed" in spec.train:
+        problems.append("train.seed: remove it; list the seeds under `seeds:` instead")
+    if "steps" not in spec.train:
+        problems.append("train.steps: missing; the number of VAE updates per trial, e.g. steps: 2000")
+    for key in ("steps", "report_every"):
+        if is_param(spec.train.get(key)):
+            problems.append(
+                f"train.{key}: give one integer; every trial of a study shares its length and report "
+                "steps (the scheduler and progress count on them)"
+            )
+    if len(set(spec.seeds)) != len(spec.seeds):
+        problems.append(f"seeds: each seed must appear once, got {spec.seeds}")
+    every, report = spec.evaluation.every, spec.train.get("report_every", 100)
+    # a report_every that is not an integer is reported by the trial config check
+    if every and isinstance(report, int) and not isinstance(report, bool) and report > 0 and every % report:
+        problems.append(
+            f"evaluation.every: {every} is not a multiple of train.report_every ({report}); "
+            "evaluations happen at report steps"
+        )
+    evaluated = set(spec.evaluation.metrics)
+    for i, objective in enumerate(spec.objectives):
+        where = "objective" if not isinstance(spec.objective, list) else f"objective[{i}]"
+        name, _, key = objective.metric.partition(".")
+        if name not in evaluated or not key:
+            problems.append(
+                f"{where}.metric: {objective.metric!r} is not a score of the evaluated metrics "
+                f"({', '.join(spec.evaluation.metrics)}); use a key such as mig.discrete_mig and list "
+                "its metric under evaluation.metrics"
+            )
+        elif key not in METRICS[name].keys:
+            problems.append(
+                f"{where}.metric: {name} has no score {key!r}; its scores are "
+                + ", ".join(f"{name}.{k}" for k in METRICS[name].keys)
+            )
+    if spec.scheduler is not None:
+        if len(spec.objectives) > 1:
+            problems.append(
+                "scheduler: ASHA needs a single objective; remove the scheduler or keep one objective"
+            )
+        if not every:
+            problems.append("scheduler: ASHA compares trials at intermediate steps; set evaluation.every")
+        elif spec.scheduler.grace_period < every:
+            problems.append(
+                f"scheduler.grace_period: {spec.scheduler.grace_period} is shorter than evaluation.every "
+                f"({every}); trials would be compared before their first evaluation"
+            )
+    if spec.search.algorithm == "grid":
+        sections = [("model", spec.model), ("train", spec.train)]
+        sections += [(f"methods.{m}", t) for m, t in spec.methods.items()]
+        for section, template in sections:
+            for path, raw in all_params(template):
+                if raw.get("search") not in ("grid", "categorical"):
+                    problems.append(
+                        f"{section}.{_join(path)}: grid search needs explicit values; "
+                        f"use {{search: grid, values: [...]}} or another search.algorithm"
+                    )
+
+
+def _check_numbering(spec: StudySpec, problems: list[str]) -> None:
+    """dlib's numbers exist for its 36-point grid and seeds 0-49 only (checked on an otherwise valid spec)."""
+    numbering = spec.model_numbering
+    if numbering is None:
+        return
+    if spec.search.algorithm != "grid":
+        problems.append(
+            "model_numbering: needs search.algorithm: grid; a model number is a grid position and a seed"
+        )
+        return
+    outside = [s for s in spec.seeds if s >= numbering.SEEDS]
+    if outside:
+        problems.append(
+            f"seeds: {numbering.scheme} numbers seeds 0-{numbering.SEEDS - 1}; {outside} have no number"
+        )
+    from studies.space import SearchSpace  # studies.space imports this module
+
+    points = len(SearchSpace(spec).grid)
+    if points != numbering.CONFIGS:
+        problems.append(
+            f"model_numbering: {numbering.scheme} numbers {numbering.CONFIGS} configurations (6 methods x 6 "
+            f"values, in dlib's order), the grid has {points}; remove model_numbering or list dlib's grid "
+            "(run a subset with search.num_trials instead)"
+        )
+
+
+def _check_claims(spec: StudySpec, problems: list[str]) -> None:
+    """Each ``report.claims`` entry must parse, name methods of the spec and scores it evaluates."""
+    from studies.report.analysis import parse_claim  # pandas and numpy: only when claims exist
+
+    evaluated = set(spec.evaluation.metrics)
+    for i, text in enumerate(spec.report.claims):
+        try:
+            claim = parse_claim(text)
+        except ValueError as exc:
+            problems.append(f"report.claims[{i}]: {exc}")
+            continue
+        terms = [claim.lhs] + ([claim.rhs] if not isinstance(claim.rhs, float) else [])
+        for term in terms:
+            if term.method not in spec.methods:
+                problems.append(
+                    f"report.claims[{i}]: method {term.method!r} is not in this study; "
+                    f"its methods: {', '.join(spec.methods)}"
+                )
+            name, _, key = term.metric.partition(".")
+            if name not in evaluated:
+                problems.append(
+                    f"report.claims[{i}]: {term.metric} is not evaluated; list {name} under "
+                    f"evaluation.metrics ({', '.join(spec.evaluation.metrics)})"
+                )
+            elif key not in METRICS[name].keys:
+                problems.append(
+                    f"report.claims[{i}]: {name} has no score {key!r}; its scores are "
+                    + ", ".join(f"{name}.{k}" for k in METRICS[name].keys)
+                )
+
+
+def validate_spec(data: Any, source: str = "spec") -> StudySpec:
+    """A ``StudySpec`` from a mapping, or one ``ConfigError`` listing every problem by YAML path."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping with name, dataset, train, methods and objective")
+    try:
+        spec = StudySpec.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for path, msg in _errors(exc):
+            if path and path[0] == "dataset" and "unknown dataset" in msg:
+                path = ("dataset", "name")
+            lines.append(f"{_join(path)}: {msg}")
+        # the search parameters need no valid spec around them: report theirs too (the trial
+        # configs they produce are checked once the rest is valid)
+        sections = [(("model",), data.get("model")), (("train",), data.get("train"))]
+        methods = data.get("methods")
+        sections += [(("methods", m), t) for m, t in methods.items()] if isinstance(methods, dict) else []
+        for section, template in sections:
+            if isinstance(template, dict):
+                _parse_params(section, template, lines)
+        unique = list(dict.fromkeys(lines))
+        raise ConfigError(f"invalid study spec {source}:\n  " + "\n  ".join(unique)) from None
+    problems: list[str] = []
+    _check_consistency(spec, problems)
+    if spec.report.claims:
+        _check_claims(spec, problems)
+    sections_ok = _parse_params(("model",), spec.model, problems)
+    sections_ok &= _parse_params(("train",), spec.train, problems)
+    for name, template in spec.methods.items():
+        if name in METHODS and _parse_params(("methods", name), template, problems) and sections_ok:
+            _check_method(spec, name, problems)
+    if not problems:
+        _check_numbering(spec, problems)
+    if problems:
+        unique = list(dict.fromkeys(problems))
+        raise ConfigError(f"invalid study spec {source}:\n  " + "\n  ".join(unique))
+    return spec
+
+
+def load_spec(path: str | Path, overrides: list[tuple[list[str], Any]] | None = None) -> StudySpec:
+    """Read, override (``--set``) and validate a study spec file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DisentError(f"study spec {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if isinstance(data, dict) and overrides:
+        data = apply_set(data, overrides)
+    return validate_spec(data, str(path))
+
+
+def spec_yaml(spec: StudySpec) -> str:
+    """The spec as YAML, every default filled in (what the study directory records)."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+

@@ -1,0 +1,215 @@
+"""MLflow tracking of a study: one parent run per study, one nested run per Ray Tune trial.
+
+``StudyTracker`` is a ``tune.Callback``, so it runs in the Tune driver and sees every trial's life
+(start, results, retries, completion, error) with nothing to log from inside the trials. It is used
+instead of Tune's ``MLflowLoggerCallback`` because that one logs Tune's bookkeeping as metrics and
+opens a second run for each trial after ``Tuner.restore`` (stack.md 4-5): here a trial's run is
+found again by its ``disent.trial_id`` tag under the study's parent run, so a resumed or retried
+trial keeps its one run.
+
+A nested run holds: params = the flattened training config; tags = study, method, dataset, seed,
+trial id, protocol name and hash, project version, git commit (and disentanglement_lib's model
+number for grid studies that ask for it); metrics = every training report and evaluation as a
+series over steps; artifacts = the final checkpoint directory (checkpoint, config, scores, latent
+traversals, reconstructions, KL per dimension). ``finalize`` closes whatever a crash left RUNNING.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.tracking import MlflowClient
+from ray import tune
+from ray.tune.search.repeater import TRIAL_INDEX
+
+from disent_core.metrics.protocol import get_protocol
+from studies.space import SearchSpace
+from studies.spec import StudySpec
+
+PARENT_TAG = "mlflow.parentRunId"
+TRIAL_TAG = "trial_id"
+STUDY_TAG = "study"
+_TRAINING_PREFIXES = ("loss/", "kl/", "schedule/")
+_TRAINING_KEYS = ("images_per_sec", "active_dims")
+
+
+def git_commit() -> str:
+    """The commit of the checkout this package runs from, or ``unknown``."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+            text=True, timeout=10, check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def project_version() -> str:
+    try:
+        return metadata.version("disent-studies")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def tracked_metrics(result: dict[str, Any], objective_keys: list[str]) -> dict[str, float]:
+    """The keys of a Tune result that go to MLflow: training series, and scores when evaluated."""
+    out = {}
+    for key, value in result.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            continue
+        training = key.startswith(_TRAINING_PREFIXES) or key in _TRAINING_KEYS
+        score = result.get("evaluated") == 1 and "." in key and not key.startswith("resources/")
+        if training or score or (key == "diverged"):
+            out[key] = float(value)
+    for key in objective_keys:
+        if result.get("evaluated") != 1:
+            out.pop(key, None)
+    return out
+
+
+def prepare_store(tracking_uri: str) -> None:
+    """Create (migrate) a sqlite tracking store under a file lock.
+
+    Two studies starting at once on a fresh runs root would otherwise race MLflow's schema migration
+    of the same ``mlflow.db`` and one of them would fail.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    db = Path(tracking_uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(db) + ".lock"):
+        MlflowClient(tracking_uri).search_experiments(max_results=1)
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | None) -> str:
+    """The id of experiment ``name``, created (with its artifacts under ``artifact_root``) if missing."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = (artifact_root / name).as_uri() if artifact_root is not None else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+class StudyTracker(tune.Callback):
+    """Mirrors every trial of one study into nested MLflow runs (see the module docstring)."""
+
+    def __init__(self, spec: StudySpec, tracking_uri: str, experiment_id: str, parent_run_id: str) -> None:
+        self.spec = spec
+        self.space = SearchSpace(spec)
+        self.client = MlflowClient(tracking_uri)
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.objective_keys = [o.metric for o in spec.objectives]
+        self.runs: dict[str, str] = {}
+        protocol = get_protocol(spec.evaluation.protocol)
+        self.base_tags = {
+            STUDY_TAG: spec.name,
+            "dataset": spec.dataset.name,
+            "protocol": protocol.name,
+            "protocol_hash": protocol.hash,
+            "project_version": project_version(),
+            "git_commit": git_commit(),
+        }
+
+    def __reduce__(self) -> tuple:
+        # Tune pickles its callbacks into the experiment snapshot; rebuild the client on restore
+        return (StudyTracker, (self.spec, self.client.tracking_uri, self.experiment_id, self.parent_run_id))
+
+    def _find_run(self, trial_id: str) -> str | None:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{PARENT_TAG}` = '{self.parent_run_id}'"
+            ),
+            max_results=2,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def run_id(self, trial: Any) -> str:
+        """The MLflow run of ``trial``: remembered, found again by tag, or created with its params."""
+        if trial.trial_id in self.runs:
+            return self.runs[trial.trial_id]
+        run_id = self._find_run(trial.trial_id)
+        if run_id is None:
+            run_id = self._create_run(trial)
+        self.runs[trial.trial_id] = run_id
+        return run_id
+
+    def _create_run(self, trial: Any) -> str:
+        config = trial.config
+        seed_index = config.get(TRIAL_INDEX, 0)
+        seed = self.spec.seeds[seed_index]
+        train_config = self.space.train_config(config, seed)
+        tags = {
+            **self.base_tags,
+            PARENT_TAG: self.parent_run_id,
+            TRIAL_TAG: trial.trial_id,
+            "method": train_config.method.name,
+            "seed": str(seed),
+        }
+        model_number = self.space.model_number(config, seed_index)
+        if model_number is not None:
+            tags["dlib_model_num"] = str(model_number)
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"{train_config.method.name}-{trial.trial_id}", tags=tags
+        )
+        params = [Param(k, str(v)) for k, v in sorted(train_config.flat_params().items())]
+        for start in range(0, len(params), 100):
+            self.client.log_batch(run.info.run_id, params=params[start:start + 100])
+        return run.info.run_id
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.run_id(trial)
+        if self.client.get_run(run_id).info.status != "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        values = tracked_metrics(result, self.objective_keys)
+        if not values:
+            return
+        step = int(result.get("step", 0))
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, step) for k, v in values.items()]
+        for start in range(0, len(metrics), 1000):
+            self.client.log_batch(self.run_id(trial), metrics=metrics[start:start + 1000])
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.run_id(trial)
+        checkpoint = trial.checkpoint
+        if checkpoint is not None:
+            with checkpoint.as_directory() as directory:
+                self.client.log_artifacts(run_id, directory, artifact_path="final")
+        self.client.set_terminated(run_id, status="FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.run_id(trial)
+        self.client.set_tag(run_id, "failure_reason", failure_reason(trial)[:5000])
+        self.client.set_terminated(run_id, status="FAILED")
+
+
+def failure_reason(trial: Any) -> str:
+    """The last line of a failed trial's error (``Diverged: training diverged at step ...``)."""
+    path = getattr(trial, "error_file", None) or ""
+    text = Path(path).read_text() if path and Path(path).is_file() else (trial.error_msg or "unknown error")
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error"
+
+
+def close_open_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, reason: str) -> int:
+    """Mark every nested run of the study still RUNNING as KILLED with ``reason``; their number."""
+    open_runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and attributes.status = 'RUNNING'",
+    )
+    for run in open_runs:
+        client.set_tag(run.info.run_id, "failure_reason", reason)
+        client.set_terminated(run.info.run_id, status=RunStatus.to_string(RunStatus.KILLED))
+    return len(open_runs)

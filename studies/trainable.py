@@ -1,0 +1,119 @@
+"""The Ray Tune trainable: one trial is one call of ``disent_core.train.train``.
+
+The trial's config holds only what the search decided (``method``, ``beta_vae.beta``, ...) and
+Tune's repeat index, which picks the seed; the spec travels with ``tune.with_parameters``. Every
+trainer report becomes one ``tune.report``: loss terms (``loss/<term>``), KL per dimension
+(``kl/<i>``), schedule values and learning rates (``schedule/<name>``), images per second, and at
+the configured steps the evaluation scores (``mig.discrete_mig``, ...; ``evaluated`` is 1 then).
+The objective keys are present in every report, NaN before the first evaluation, because Tune
+requires them; ASHA is validated to compare trials only after their first evaluation.
+
+Checkpoints are reported with ``tune.Checkpoint`` whenever the trainer writes one, and a retried
+trial resumes from ``tune.get_checkpoint()`` step-exactly. The final checkpoint also holds the
+trial's config, its scores and figures (latent traversals, reconstructions, KL per dimension).
+
+A diverged trial reports a checkpoint holding only ``diverged.json`` and raises ``Diverged``, so
+Tune records it as failed with the reason; if Tune retries it, the retry fails at once from that
+marker instead of training again into the same divergence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+import yaml
+from ray import tune
+from ray.tune.search.repeater import TRIAL_INDEX
+
+from disent_core.analysis.figures import kl_per_dim_plot, latent_traversal_grid, reconstruction_grid
+from disent_core.errors import Diverged
+from disent_core.metrics import evaluate
+from disent_core.train import CHECKPOINT_NAME, Report, train
+from studies.space import SearchSpace
+from studies.spec import StudySpec
+
+DIVERGED_MARKER = "diverged.json"
+ACTIVE_KL = 0.01
+
+
+def report_metrics(report: Report) -> dict[str, float]:
+    """The training part of one Tune result."""
+    metrics: dict[str, float] = {"step": report.step, "images_per_sec": report.images_per_sec}
+    metrics.update({f"loss/{k}": v for k, v in report.terms.items()})
+    metrics.update({f"kl/{i}": v for i, v in enumerate(report.kl_per_dim)})
+    metrics.update({f"schedule/{k}": v for k, v in report.schedules.items()})
+    metrics["active_dims"] = sum(v > ACTIVE_KL for v in report.kl_per_dim)
+    return metrics
+
+
+def _write_final_files(directory: Path, report: Report, config: Any, scores: dict[str, float]) -> None:
+    (directory / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    (directory / "scores.json").write_text(json.dumps(scores, indent=2))
+    device = next(report.method.parameters()).device
+    latent_traversal_grid(report.method, report.dataset, directory / "latent_traversals.png", device=device)
+    reconstruction_grid(report.method, report.dataset, directory / "reconstructions.png", device=device)
+    kl_per_dim_plot(report.kl_per_dim, directory / "kl_per_dim.png")
+
+
+def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
+    """Train, evaluate and report one trial (the function ``tune.Tuner`` runs)."""
+    spec = StudySpec.model_validate(spec_data)
+    space = SearchSpace(spec)
+    seed = spec.seeds[config.get(TRIAL_INDEX, 0)]
+    train_config = space.train_config(config, seed)
+    evaluation = spec.evaluation
+    work = Path(tempfile.mkdtemp(prefix="disent-trial-"))
+    resume_from = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as restored:
+            marker = Path(restored) / DIVERGED_MARKER
+            if marker.is_file():
+                info = json.loads(marker.read_text())
+                raise Diverged(info["step"], info["term"], info["value"])
+            shutil.copy2(Path(restored) / CHECKPOINT_NAME, work / CHECKPOINT_NAME)
+        resume_from = work / CHECKPOINT_NAME
+    carried = {o.metric: math.nan for o in spec.objectives}
+    resources = {"resources/gpus": float(len(ray.get_gpu_ids())),
+                 "resources/cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+    last: dict[str, Any] = {}
+
+    def on_report(report: Report) -> None:
+        metrics: dict[str, Any] = {**report_metrics(report), **resources, "evaluated": 0}
+        at_end = report.step == train_config.train.steps
+        if at_end or (evaluation.every and report.step % evaluation.every == 0):
+            scores = evaluate(report.method, report.dataset, protocol=evaluation.protocol,
+                              seed=evaluation.seed, metrics=evaluation.metrics,
+                              n_jobs=train_config.train.threads or 1)
+            metrics.update(scores, evaluated=1)
+            carried.update({k: v for k, v in scores.items() if k in carried})
+            if at_end:
+                _write_final_files(work, report, train_config, dict(scores))
+        metrics.update({k: v for k, v in carried.items() if k not in metrics})
+        last.clear()
+        last.update(metrics)
+        if report.checkpoint is not None:
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(work)))
+        else:
+            tune.report(metrics)
+
+    try:
+        train(train_config, on_report, checkpoint_dir=work, resume_from=resume_from)
+    except Diverged as exc:
+        shutil.rmtree(work)
+        work.mkdir()
+        (work / DIVERGED_MARKER).write_text(
+            json.dumps({"step": exc.step, "term": exc.term, "value": exc.value, "message": str(exc)})
+        )
+        failure = {**last, **carried, "diverged": 1, "step": exc.step}
+        tune.report(failure, checkpoint=tune.Checkpoint.from_directory(str(work)))
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

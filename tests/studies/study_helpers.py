@@ -1,0 +1,52 @@
+"""Helpers shared by the study tests: tiny specs, the CLI in a subprocess, MLflow and Optuna reads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from mlflow.tracking import MlflowClient
+
+TINY = {
+    "dataset": {"name": "dsprites_procedural"},
+    "model": {"latent_dim": 4, "base_channels": 8},
+    "train": {"steps": 20, "batch_size": 16, "report_every": 10},
+    "evaluation": {"protocol": "fast", "metrics": ["mig"]},
+    "objective": {"metric": "mig.discrete_mig", "mode": "max"},
+    "resources": {"cpu": 1},
+}
+
+
+def write_spec(directory: Path, name: str, **sections: Any) -> Path:
+    """A tiny spec file: ``TINY`` with ``sections`` replacing whole top-level sections."""
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, **TINY, **sections}))
+    return path
+
+
+def run_cli(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "studies.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def nested_runs(root: Path, study: str) -> list:
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(study)
+    state = json.loads((root / study / "study.json").read_text())
+    return client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{state['parent_run_id']}'"
+    )
+
+
+def optuna_states(root: Path, study: str) -> dict[str, int]:
+    loaded = optuna.load_study(study_name=study, storage=f"sqlite:///{root / study / 'optuna.db'}")
+    states: dict[str, int] = {}
+    for trial in loaded.get_trials(deepcopy=False):
+        states[trial.state.name] = states.get(trial.state.name, 0) + 1
+    return states

@@ -1,0 +1,122 @@
+"""A study survives its processes dying: a trial's worker, and the driver itself (then ``resume``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from study_helpers import TINY, nested_runs, optuna_states, run_cli, write_spec
+
+pytestmark = pytest.mark.slow
+
+
+def tune_results(study_dir: Path) -> dict[str, list[dict]]:
+    """Every result line Tune wrote, per trial id."""
+    out = {}
+    for path in sorted((study_dir / "tune").glob("trial_*/result.json")):
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        out[path.parent.name.removeprefix("trial_")] = lines
+    return out
+
+
+def wait_until(condition, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(
+                f"the study exited ({proc.returncode}) before {what}: {proc.stderr.read()[-3000:]}"
+            )
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def start_study(spec: Path, root: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "studies.cli", "run", str(spec), "--root", str(root)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+
+
+def test_killed_trial_worker_resumes_from_its_checkpoint(tmp_path):
+    train = {**TINY["train"], "steps": 120, "report_every": 10, "checkpoint_every": 30}
+    spec = write_spec(tmp_path, "killworker", train=train, methods={"beta_vae": {"beta": 4}},
+                      search={"algorithm": "random", "num_trials": 1})
+    root = tmp_path / "runs"
+    proc = start_study(spec, root)
+    study_dir = root / "killworker"
+
+    def checkpointed_and_running() -> bool:
+        results = tune_results(study_dir) if (study_dir / "tune").exists() else {}
+        lines = next(iter(results.values()), [])
+        return any(r["step"] >= 40 for r in lines) and lines[-1]["step"] < 100
+
+    wait_until(checkpointed_and_running, 300, "the trial passed its first checkpoint", proc)
+    worker_pid = next(iter(tune_results(study_dir).values()))[-1]["pid"]
+    os.kill(worker_pid, signal.SIGKILL)
+    _, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, err[-3000:]
+
+    (trial_id, lines), = tune_results(study_dir).items()
+    steps = [r["step"] for r in lines]
+    assert steps[-1] == 120
+    restart = next(i for i in range(1, len(lines)) if lines[i]["pid"] != lines[i - 1]["pid"])
+    resumed_from = steps[restart] - 10
+    assert resumed_from % 30 == 0 and resumed_from <= steps[restart - 1], steps  # from its last checkpoint
+    assert lines[restart]["iterations_since_restore"] == 1
+    assert len({r["pid"] for r in lines}) == 2
+    table = pd.read_parquet(study_dir / "results.parquet")
+    assert list(table["status"]) == ["completed"]
+    runs = nested_runs(root, "killworker")
+    assert [(r.data.tags["trial_id"], r.info.status) for r in runs] == [(trial_id, "FINISHED")]
+    assert optuna_states(root, "killworker") == {"COMPLETE": 1}
+
+
+def test_killed_driver_then_resume_accounts_for_every_trial_once(tmp_path):
+    train = {**TINY["train"], "steps": 60, "report_every": 10, "checkpoint_every": 20}
+    spec = write_spec(
+        tmp_path, "killdriver", train=train,
+        methods={"beta_vae": {"beta": {"search": "grid", "values": [1.0, 2.0, 4.0, 8.0]}}},
+        search={"algorithm": "grid", "max_concurrent": 2},
+    )
+    root = tmp_path / "runs"
+    proc = start_study(spec, root)
+    study_dir = root / "killdriver"
+
+    def one_done_and_more_running() -> bool:
+        results = tune_results(study_dir) if (study_dir / "tune").exists() else {}
+        finished = [t for t, lines in results.items() if lines and lines[-1]["step"] == 60]
+        started = [t for t, lines in results.items() if lines and lines[-1]["step"] < 60]
+        return len(finished) >= 1 and len(started) >= 1
+
+    wait_until(one_done_and_more_running, 300, "one trial finished and another started", proc)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    proc.wait(timeout=30)
+
+    done = run_cli("resume", str(study_dir), timeout=500)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    table = pd.read_parquet(study_dir / "results.parquet")
+    assert len(table) == 4
+    assert set(table["status"]) == {"completed"}
+    assert sorted(table["train_config.method.beta"]) == [1.0, 2.0, 4.0, 8.0]
+    tune_ids = set(table["trial_id"])
+
+    runs = nested_runs(root, "killdriver")
+    finished = [r.data.tags["trial_id"] for r in runs if r.info.status == "FINISHED"]
+    assert sorted(finished) == sorted(tune_ids)  # each Tune trial has exactly one finished MLflow run
+    assert all(r.info.status in ("FINISHED", "KILLED") for r in runs)
+    assert all("lost" in r.data.tags["failure_reason"] or "stopped" in r.data.tags["failure_reason"]
+               for r in runs if r.info.status == "KILLED")
+
+    states = optuna_states(root, "killdriver")
+    assert states.get("RUNNING", 0) == 0
+    assert states["COMPLETE"] == 4
