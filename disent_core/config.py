@@ -103,8 +103,10 @@ def _error_lines(exc: ValidationError, data: Any) -> list[str]:
     return lines
 
 
-def read_config_file(path: str | Path) -> dict:
-    """The mapping in a YAML config file, or a ``ConfigError`` saying what is wrong with the file."""
+def read_config_file(
+    path: str | Path, expected: str = "a mapping with dataset, method, model and train"
+) -> dict:
+    """The mapping in a YAML file, or a ``ConfigError`` saying what is wrong with the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -113,7 +115,7 @@ def read_config_file(path: str | Path) -> dict:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping with dataset, method, model and train")
+        raise ConfigError(f"{path}: expected {expected}")
     return data
 
 

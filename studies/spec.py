@@ -51,8 +51,8 @@ from pydantic import (
     model_validator,
 )
 
-from disent_core.config import DatasetConfig, TrainConfig
-from disent_core.errors import ConfigError, DisentError
+from disent_core.config import DatasetConfig, TrainConfig, read_config_file
+from disent_core.errors import ConfigError
 from disent_core.methods.registry import METHODS
 from disent_core.metrics import METRICS, metric_names
 from disent_core.metrics.protocol import PROTOCOLS
@@ -647,14 +647,8 @@ def validate_spec(data: Any, source: str = "spec") -> StudySpec:
 
 def load_spec(path: str | Path, overrides: list[tuple[list[str], Any]] | None = None) -> StudySpec:
     """Read, override (``--set``) and validate a study spec file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DisentError(f"study spec {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if isinstance(data, dict) and overrides:
+    data = read_config_file(path, expected="a mapping with name, dataset, train, methods and objective")
+    if overrides:
         data = apply_set(data, overrides)
     return validate_spec(data, str(path))
 
