@@ -10,6 +10,8 @@
     disent-study resume STUDY_DIR
     disent-study status STUDY_DIR
     disent-study ui [--root ./runs] [--port 5000]
+    disent-study report STUDY_DIR [--out DIR]
+    disent-study report --experiment NAME [--tracking-uri URI] [--out DIR]
 
 Errors the user can fix print one message and exit with status 2, without a traceback.
 """
@@ -22,7 +24,7 @@ import sys
 from pathlib import Path
 
 from disent_core.errors import DisentError
-from studies import datasets_cmd, evaluate_cmd, ifp_cmd, study_cmd, train_cmd
+from studies import datasets_cmd, evaluate_cmd, ifp_cmd, report_cmd, study_cmd, train_cmd
 from studies.overrides import apply_set, parse_set
 
 
@@ -87,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="start MLflow's UI for a runs root on 127.0.0.1")
     ui.add_argument("--root", type=Path, default=default_root, help=root_help)
     ui.add_argument("--port", type=int, default=5000)
+    rp = sub.add_parser("report", help="a study's HTML report, figures and results table, logged to MLflow")
+    rp.add_argument("study_dir", type=Path, nargs="?", default=None,
+                    help="the study directory, <root>/<study name> (or give --experiment)")
+    rp.add_argument("--experiment", default=None, help="build it from this MLflow experiment alone")
+    rp.add_argument("--tracking-uri", default=None,
+                    help="with --experiment: the MLflow tracking URI "
+                         "(default: sqlite under $DISENT_RUNS_ROOT, else ./runs)")
+    rp.add_argument("--out", type=Path, default=None,
+                    help="output directory (default: <study dir>/report, or ./<study name>-report)")
     return parser
 
 
@@ -116,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             return study_cmd.status(args.study_dir)
         if args.command == "ui":
             return study_cmd.ui(args.root, args.port)
+        if args.command == "report":
+            return report_cmd.run(args.study_dir, args.experiment, args.tracking_uri, args.out)
     except DisentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -277,10 +277,27 @@ def results_table(spec: StudySpec, grid: Any) -> pd.DataFrame:
         })
         row.update({f"final.{k}": v for k, v in metrics.items() if k.startswith("loss/")})
         rows.append(row)
-    return pd.DataFrame(rows)
+    return _one_type_per_column(pd.DataFrame(rows))
 
 
 def _cell(value: Any) -> Any:
     """Parquet-friendly cell: lists and mappings as JSON text."""
     return json.dumps(value) if isinstance(value, list | dict | tuple) else value
+
+
+def _one_type_per_column(table: pd.DataFrame) -> pd.DataFrame:
+    """Columns mixing text with numbers (``stage_steps`` searched over 5000 and [5000, 15000]) as text.
+
+    Parquet stores one type per column; such a column holds every value as its JSON text.
+    """
+    for column in table.columns:
+        values = table[column].dropna()
+        kinds = {isinstance(v, str) for v in values}
+        if len(kinds) > 1:
+            table[column] = table[column].map(_as_text)
+    return table
+
+
+def _as_text(value: Any) -> Any:
+    return value if isinstance(value, str) or pd.isna(value) else json.dumps(value)
 

@@ -1,0 +1,64 @@
+"""``disent-study report``: a study's HTML report, its figures and results table, logged to MLflow.
+
+    disent-study report runs/quickstart                       # into runs/quickstart/report/
+    disent-study report --experiment quickstart               # from MLflow alone (default store: ./runs)
+    disent-study report --experiment NAME --tracking-uri http://mlflow:5000 --out report/
+
+Writes ``report.html`` (self-contained, opens offline), ``figures/*.png|svg`` and
+``results.parquet`` (every trial with its status) into ``--out`` (default: ``<study dir>/report``,
+or ``./<study name>-report`` for ``--experiment``), logs them as artifacts of the study's parent
+run under ``report/``, and prints where the page is and how to open it. Works while a study runs
+and after a crash: running, failed and stopped trials are left out and counted in the header.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from disent_core.errors import DisentError
+from studies.report.build import write_report
+from studies.report.results import StudyResults, load_experiment, load_study_dir
+
+ARTIFACT_PATH = "report"
+
+
+def run(study_dir: Path | None, experiment: str | None, tracking_uri: str | None, out: Path | None) -> int:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if study_dir is not None and (experiment is not None or tracking_uri is not None):
+        raise DisentError("give a study directory or --experiment NAME [--tracking-uri URI], not both; "
+                          "a study directory records its own tracking URI")
+    if experiment is not None:
+        results = load_experiment(experiment, tracking_uri)
+    elif study_dir is not None:
+        results = load_study_dir(study_dir)
+    else:
+        raise DisentError("give a study directory (disent-study report runs/<study>) or --experiment NAME")
+    if out is None:
+        out = results.study_dir / "report" if results.study_dir else Path(f"{results.name}-report")
+    out = out.expanduser().resolve()
+    counts = results.counts
+    print(f"study {results.name}: {counts['completed']} completed trial(s) of {results.planned} planned, "
+          f"{counts['failed']} failed, {counts['running']} running, {counts['stopped']} stopped "
+          f"(trials read from {results.source})", flush=True)
+    path = write_report(results, out)
+    logged = log_report(results, out)
+    print(f"report:  {path}")
+    print(f"open it: xdg-open {path}   (or {path.as_uri()} in a browser)")
+    if logged:
+        print(f"MLflow:  artifacts {ARTIFACT_PATH}/ of run {results.parent_run_id} at {results.tracking_uri}")
+    return 0
+
+
+def log_report(results: StudyResults, out: Path) -> bool:
+    """Log the report folder as artifacts of the study's parent run; a warning, not a failure, if not."""
+    try:
+        MlflowClient(results.tracking_uri).log_artifacts(results.parent_run_id, str(out), ARTIFACT_PATH)
+    except (MlflowException, OSError) as exc:
+        print(f"warning: the report is written but could not be logged to MLflow: {exc}", file=sys.stderr)
+        return False
+    return True
