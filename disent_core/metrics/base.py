@@ -10,6 +10,8 @@ through ``encode_groups``, which renders and encodes in chunks without holding t
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -100,8 +102,9 @@ class EvalContext:
     ) -> Iterator[np.ndarray]:
         """Observations of latent factors (N, K_all), ``per_chunk`` rows at a time.
 
-        Nuisance factors are drawn from ``rng`` chunk by chunk, in order, in one background thread
-        that renders the next chunk while the caller works on this one.
+        Nuisance factors are drawn from ``rng`` chunk by chunk, in order; unless rendering is cheap,
+        one background thread renders the next chunk while the caller works on this one
+        (``prefetched``).
         """
         def task(start: int) -> Callable[[], np.ndarray]:
             chunk = factors[start : start + per_chunk]
@@ -169,14 +172,35 @@ class EvalContext:
         )
 
 
+PROBE_TASKS = 3
+"""``prefetched`` runs this many tasks inline and times them before it decides."""
+
+
 def prefetched(tasks: Iterable[Callable[[], T]]) -> Iterator[T]:
-    """Results of ``tasks`` in order, each computed in one background thread while the caller
-    consumes the previous one (tasks run one at a time, in order, so shared RNGs stay
-    deterministic)."""
+    """Results of ``tasks`` in order; tasks run one at a time, in order, so shared RNGs stay
+    deterministic.
+
+    The first ``PROBE_TASKS`` run inline. When the fastest of them took at least the interpreter's
+    thread switch interval (5 ms), each following task runs in one background thread while the
+    caller consumes the previous result (rendering overlaps encoding); cheaper tasks go on running
+    inline, where handing the GIL back and forth between two threads would cost more than the
+    overlap saves (and a task timed in the background would include those waits, hence one
+    decision from inline timings, the fastest so that one slow start does not decide).
+    """
     tasks = iter(tasks)
+    fastest = float("inf")
+    for _, task in zip(range(PROBE_TASKS), tasks, strict=False):
+        start = time.perf_counter()
+        result = task()
+        fastest = min(fastest, time.perf_counter() - start)
+        yield result
+    if fastest < sys.getswitchinterval():
+        for task in tasks:
+            yield task()
+        return
     with ThreadPoolExecutor(max_workers=1) as pool:
-        first = next(tasks, None)
-        pending = pool.submit(first) if first is not None else None
+        following = next(tasks, None)
+        pending = pool.submit(following) if following is not None else None
         while pending is not None:
             result = pending.result()
             following = next(tasks, None)

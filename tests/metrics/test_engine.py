@@ -1,5 +1,7 @@
 """The engine: representations, shared samples, determinism, invariances, errors."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,7 @@ from metric_fixtures import identity, identity_dataset, small
 
 from disent_core.errors import MetricError, UnknownNameError
 from disent_core.metrics import METRICS, evaluate, get_protocol, metric_names
-from disent_core.metrics.base import EvalContext
+from disent_core.metrics.base import EvalContext, prefetched
 
 POINT_METRICS = ["mig", "dci", "sap", "modularity", "unsupervised", "irs"]
 FAST_METRICS = ["beta_vae", "factor_vae", "mig", "sap", "modularity", "unsupervised", "irs"]
@@ -73,6 +75,31 @@ def test_shared_point_sets_are_encoded_once(identity_data):
     evaluate(counting, identity_data, protocol, metrics=["mig", "sap", "modularity", "irs", "unsupervised"])
     chunk = protocol.chunk_size
     assert sum(seen) == chunk * (-(-3000 // chunk) + -(-1500 // chunk))
+
+
+@pytest.mark.parametrize(
+    "seconds", [[0.0] * 5, [0.02] * 5, [0.0, 0.02, 0.0, 0.02, 0.02]]  # inline, background, mixed
+)
+def test_prefetched_runs_tasks_one_at_a_time_in_order(seconds):
+    events = []
+
+    def task(i: int):
+        def run() -> int:
+            events.append(("start", i))
+            time.sleep(seconds[i])
+            events.append(("end", i))
+            return i * i
+
+        return run
+
+    results = []
+    for result in prefetched(task(i) for i in range(5)):
+        events.append(("consumed", result))
+        results.append(result)
+    assert results == [0, 1, 4, 9, 16]
+    runs = [e for e in events if e[0] != "consumed"]
+    assert runs == [(what, i) for i in range(5) for what in ("start", "end")]
+    assert list(prefetched(iter([]))) == []
 
 
 def test_same_seed_same_numbers_different_seed_different_samples(data4):

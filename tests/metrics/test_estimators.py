@@ -1,11 +1,16 @@
 """Closed-form and reference checks of the estimators, without any representation."""
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.linalg
+from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import mutual_info_score
+from sklearn.svm import LinearSVC
 
-from disent_core.metrics.dci import completeness, disentanglement
+from disent_core.metrics.dci import _HeapBooster, completeness, disentanglement, residual_importance
 from disent_core.metrics.irs import irs_score
 from disent_core.metrics.modularity import modularity
 from disent_core.metrics.sampling import (
@@ -15,7 +20,13 @@ from disent_core.metrics.sampling import (
     stream_rng,
     stream_seed,
 )
-from disent_core.metrics.sap import avg_diff_top_two, continuous_score_matrix
+from disent_core.metrics.sap import (
+    OneVsRest,
+    avg_diff_top_two,
+    continuous_score_matrix,
+    discrete_score_matrix,
+    linear_svc_1d,
+)
 from disent_core.metrics.unsupervised import (
     gaussian_total_correlation,
     gaussian_wasserstein_correlation,
@@ -46,6 +57,40 @@ def test_dci_closed_form(matrix, d, c):
 def test_dci_zero_importance_is_zero():
     assert disentanglement(np.zeros((10, 10))) == pytest.approx(0.0)
     assert completeness(np.zeros((10, 10))) == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("num_classes", [2, 4])
+def test_residual_importance_is_gradient_boostings(num_classes):
+    rng = np.random.default_rng(num_classes)
+    y = rng.integers(0, num_classes, 2000)
+    x = np.column_stack(
+        [
+            y / num_classes + 0.2 * rng.normal(size=2000),
+            y / num_classes + 0.5 * rng.normal(size=2000),
+            (y % 2) + 0.5 * rng.normal(size=2000),
+            rng.normal(size=(2000, 3)),
+        ]
+    )
+    expected = GradientBoostingClassifier(random_state=0).fit(x, y).feature_importances_
+    booster = HistGradientBoostingClassifier(
+        max_iter=100, learning_rate=0.1, max_depth=3, min_samples_leaf=1, early_stopping=False, random_state=0
+    ).fit(x, y)
+    importance, predicted = residual_importance(booster, x, y)
+    assert importance.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(importance, expected, rtol=0, atol=0.03)
+    np.testing.assert_array_equal(predicted, booster.predict(x))
+
+
+@pytest.mark.parametrize("num_classes", [2, 5])
+def test_heap_booster_predicts_as_scikit_learn(num_classes):
+    rng = np.random.default_rng(10 + num_classes)
+    y = rng.integers(0, num_classes, 3000)
+    x = np.column_stack([y + rng.normal(size=3000), rng.normal(size=(3000, 3))])
+    booster = HistGradientBoostingClassifier(
+        max_iter=30, learning_rate=0.1, max_depth=3, min_samples_leaf=1, early_stopping=False, random_state=0
+    ).fit(x[:2000], y[:2000])
+    fresh = np.vstack([x[2000:], x[2000:] * 3.0])  # unseen points, many outside the training range
+    np.testing.assert_array_equal(_HeapBooster(booster).predict(fresh), booster.predict(fresh))
 
 
 # --- modularity on hand-made MI matrices (dlib's modularity_explicitness_test.py) ---------------
@@ -115,6 +160,52 @@ def test_sap_continuous_matches_dlib_loop():
             expected[j, k] = cov[0, 1] ** 2 / (cov[0, 0] * cov[1, 1]) if cov[0, 0] > 1e-12 else 0.0
     np.testing.assert_allclose(continuous_score_matrix(codes, factors), expected, atol=1e-12)
     assert avg_diff_top_two(np.array([[0.9, 0.2], [0.1, 0.5], [0.3, 0.4]])) == pytest.approx((0.6 + 0.1) / 2)
+
+
+def _reference_svc(x: np.ndarray, y: np.ndarray) -> LinearSVC:
+    """scikit-learn's LinearSVC as SAP configures it, solved far below its default tolerance."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return LinearSVC(C=0.01, class_weight="balanced", dual=False, tol=1e-12, max_iter=100_000).fit(
+            x[:, None], y
+        )
+
+
+@pytest.mark.parametrize(
+    ("num_classes", "scale", "ties"),
+    [(2, 1.0, False), (2, 100.0, False), (3, 1.0, True), (6, 5.0, False), (40, 0.3, False), (10, 1e-3, True)],
+)
+def test_linear_svc_1d_solves_liblinears_problem(num_classes, scale, ties):
+    rng = np.random.default_rng(num_classes)
+    labels = rng.integers(0, num_classes, size=(1500, 1))
+    x = scale * (labels[:, 0] / num_classes + 0.3 * rng.normal(size=1500))
+    if ties:
+        x = np.round(x, 1)
+    problems = OneVsRest.of(labels, 0.01)
+    weight, intercept = linear_svc_1d(x, problems)
+    reference = _reference_svc(x, labels[:, 0])
+    np.testing.assert_allclose(weight, reference.coef_.ravel(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(intercept, reference.intercept_, rtol=0, atol=1e-6)
+    test = scale * rng.normal(size=2000) + x.mean()
+    predicted = problems.predict(0, weight, intercept, test)
+    assert np.mean(predicted == reference.predict(test[:, None])) >= 0.999
+
+
+def test_sap_score_matrix_matches_linear_svc():
+    rng = np.random.default_rng(6)
+    sizes = np.array([2, 3, 12])
+    y_train, y_test = rng.integers(0, sizes, size=(2000, 3)), rng.integers(0, sizes, size=(1000, 3))
+    mixing = rng.normal(size=(3, 4))
+    x_train = (y_train / sizes) @ mixing + 0.2 * rng.normal(size=(2000, 4))
+    x_test = (y_test / sizes) @ mixing + 0.2 * rng.normal(size=(1000, 4))
+    x_train[:, 3] = x_test[:, 3] = 0.5  # a constant code
+    expected = np.empty((4, 3))
+    for j in range(4):
+        for k in range(3):
+            predicted = _reference_svc(x_train[:, j], y_train[:, k]).predict(x_test[:, j : j + 1])
+            expected[j, k] = np.mean(predicted == y_test[:, k])
+    scores = discrete_score_matrix(0.01, x_train, y_train, x_test, y_test)
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=2e-3)
 
 
 def test_gaussian_total_correlation_is_the_kl_to_the_marginals():

@@ -27,8 +27,13 @@ def test_corrected_differs_only_by_the_fixes():
 
 def test_fast_is_smaller_and_not_comparable():
     fast = get_protocol("fast")
-    assert not fast.comparable and fast.dci.estimator == "hgb"
-    assert fast.dci.num_train == 1000 and fast.mig.num_train == 2000 and fast.factor_vae.num_train == 700
+    assert not fast.comparable and fast.dci.estimator == "hist_gbt"
+    assert fast.dci.num_train == 1000 and fast.mig.num_train == 2000 and fast.factor_vae.num_train == 200
+    # the two scores that encode batches per data point stay at about 25,000 encoded images
+    beta, factor = fast.beta_vae, fast.factor_vae
+    encoded = 2 * beta.batch_size * (beta.num_train + beta.num_eval)
+    encoded += factor.batch_size * (factor.num_train + factor.num_eval)
+    assert encoded <= 25_000
 
 
 def test_hash_covers_settings_not_names():
