@@ -30,12 +30,11 @@ import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.repeater import TRIAL_INDEX
 
 from disent_core.errors import DisentError
 from studies.progress import Progress
-from studies.search import SeedRepeater, fail_running_trials, make_sampler, num_configurations
+from studies.search import SeedRepeater, StudySearch, fail_running_trials, make_sampler, num_configurations
 from studies.space import METHOD, SearchSpace
 from studies.spec import StudySpec, spec_yaml, validate_spec
 from studies.tracking import STUDY_TAG, StudyTracker, close_open_runs, ensure_experiment, prepare_store
@@ -165,7 +164,7 @@ def _tuner(spec: StudySpec, state: StudyState, restore: bool, callbacks: list) -
     )
     if restore:
         return tune.Tuner.restore(state.tune_path, trainable, resume_unfinished=True, resume_errored=True)
-    searcher = OptunaSearch(
+    searcher = StudySearch(
         space=space.define_by_run, metric=metric, mode=mode, sampler=make_sampler(spec, space),
         study_name=state.optuna_study, storage=optuna.storages.RDBStorage(state.optuna_storage),
     )

@@ -1,24 +1,26 @@
 """The Optuna side of a study: sampler, ``OptunaSearch`` and the seed repeater around it.
 
 Optuna proposes configurations; each configuration runs once per seed of the spec. The repeat is
-Ray Tune's own ``Repeater`` (the seed is ``seeds[__trial_index__]``), with two gaps of it filled:
+Ray Tune's own ``Repeater`` (the seed is ``seeds[__trial_index__]``); it forwards a single metric
+only, so ``SeedRepeater`` tells a multi-objective study the mean of each objective.
 
-- it forwards a single metric only; a multi-objective study needs the mean of each objective;
-- its ``save``/``restore`` keep only the wrapped searcher, so after ``Tuner.restore`` it forgets
-  which trials belong to which configuration. Here its own state is saved beside the searcher's.
-
-On restore it also closes the Optuna trials that were asked after the last experiment snapshot:
-Tune restarts those configurations under new trials, and the old Optuna trials would otherwise stay
-RUNNING forever (stack.md section 5). They are marked FAIL with a ``failure_reason``.
+Restoring after the driver died (``StudySearch``): Tune restores its trials, the repeater and the
+searcher from its last experiment snapshot, while Optuna's storage holds every trial asked since.
+A trial asked after the snapshot has no Tune trial any more; left RUNNING it would never end, and
+a ``GridSampler`` would count its grid point as taken and give a later trial a point that already
+ran (stack.md section 5). Such trials are marked FAIL with a ``failure_reason`` and asked again:
+a WAITING copy with the same parameters (and grid point) is queued, Optuna's
+``RetryHeartbeatStaleTrialCallback``, so the next configuration Tune asks for is the lost one.
 """
 
 from __future__ import annotations
 
-import pickle
+import warnings
 from typing import Any
 
 import numpy as np
 import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from ray.tune.search import Repeater
 from ray.tune.search.optuna import OptunaSearch
@@ -27,7 +29,7 @@ from disent_core.errors import ConfigError
 from studies.space import SearchSpace
 from studies.spec import StudySpec
 
-LOST_ON_RESTORE = "lost: asked after the last snapshot before the driver stopped; Tune ran it again"
+LOST_ON_RESTORE = "lost: asked after the last snapshot before the driver stopped; asked again"
 
 
 def make_sampler(spec: StudySpec, space: SearchSpace) -> optuna.samplers.BaseSampler:
@@ -54,20 +56,37 @@ def num_configurations(spec: StudySpec, space: SearchSpace) -> int:
     return len(space.grid) if space.grid else 10
 
 
-def fail_running_trials(study: optuna.Study, keep: set[int], reason: str) -> int:
-    """Mark RUNNING trials of ``study`` whose numbers are not in ``keep`` as FAIL; their number."""
+def fail_running_trials(study: optuna.Study, keep: set[int], reason: str, retry: bool = False) -> int:
+    """Mark RUNNING trials of ``study`` whose numbers are not in ``keep`` as FAIL; their number.
+
+    With ``retry``, each is first queued again as a WAITING copy (same parameters, same grid point).
+    """
     count = 0
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if frozen.number in keep:
             continue
+        if retry:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                RetryHeartbeatStaleTrialCallback()(study, frozen)
         optuna.trial.Trial(study, frozen._trial_id).set_user_attr("failure_reason", reason)
         study.tell(frozen.number, state=TrialState.FAIL)
         count += 1
     return count
 
 
+class StudySearch(OptunaSearch):
+    """``OptunaSearch`` that, restored from a snapshot, fails and asks again the Optuna trials
+    asked after it (see the module docstring)."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        known = {t.number for t in self._ot_trials.values()}
+        fail_running_trials(self._ot_study, known, LOST_ON_RESTORE, retry=True)
+
+
 class SeedRepeater(Repeater):
-    """Tune's ``Repeater`` that averages every objective and survives ``Tuner.restore``."""
+    """Tune's ``Repeater`` that tells the searcher the mean over seeds of every objective."""
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, **kwargs: Any) -> None:
         metrics = self.searcher.metric if isinstance(self.searcher.metric, list) else [self.searcher.metric]
@@ -84,24 +103,3 @@ class SeedRepeater(Repeater):
             self.searcher.on_trial_complete(
                 group.primary_trial_id, result=summary, error=summary is None and kwargs.get("error", False)
             )
-
-    def save(self, checkpoint_path: str) -> None:
-        inner = checkpoint_path + ".searcher"
-        self.searcher.save(inner)
-        with open(inner, "rb") as f:
-            searcher_state = f.read()
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump({"repeater": self.get_state(), "searcher": searcher_state}, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            saved = pickle.load(f)
-        inner = checkpoint_path + ".searcher"
-        with open(inner, "wb") as f:
-            f.write(saved["searcher"])
-        self.searcher.restore(inner)
-        self.set_state(saved["repeater"])
-        if isinstance(self.searcher, OptunaSearch):
-            # trials known to the restored searcher will be told; every other RUNNING one was lost
-            known = {t.number for t in self.searcher._ot_trials.values()}
-            fail_running_trials(self.searcher._ot_study, known, LOST_ON_RESTORE)

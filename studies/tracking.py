@@ -10,8 +10,10 @@ trial keeps its one run.
 A nested run holds: params = the flattened training config; tags = study, method, dataset, seed,
 trial id, protocol name and hash, project version, git commit (and disentanglement_lib's model
 number for grid studies that ask for it); metrics = every training report and evaluation as a
-series over steps; artifacts = the final checkpoint directory (checkpoint, config, scores, latent
-traversals, reconstructions, KL per dimension). ``finalize`` closes whatever a crash left RUNNING.
+series over steps, each step once (a trial restored from an earlier checkpoint trains some steps
+again; their reports are not logged twice); artifacts = the final checkpoint directory
+(checkpoint, config, scores, latent traversals, reconstructions, KL per dimension). ``finalize``
+closes whatever a crash left RUNNING.
 """
 
 from __future__ import annotations
@@ -109,6 +111,8 @@ class StudyTracker(tune.Callback):
         self.parent_run_id = parent_run_id
         self.objective_keys = [o.metric for o in spec.objectives]
         self.runs: dict[str, str] = {}
+        self.last_step: dict[str, int] = {}
+        """Per trial, the last step whose report is in its run (-1: none yet)."""
         protocol = get_protocol(spec.evaluation.protocol)
         self.base_tags = {
             STUDY_TAG: spec.name,
@@ -140,8 +144,15 @@ class StudyTracker(tune.Callback):
         run_id = self._find_run(trial.trial_id)
         if run_id is None:
             run_id = self._create_run(trial)
+            self.last_step[trial.trial_id] = -1
         self.runs[trial.trial_id] = run_id
         return run_id
+
+    def _last_logged_step(self, run_id: str, keys: list[str]) -> int:
+        """The last step at which any of ``keys`` was logged to ``run_id`` (-1: never)."""
+        return max(
+            (m.step for key in keys for m in self.client.get_metric_history(run_id, key)), default=-1
+        )
 
     def _create_run(self, trial: Any) -> str:
         config = trial.config
@@ -176,10 +187,18 @@ class StudyTracker(tune.Callback):
         if not values:
             return
         step = int(result.get("step", 0))
+        run_id = self.run_id(trial)
+        if trial.trial_id not in self.last_step:  # a run of an earlier driver: what does it hold?
+            self.last_step[trial.trial_id] = self._last_logged_step(run_id, list(values))
+        if step <= self.last_step[trial.trial_id] and "diverged" not in values:
+            # trained again after a restore from an earlier checkpoint (the trainer is
+            # deterministic, so the same numbers): each step is logged once
+            return
+        self.last_step[trial.trial_id] = step
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for k, v in values.items()]
         for start in range(0, len(metrics), 1000):
-            self.client.log_batch(self.run_id(trial), metrics=metrics[start:start + 1000])
+            self.client.log_batch(run_id, metrics=metrics[start:start + 1000])
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.run_id(trial)
