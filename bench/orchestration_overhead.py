@@ -55,13 +55,18 @@ def make_spec(name: str, trials: int, steps: int) -> dict:
 
 
 def calibrate(seconds: float) -> int:
-    """Steps that take about ``seconds`` of training at batch 64 with every core."""
-    probe = validate_spec(make_spec("probe", 1, 60))
-    config = SearchSpace(probe).train_config({"method": "beta_vae", "beta_vae.beta": 1.0}, 0)
-    start = time.perf_counter()
-    train(config)
-    per_step = (time.perf_counter() - start) / 60
-    return max(int(seconds / per_step), 20)
+    """Steps for a training of about ``seconds`` at batch 64 with every core: two probe trainings
+    of different lengths give the cost per step and the fixed cost (model, data, first steps)."""
+    elapsed = {}
+    for steps in (40, 120):
+        probe = validate_spec(make_spec("probe", 1, steps))
+        config = SearchSpace(probe).train_config({"method": "beta_vae", "beta_vae.beta": 1.0}, 0)
+        start = time.perf_counter()
+        train(config)
+        elapsed[steps] = time.perf_counter() - start
+    per_step = (elapsed[120] - elapsed[40]) / 80
+    fixed = max(elapsed[40] - 40 * per_step, 0.0)
+    return max(int((seconds - fixed) / per_step), 20)
 
 
 def run_direct(spec_data: dict, workdir: Path) -> float:
