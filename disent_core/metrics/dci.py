@@ -93,8 +93,9 @@ def _fit_one(args: tuple) -> tuple[np.ndarray, float, float]:
             max_iter=100, learning_rate=0.1, max_depth=3, min_samples_leaf=1, early_stopping=False,
             random_state=seed,
         ).fit(x_train, y_train)
-        importance, predicted = residual_importance(model, x_train, y_train)
-        test_predicted = _HeapBooster(model).predict(x_test)
+        booster = HeapBooster(model)
+        importance, predicted = residual_importance(booster, x_train, y_train)
+        test_predicted = booster.predict(x_test)
         return importance, float(np.mean(predicted == y_train)), float(np.mean(test_predicted == y_test))
     else:
         model = HistGradientBoostingClassifier(
@@ -124,9 +125,7 @@ def _hgb_gain_importance(model: HistGradientBoostingClassifier, num_features: in
     return gain / total if total > 0 else gain
 
 
-def residual_importance(
-    model: HistGradientBoostingClassifier, x: np.ndarray, y: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def residual_importance(booster: HeapBooster, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``GradientBoostingClassifier.feature_importances_`` for the trees of a histogram booster,
     and the booster's predictions on the training points ``x``.
 
@@ -140,8 +139,7 @@ def residual_importance(
     iteration at a time, with the raw predictions rebuilt from the leaf values; the final raw
     predictions give the predicted labels for free.
     """
-    booster = _HeapBooster(model)
-    one_hot = (y[:, None] == model.classes_[None, :]).astype(np.float64)
+    one_hot = (y[:, None] == booster.model.classes_[None, :]).astype(np.float64)
     raw = booster.baseline(len(x))
     importance = np.zeros(x.shape[1])
     binned = booster.binned(x)
@@ -150,9 +148,7 @@ def residual_importance(
         if trees == 1:
             residual = one_hot[:, 1:] - scipy.special.expit(raw)
         else:
-            probability = np.exp(raw - raw.max(axis=1, keepdims=True))
-            probability /= probability.sum(axis=1, keepdims=True)
-            residual = one_hot - probability
+            residual = one_hot - scipy.special.softmax(raw, axis=1)
         bottom = heap.bottom_slots(binned)
         raw += heap.value.ravel()[bottom]
         shape = (trees, 2**heap.depth)
@@ -165,7 +161,7 @@ def residual_importance(
             gain = children - _explained(count, total)
             nodes = slice(2**level - 1, 2 ** (level + 1) - 1)
             split = heap.split[:, nodes]
-            features = heap.feature[:, nodes][split]
+            features = heap.code[:, nodes][split] >> 8
             importance += np.bincount(features, weights=gain[split], minlength=x.shape[1])
     importance = np.maximum(importance, 0.0)
     importance = importance / importance.sum() if importance.sum() > 0 else importance
@@ -178,7 +174,7 @@ def _explained(count: np.ndarray, total: np.ndarray) -> np.ndarray:
         return np.where(count > 0, total**2 / count, 0.0)
 
 
-class _HeapBooster:
+class HeapBooster:
     """A fitted histogram booster whose iterations are laid out as heap trees (``_HeapTrees``).
 
     Passing binned points down all trees of an iteration at once is much faster than
@@ -216,9 +212,9 @@ class _HeapTrees:
     """The trees of one boosting iteration laid out as complete binary trees (heap order).
 
     Per tree and slot: ``code`` = feature * 256 + bin threshold of a split (a point goes right when
-    its bin exceeds the threshold), 255 elsewhere (feature 0, always left); ``split`` and
-    ``feature`` mark the real splits; ``value`` holds each bottom slot's leaf value (a leaf above
-    the bottom owns the slot reached by always going left from it).
+    its bin exceeds the threshold), 255 elsewhere (feature 0, always left); ``split`` marks the real
+    splits; ``value`` holds each bottom slot's leaf value (a leaf above the bottom owns the slot
+    reached by always going left from it).
     """
 
     def __init__(self, trees: list) -> None:
@@ -226,7 +222,6 @@ class _HeapTrees:
         slots, width = 2 ** (self.depth + 1) - 1, 2**self.depth
         self.code = np.full((len(trees), slots), 255, dtype=np.intp)
         self.split = np.zeros((len(trees), slots), dtype=bool)
-        self.feature = np.zeros((len(trees), slots), dtype=np.int64)
         self.value = np.zeros((len(trees), width))
         for t, tree in enumerate(trees):
             nodes = tree.nodes
@@ -239,7 +234,6 @@ class _HeapTrees:
             inner = slot[~leaf]
             self.code[t, inner] = nodes["feature_idx"][~leaf] * 256 + nodes["bin_threshold"][~leaf]
             self.split[t, inner] = True
-            self.feature[t, inner] = nodes["feature_idx"][~leaf]
             below = self.depth - nodes["depth"][leaf].astype(np.int64)
             self.value[t, (slot[leaf] + 1) * 2**below - 1 - (width - 1)] = nodes["value"][leaf]
 

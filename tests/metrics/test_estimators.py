@@ -10,7 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import mutual_info_score
 from sklearn.svm import LinearSVC
 
-from disent_core.metrics.dci import _HeapBooster, completeness, disentanglement, residual_importance
+from disent_core.metrics.dci import HeapBooster, completeness, disentanglement, residual_importance
 from disent_core.metrics.irs import irs_score
 from disent_core.metrics.modularity import modularity
 from disent_core.metrics.sampling import (
@@ -75,7 +75,7 @@ def test_residual_importance_is_gradient_boostings(num_classes):
     booster = HistGradientBoostingClassifier(
         max_iter=100, learning_rate=0.1, max_depth=3, min_samples_leaf=1, early_stopping=False, random_state=0
     ).fit(x, y)
-    importance, predicted = residual_importance(booster, x, y)
+    importance, predicted = residual_importance(HeapBooster(booster), x, y)
     assert importance.sum() == pytest.approx(1.0)
     np.testing.assert_allclose(importance, expected, rtol=0, atol=0.03)
     np.testing.assert_array_equal(predicted, booster.predict(x))
@@ -90,7 +90,7 @@ def test_heap_booster_predicts_as_scikit_learn(num_classes):
         max_iter=30, learning_rate=0.1, max_depth=3, min_samples_leaf=1, early_stopping=False, random_state=0
     ).fit(x[:2000], y[:2000])
     fresh = np.vstack([x[2000:], x[2000:] * 3.0])  # unseen points, many outside the training range
-    np.testing.assert_array_equal(_HeapBooster(booster).predict(fresh), booster.predict(fresh))
+    np.testing.assert_array_equal(HeapBooster(booster).predict(fresh), booster.predict(fresh))
 
 
 # --- modularity on hand-made MI matrices (dlib's modularity_explicitness_test.py) ---------------
