@@ -57,6 +57,20 @@ def test_random_state_is_accepted_for_dlib_compatibility(space):
         space.sample_factors(10, 0)
 
 
+def test_random_state_draws_dlibs_numbers():
+    """dlib's SplitDiscreteStateSpace draws one factor column at a time: latent factors in order,
+    then each nuisance factor; a RandomState with dlib's seed gives dlib's factors."""
+    split = FactorSpace(("instance", "elevation", "azimuth"), (5, 9, 18), latent_indices=(1, 2))
+    rng = np.random.RandomState(3)
+    latent = split.sample_factors(40, rng)
+    full = split.complete(latent, rng)
+    dlib = np.random.RandomState(3)
+    dlib_latent = np.stack([dlib.randint(9, size=40), dlib.randint(18, size=40)], axis=1)
+    np.testing.assert_array_equal(latent, dlib_latent)
+    np.testing.assert_array_equal(full[:, 1:], dlib_latent)
+    np.testing.assert_array_equal(full[:, 0], dlib.randint(5, size=40))
+
+
 def test_fixed_factor_and_traversal(space):
     fixed = space.sample_factors_fixed(1, 50, np.random.default_rng(2))
     assert len(set(fixed[:, 1])) == 1

@@ -7,7 +7,9 @@ resampled uniformly for every observation (dlib's ``SplitDiscreteStateSpace``: t
 instance, the constant dSprites colour, the shape of ``dsprites_noshape``).
 
 Randomness is always passed in: a ``numpy.random.Generator`` or, for disentanglement_lib
-compatibility, a ``numpy.random.RandomState``. The global numpy RNG is never used.
+compatibility, a ``numpy.random.RandomState``. The global numpy RNG is never used. Factors are drawn
+one column at a time, in dlib's order (latent factors, then nuisance factors), so a
+``RandomState`` reproduces dlib's draws.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 Rng = np.random.Generator | np.random.RandomState
 
 
-def randint(rng: Rng, high: np.ndarray | int, size: tuple[int, ...]) -> np.ndarray:
+def randint(rng: Rng, high: int, size: tuple[int, ...]) -> np.ndarray:
     """Uniform integers in ``[0, high)`` from either numpy RNG flavour, as int64."""
     if isinstance(rng, np.random.Generator):
         return rng.integers(0, high, size=size, dtype=np.int64)
@@ -30,6 +32,19 @@ def randint(rng: Rng, high: np.ndarray | int, size: tuple[int, ...]) -> np.ndarr
         f"expected a numpy Generator or RandomState, got {type(rng).__name__}; "
         "pass np.random.default_rng(seed)"
     )
+
+
+def uniform_columns(rng: Rng, sizes: Sequence[int], n: int) -> np.ndarray:
+    """(n, len(sizes)) int64, column k uniform in ``[0, sizes[k])``, drawn column by column.
+
+    This is dlib's order (``SplitDiscreteStateSpace`` draws one factor at a time), so a
+    ``RandomState`` gives dlib's numbers; it is also about 4 times faster than one ``integers``
+    call with an array of bounds, numpy's slow path.
+    """
+    out = np.empty((n, len(sizes)), dtype=np.int64)
+    for k, size in enumerate(sizes):
+        out[:, k] = randint(rng, int(size), (n,))
+    return out
 
 
 @dataclass(frozen=True)
@@ -126,11 +141,11 @@ class FactorSpace:
     # --- sampling ----------------------------------------------------------------------------
     def sample_all_factors(self, n: int, rng: Rng) -> np.ndarray:
         """Uniform full factor vectors (n, num_factors)."""
-        return randint(rng, np.asarray(self.sizes), (n, self.num_factors))
+        return uniform_columns(rng, self.sizes, n)
 
     def sample_factors(self, n: int, rng: Rng) -> np.ndarray:
         """Uniform latent factor vectors (n, num_latent), as dlib's ``sample_factors``."""
-        return randint(rng, np.asarray(self.latent_sizes), (n, len(self.latent_indices)))
+        return uniform_columns(rng, self.latent_sizes, n)
 
     def complete(self, latent_factors: np.ndarray, rng: Rng) -> np.ndarray:
         """Latent factors (n, num_latent) -> full factors with nuisance factors drawn uniformly."""
@@ -145,9 +160,7 @@ class FactorSpace:
         full[:, list(self.latent_indices)] = latent_factors
         nuisance = list(self.nuisance_indices)
         if nuisance:
-            full[:, nuisance] = randint(
-                rng, np.asarray([self.sizes[i] for i in nuisance]), (n, len(nuisance))
-            )
+            full[:, nuisance] = uniform_columns(rng, [self.sizes[i] for i in nuisance], n)
         return full
 
     def sample_factors_fixed(self, k: int, n: int, rng: Rng) -> np.ndarray:
