@@ -93,22 +93,35 @@ class GroundTruthDataset(torch.utils.data.Dataset):
         """Uniform latent factors (n, num_factors)."""
         return self.factor_space.sample_factors(n, rng)
 
-    def observations_from_full_factors(
-        self, full_factors: np.ndarray, rng: Rng, as_uint8: bool = False
-    ) -> np.ndarray:
-        """Images of full factor vectors (nuisance included)."""
-        images = self.store[self.factor_space.factors_to_index(full_factors)]
+    @property
+    def observations_are_deterministic(self) -> bool:
+        """True when an observation is a function of its grid point alone (no random transform)."""
+        return self.transform is None
+
+    def grid_index(self, factors: np.ndarray, rng: Rng) -> np.ndarray:
+        """Grid indices (N,) of latent factors, nuisance factors drawn from ``rng`` exactly as
+        ``sample_observations_from_factors`` draws them."""
+        return self.factor_space.factors_to_index(self.factor_space.complete(factors, rng))
+
+    def observations_at(self, index: np.ndarray, rng: Rng, as_uint8: bool = False) -> np.ndarray:
+        """Images of grid indices (N,); a transform draws from ``rng``."""
+        images = self.store[index]
         if self.transform is None:
             return images if as_uint8 else to_float(images)
         out = self.transform(images, rng)
         return to_uint8(out) if as_uint8 else out
 
+    def observations_from_full_factors(
+        self, full_factors: np.ndarray, rng: Rng, as_uint8: bool = False
+    ) -> np.ndarray:
+        """Images of full factor vectors (nuisance included)."""
+        return self.observations_at(self.factor_space.factors_to_index(full_factors), rng, as_uint8)
+
     def sample_observations_from_factors(
         self, factors: np.ndarray, rng: Rng, as_uint8: bool = False
     ) -> np.ndarray:
         """Observations (N, C, H, W) of latent factors; nuisance factors drawn from ``rng``."""
-        full = self.factor_space.complete(factors, rng)
-        return self.observations_from_full_factors(full, rng, as_uint8=as_uint8)
+        return self.observations_at(self.grid_index(factors, rng), rng, as_uint8)
 
     def sample(self, n: int, rng: Rng, as_uint8: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(latent factors, observations) of ``n`` uniform draws."""

@@ -14,7 +14,8 @@ The classifier maps each code dimension to the factor with most training votes;
 it classifies correctly. ``num_active_dims`` is reported as well.
 
 Deviations from disentanglement_lib: votes are sampled at once and encoded in large chunks (same
-distribution, not the same random numbers); the global variances are taken from the shared
+distribution, not the same random numbers), each distinct grid point once on datasets without a
+random transform (``EvalContext.codes_of_grid_points``); the global variances are taken from the shared
 ``train`` point set. With ``index_quirk`` (protocol ``dlib2019``) dlib's bug is reproduced: j* is
 the argmin's position *within the active dimensions* but the vote is recorded at that position in
 the full dimension array, and ``num_active_dims`` is the number of all dimensions. Without it
@@ -46,7 +47,7 @@ def sample_votes(
     columns = ctx.scored[labels]
     rows = np.arange(num_votes)
     factors[rows, :, columns] = factors[rows, 0, columns][:, None]
-    local = ctx.encode_groups(factors, rng, _local_variance)
+    local = ctx.encode_groups((factors,), rng, _local_variance)
     argmin = np.argmin(local[:, active] / global_var[active], axis=1)
     index = argmin if ctx.protocol.factor_vae.index_quirk else np.flatnonzero(active)[argmin]
     votes = np.zeros((ctx.num_factors, len(global_var)), dtype=np.int64)

@@ -47,6 +47,9 @@ def test_variants_keep_the_grid_and_return_float_rgb_in_unit_range(name):
     assert factors.shape == (32, 5)
     assert obs.dtype == np.float32 and obs.shape == (32, 3, 64, 64)
     assert obs.min() >= 0.0 and obs.max() <= 1.0
+    # random colours and noise: the engine must not reuse one grid point's code for another draw
+    assert not ds.observations_are_deterministic
+    assert get_dataset("dsprites_full", source="procedural", sizes=SIZES).observations_are_deterministic
 
 
 def test_variants_carry_their_transforms():
