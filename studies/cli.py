@@ -5,6 +5,7 @@
     disent-study datasets prepare NAME [--data-root DIR] [--no-download]
     disent-study train CONFIG.yaml [--set train.steps=2000 ...] [--out DIR] [--resume]
     disent-study evaluate CHECKPOINT [--dataset NAME] [--protocol dlib2019] [--seed 0] [--metrics mig,dci]
+                          [--batch-size N]
     disent-study ifp --dataset NAME [--steps N --seeds K --schedule linear|exponential --epsilon E ...]
     disent-study run SPEC.yaml [--root ./runs] [--set search.num_trials=20 ...] [--address ADDR]
     disent-study resume STUDY_DIR
@@ -26,6 +27,18 @@ from pathlib import Path
 from disent_core.errors import DisentError
 from studies import datasets_cmd, evaluate_cmd, ifp_cmd, report_cmd, study_cmd, train_cmd
 from studies.overrides import apply_set, parse_set
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    message = f"expected a positive integer, got {text!r}"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(message) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(message)
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--protocol", default="dlib2019", help="dlib2019 (default), corrected or fast")
     ev.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
     ev.add_argument("--metrics", default=None, help="comma-separated metric names (default: all)")
+    ev.add_argument("--batch-size", type=positive_int, default=None,
+                    help="images per forward pass (default: 64 on the CPU, the protocol's chunk on a GPU)")
     ev.add_argument("--out", type=Path, default=None,
                     help="JSON output (default: evaluation_<protocol>_seed<seed>.json beside the checkpoint)")
     address_help = "Ray cluster address (default: $RAY_ADDRESS if set, else an embedded local Ray)"
@@ -113,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
             options = apply_set({}, parse_set(args.options))
             return evaluate_cmd.run(
-                args.checkpoint, args.dataset, options, args.protocol, args.seed, metrics, args.out
+                args.checkpoint, args.dataset, options, args.protocol, args.seed, metrics, args.out,
+                batch_size=args.batch_size,
             )
         if args.command == "train":
             return train_cmd.run(args.config, parse_set(args.set), args.out, args.resume)

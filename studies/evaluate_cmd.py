@@ -38,7 +38,10 @@ def run(
     seed: int,
     metrics: list[str] | None,
     out: Path | None,
+    batch_size: int | None = None,
 ) -> int:
+    """Score ``checkpoint`` and write the JSON; ``batch_size``: images per forward pass (None: the
+    engine's default)."""
     method, config = load_trained(checkpoint)
     if dataset_name is None or (get_entry(dataset_name).name == config.dataset.name and not dataset_options):
         name, options = config.dataset.name, dict(config.dataset.options)
@@ -53,7 +56,7 @@ def run(
         )
     print(f"evaluating {checkpoint} ({config.method.name}) on {name} with protocol {protocol}, seed {seed}",
           flush=True)
-    result = evaluate(method, dataset, protocol=protocol, seed=seed, metrics=metrics)
+    result = evaluate(method, dataset, protocol=protocol, seed=seed, metrics=metrics, batch_size=batch_size)
     print("\n".join(format_table(result, result.timings)))
     for metric, note in result.notes.items():
         print(f"  note: {metric}: {note}")
@@ -67,6 +70,7 @@ def run(
         "method": config.method.name,
         "dataset": {"name": name, "options": options},
         "scores": dict(result),
+        "batch_size": batch_size,
         **{k: v for k, v in result.metadata().items() if not k.startswith(("note.", "version."))},
         "versions": result.versions,
         "notes": result.notes,

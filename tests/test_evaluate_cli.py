@@ -45,6 +45,22 @@ def test_evaluate_is_deterministic_per_seed(checkpoint_dir, tmp_path):
     assert outs[0] != outs[2]
 
 
+def test_batch_size_changes_no_score(checkpoint_dir, tmp_path, capsys):
+    scores = {}
+    for batch in (None, "5"):
+        path = tmp_path / f"{batch}.json"
+        extra = [] if batch is None else ["--batch-size", batch]
+        assert main(["evaluate", str(checkpoint_dir), "--protocol", "fast", "--metrics", "mig,reconstruction",
+                     "--out", str(path), *extra]) == 0
+        payload = json.loads(path.read_text())
+        assert payload["batch_size"] == (None if batch is None else 5)
+        scores[batch] = payload["scores"]
+    assert scores["5"] == pytest.approx(scores[None], rel=1e-5)
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(checkpoint_dir), "--batch-size", "0"])
+    assert "expected a positive integer, got '0'" in capsys.readouterr().err
+
+
 def test_evaluate_on_a_dataset_of_another_shape_is_refused(capsys, checkpoint_dir):
     code = main(["evaluate", str(checkpoint_dir), "--dataset", "color_dsprites",
                  "--option", "source=procedural", "--metrics", "mig"])

@@ -112,6 +112,7 @@ def evaluate(
     *,
     device: str | torch.device | None = None,
     n_jobs: int = -1,
+    batch_size: int | None = None,
 ) -> EvaluationResult:
     """Score ``representation`` on ``dataset`` with every metric (or ``metrics``) of ``protocol``.
 
@@ -120,9 +121,16 @@ def evaluate(
     ``dataset``: a ground-truth dataset (``disent_core.data.get_dataset``). ``seed``: the one
     evaluation seed every random stream derives from. ``device``: where modules run (default:
     CUDA when available, else where the module is). ``n_jobs``: workers for per-factor fits
-    (joblib convention, -1 = all cores). Raises ``MetricError`` when a metric cannot be computed.
+    (joblib convention, -1 = all cores). ``batch_size``: observations per call of the
+    representation (default: ``CPU_BATCH_SIZE`` for a module on the CPU, else the protocol's whole
+    chunk); no score depends on it beyond floating-point rounding. Raises ``MetricError`` when a
+    metric cannot be computed.
     """
     protocol = get_protocol(protocol)
+    if batch_size is not None and (
+        not isinstance(batch_size, int | np.integer) or isinstance(batch_size, bool) or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"the evaluation seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
@@ -142,8 +150,10 @@ def evaluate(
     scored = _scored_factors(dataset, protocol, [s.name for s in specs if s.uses_factors], notes)
     timings: dict[str, float] = {}
     scores: dict[str, float] = {}
-    with _encoder(representation, device) as encode:
-        ctx = EvalContext(dataset, protocol, seed, encode, scored, n_jobs=n_jobs, method=method)
+    with _encoder(representation, device, batch_size) as (encode, batch):
+        ctx = EvalContext(
+            dataset, protocol, seed, encode, scored, n_jobs=n_jobs, method=method, batch_size=batch
+        )
         needs = {role: max((s.points(protocol).get(role, 0) for s in specs), default=0) for role in ROLES}
         start = time.perf_counter()
         for role, n in needs.items():
@@ -205,9 +215,19 @@ def _checked(metric: str, key: str, value: float) -> float:
     return value
 
 
+CPU_BATCH_SIZE = 64
+"""Observations per forward pass of a module on the CPU. Conv encoders run 3 to 4 times faster per
+image on the CPU in batches of 32 to 128 than of 1024, whose activations no longer fit in cache
+(the standard encoder, ``base_channels`` 32, on 2 cores: 9,000 images/s at 64, 2,600 at 1024);
+GPUs take the protocol's whole chunk."""
+
+
 @contextmanager
-def _encoder(representation: Representation, device: str | torch.device | None) -> Iterator[Callable]:
-    """A validated observations -> float64 codes function for the duration of the block."""
+def _encoder(
+    representation: Representation, device: str | torch.device | None, batch_size: int | None
+) -> Iterator[tuple[Callable[[np.ndarray], np.ndarray], int | None]]:
+    """A validated observations -> float64 codes function for the duration of the block, and the
+    observations it passes to the representation per call (None: all it is given)."""
     if isinstance(representation, torch.nn.Module):
         module = representation
         parameter = next(module.parameters(), None)
@@ -219,17 +239,19 @@ def _encoder(representation: Representation, device: str | torch.device | None) 
         was_training = module.training
         forward = module.representation if isinstance(module, Method) else module
         module.to(target).eval()
+        batch = batch_size or (CPU_BATCH_SIZE if target.type == "cpu" else None)
 
         def raw(x: np.ndarray) -> Any:
             with torch.inference_mode():
-                return forward(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(target))
+                x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+                return forward(x.to(target))
 
         try:
-            yield _validated(raw)
+            yield _validated(raw, batch), batch
         finally:
             module.to(original).train(was_training)
     elif callable(representation):
-        yield _validated(representation)
+        yield _validated(representation, batch_size), batch_size
     else:
         raise TypeError(
             f"representation must be a torch nn.Module or a callable from observations to codes, "
@@ -237,8 +259,12 @@ def _encoder(representation: Representation, device: str | torch.device | None) 
         )
 
 
-def _validated(function: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], np.ndarray]:
-    def encode(observations: np.ndarray) -> np.ndarray:
+def _validated(
+    function: Callable[[np.ndarray], Any], batch_size: int | None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``function`` called on at most ``batch_size`` observations at a time, its codes checked."""
+
+    def codes_of(observations: np.ndarray) -> np.ndarray:
         out = function(observations)
         if isinstance(out, tuple | list):
             out = out[0]
@@ -255,5 +281,13 @@ def _validated(function: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], 
         if not np.all(np.isfinite(codes)):
             raise MetricError("the representation returned NaN or infinite codes")
         return codes
+
+    def encode(observations: np.ndarray) -> np.ndarray:
+        step = batch_size or len(observations)
+        if len(observations) <= step:
+            return codes_of(observations)
+        return np.concatenate(
+            [codes_of(observations[start : start + step]) for start in range(0, len(observations), step)]
+        )
 
     return encode

@@ -32,15 +32,20 @@ def compute(ctx: EvalContext) -> dict[str, float]:
     factors = ctx.sample_latent(settings.num_points, rng)
     recon_sum, kl_sum, count = 0.0, None, 0
     with torch.inference_mode():
-        for observations in ctx.observation_chunks(factors, rng, ctx.protocol.chunk_size):
-            x = torch.from_numpy(np.ascontiguousarray(observations, dtype=np.float32)).to(device)
-            mean, logvar = method.encoder(x)
-            logits = method.decoder(mean)
-            n = len(x)
-            recon_sum += float(reconstruction_loss(logits, x, method.context.recon)) * n
-            kl = gaussian_kl_per_dim(mean, logvar).double().cpu().numpy() * n
-            kl_sum = kl if kl_sum is None else kl_sum + kl
-            count += n
+        chunk = ctx.protocol.chunk_size
+        chunks = (factors[start : start + chunk] for start in range(0, len(factors), chunk))
+        for observations in ctx.observation_chunks(chunks, rng):
+            step = ctx.batch_size or len(observations)
+            for start in range(0, len(observations), step):
+                batch = np.ascontiguousarray(observations[start : start + step], dtype=np.float32)
+                x = torch.from_numpy(batch).to(device)
+                mean, logvar = method.encoder(x)
+                logits = method.decoder(mean)
+                n = len(x)
+                recon_sum += float(reconstruction_loss(logits, x, method.context.recon)) * n
+                kl = gaussian_kl_per_dim(mean, logvar).double().cpu().numpy() * n
+                kl_sum = kl if kl_sum is None else kl_sum + kl
+                count += n
     kl_mean = kl_sum / count
     return {
         "reconstruction_error": recon_sum / count,

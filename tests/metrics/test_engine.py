@@ -7,9 +7,13 @@ import pytest
 import torch
 from metric_fixtures import identity, identity_dataset, small
 
+from disent_core.data.dataset import GroundTruthDataset
+from disent_core.data.factor_space import FactorSpace
+from disent_core.data.stores import ProceduralStore
 from disent_core.errors import MetricError, UnknownNameError
-from disent_core.metrics import METRICS, evaluate, get_protocol, metric_names
+from disent_core.metrics import METRICS, base, evaluate, get_protocol, metric_names
 from disent_core.metrics.base import EvalContext, prefetched
+from disent_core.metrics.engine import CPU_BATCH_SIZE
 
 POINT_METRICS = ["mig", "dci", "sap", "modularity", "unsupervised", "irs"]
 FAST_METRICS = ["beta_vae", "factor_vae", "mig", "sap", "modularity", "unsupervised", "irs"]
@@ -100,6 +104,60 @@ def test_prefetched_runs_tasks_one_at_a_time_in_order(seconds):
     runs = [e for e in events if e[0] != "consumed"]
     assert runs == [(what, i) for i in range(5) for what in ("start", "end")]
     assert list(prefetched(iter([]))) == []
+
+
+def nuisance_dataset() -> GroundTruthDataset:
+    """3 x 4 x 5 grid whose middle factor is a nuisance factor, observations (1, 1, 3) as in
+    ``identity_dataset``: every latent point has four observations."""
+    space = FactorSpace(("a", "n", "b"), (3, 4, 5), latent_indices=(0, 2))
+
+    def render(full: np.ndarray) -> np.ndarray:
+        return full.astype(np.uint8)[:, None, None, :]
+
+    store = ProceduralStore(render, space.index_to_factors, space.size, (1, 1, 3))
+    return GroundTruthDataset("nuisance", space, store)
+
+
+def nuisance_code(x: np.ndarray) -> np.ndarray:
+    """A code that sees the nuisance factor, so that its draws show in the scores."""
+    a, n, b = identity(x).T
+    return np.stack([a + 0.4 * n, b - 0.3 * n * a, np.sin(a * b + n)], axis=1)
+
+
+@pytest.mark.parametrize("data", ["data4", "nuisance"])
+def test_repeated_grid_points_are_encoded_once_with_the_same_scores(data, data4, monkeypatch):
+    dataset = data4 if data == "data4" else nuisance_dataset()
+    protocol = small(num_train=300, num_eval=200, num_variance_estimate=300).override({"chunk_size": 64})
+    metrics = ["beta_vae", "factor_vae"]
+    rows = []
+
+    def run(**settings) -> dict[str, float]:
+        with monkeypatch.context() as patch:
+            for name, value in settings.items():
+                patch.setattr(base, name, value)
+            rows.clear()
+            return dict(evaluate(counting, dataset, protocol, seed=5, metrics=metrics))
+
+    def counting(x: np.ndarray) -> np.ndarray:
+        rows.append(len(x))
+        return nuisance_code(x) if data == "nuisance" else entangled(x)
+
+    every_draw = run(GATHER_SECONDS_PER_ROW=float("inf"))
+    drawn = sum(rows)
+    once = run(GATHER_SECONDS_PER_ROW=0.0)
+    encoded = sum(rows)
+    over_budget = run(GATHER_SECONDS_PER_ROW=0.0, GRID_CODES_BYTES=0)
+    assert sum(rows) == drawn
+    monkeypatch.setattr(GroundTruthDataset, "observations_are_deterministic", False)
+    streamed = run()
+    assert sum(rows) == drawn
+    assert once == every_draw == over_budget == streamed
+    # the BetaVAE pairs, the FactorVAE batches (both of 64) and one chunk of points for the variances
+    assert drawn == (300 + 200) * 64 * 2 + (300 + 200) * 64 + 320
+    # each grid point once in the whole evaluation, besides the probed chunks (three of one
+    # BetaVAE pair or FactorVAE batch) of each of the four calls
+    probed = 2 * base.PROBE_TASKS * 128 + 2 * base.PROBE_TASKS * 64
+    assert encoded <= probed + len(dataset) + 320
 
 
 def test_same_seed_same_numbers_different_seed_different_samples(data4):
@@ -227,8 +285,6 @@ def test_module_returning_mean_and_logvar(data4):
 
 
 def test_method_gets_reconstruction_and_active_latents():
-    from disent_core.data.dataset import GroundTruthDataset
-    from disent_core.data.factor_space import FactorSpace
     from disent_core.data.stores import ArrayStore
     from disent_core.methods.base import MethodContext
     from disent_core.methods.beta_vae import BetaVAE, BetaVAEConfig
@@ -258,3 +314,45 @@ def test_method_gets_reconstruction_and_active_latents():
     assert scores["reconstruction.reconstruction_error"] == pytest.approx(recon, rel=1e-5)
     assert scores["reconstruction.kl"] == pytest.approx(float(kl.sum()), rel=1e-5)
     assert scores["reconstruction.num_active_latents"] == float(np.sum(kl > 0.01))
+
+
+class RowRecorder(torch.nn.Module):
+    """A batch-independent 6-dim code of ``data4``'s observations that records its batch sizes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(1))
+        self.batches: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batches.append(len(x))
+        return torch.from_numpy(entangled(x.numpy())).float() * self.scale
+
+
+def test_modules_run_in_cpu_batches_and_callables_get_whole_chunks(data4):
+    protocol = small(num_train=300, num_test=100, num_eval=100, num_variance_estimate=300)
+    metrics = ["beta_vae", "mig"]
+    module = RowRecorder()
+    by_default = evaluate(module, data4, protocol, metrics=metrics, device="cpu")
+    assert max(module.batches) == CPU_BATCH_SIZE
+    module.batches.clear()
+    assert evaluate(module, data4, protocol, metrics=metrics, device="cpu", batch_size=100) == by_default
+    assert max(module.batches) == 100
+
+    calls: list[int] = []
+
+    def recorded(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        return entangled(x)
+
+    whole = evaluate(recorded, data4, protocol, metrics=metrics)
+    assert max(calls) == protocol.chunk_size
+    calls.clear()
+    assert evaluate(recorded, data4, protocol, metrics=metrics, batch_size=10) == whole
+    assert max(calls) == 10
+
+
+@pytest.mark.parametrize("batch_size", [0, -3, 2.5, True])
+def test_batch_size_must_be_a_positive_integer(data4, batch_size):
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate(identity, data4, small(), metrics=["mig"], batch_size=batch_size)
