@@ -24,11 +24,12 @@ evaluating the loss again at the same step recomputes that step from the state b
       dI = 0 if beta_prev < beta_min else K_i * e    (anti-windup)
       beta = max(beta_prev + dP + dI, beta_min)      (beta_prev starts at beta_init)
 
-  ``proportional_on`` picks f. "overshoot", f(e) = max(e, 0): the P term acts only while the smoothed
-  KL is above the target; this is the authors' code (commit 9eb8bfd: e' = target - y, negative gains,
-  f = min(e', 0)), rewritten with positive gains. "undershoot", f(e) = min(e, 0): methods.md §5.7 as
-  written, which acts only below the target. As in the code, beta_prev is the clipped beta, so the
-  anti-windup branch fires only when beta_init < beta_min.
+  ``proportional_on`` picks f. "undershoot", f(e) = min(e, 0): the P term acts only while the
+  smoothed KL is below the target; this is the authors' code with the staircase target (commit
+  8a0e8ab, 2022-09-17, to the last commit fd8a9af). "overshoot", f(e) = max(e, 0): the legacy rule of
+  commit 9eb8bfd (e' = target - y, negative gains, f = min(e', 0)), rewritten with positive gains;
+  that commit had a linear target, never the staircase. As in the code, beta_prev is the clipped
+  beta, so the anti-windup branch fires only when beta_init < beta_min.
 """
 
 from __future__ import annotations

@@ -9,16 +9,17 @@ with (``controllers.IncrementalPIControl``)
     y_t = alpha * KL_t + (1 - alpha) * y_{t-1},   e_t = y_t - target(t)
     beta_t = max(beta_{t-1} + K_p * (f(e_t) - f(e_{t-1})) + [beta_{t-1} >= beta_min] * K_i * e_t, beta_min)
 
-Confirmed (code, methods.md §5.7): the update rule and its anti-windup, alpha = 0.95,
-beta_init = 150, beta_min = 1, the repo defaults C = 11, K_p = 0.01, K_i = 0.005 (the DeVAE paper
-used C = 18, K_p = 0.01, K_i = 0.001, T = 200k, period 5000), T = 100k (the code's default).
-Inferred: period = 5000 (from the DeVAE runs; the code version read has a linear target, which is
-period = 1); ``proportional_on = "overshoot"``, f(e) = max(e, 0), which is the authors' code
-(negative gains on e' = target - y with min(e', 0)) rewritten with positive gains; methods.md writes
-f(e) = min(e, 0) on e = y - target, available as "undershoot". As in the code the anti-windup reads
-the clipped beta_{t-1}, so it fires only when beta_init < beta_min. Deviation: the target is a
-function of the global step, so resume is exact. Reported: ``kl_target`` and ``kl_ema`` as terms;
-beta as the schedule ``beta``.
+Confirmed (authors' code, erow/disentanglement_lib ``DynamicVAE`` from commit 8a0e8ab, 2022-09-17,
+to the last commit fd8a9af): the update rule with e = y - target, positive gains and
+f(e) = min(e, 0) (``proportional_on = "undershoot"``, the default), its anti-windup, alpha = 0.95,
+beta_init = 150, beta_min = 1, the staircase target with period K, and the repo defaults C = 11,
+K_p = 0.01, K_i = 0.005 (the DeVAE paper used C = 18, K_p = 0.01, K_i = 0.001, T = 200k, K = 5000).
+T = 100k is this project's default (the code requires it). ``proportional_on = "overshoot"``,
+f(e) = max(e, 0), is a labelled legacy option: the rule of the earlier commit 9eb8bfd (e' = target - y,
+negative gains, f = min(e', 0)), which had a linear target and never a staircase. As in the code the
+anti-windup reads the clipped beta_{t-1}, so it fires only when beta_init < beta_min. Deviation:
+the target is a function of the global step, so resume is exact. Reported: ``kl_target`` and
+``kl_ema`` as terms; beta as the schedule ``beta``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ class DynamicVAEConfig(MethodConfig):
     beta_init: float = Field(150.0, ge=0, description="beta before the first step")
     beta_min: float = Field(1.0, ge=0, description="lower clip of beta and anti-windup threshold")
     proportional_on: ProportionalOn = Field(
-        "overshoot", description="overshoot: f(e) = max(e, 0) (authors' code); undershoot: min(e, 0)"
+        "undershoot",
+        description="undershoot: f(e) = min(e, 0) (authors' code from 8a0e8ab on); "
+        "overshoot: f(e) = max(e, 0) (legacy rule of commit 9eb8bfd)",
     )
 
     @model_validator(mode="after")

@@ -60,6 +60,15 @@ def test_dynamic_update_rule_undershoot() -> None:
     )
 
 
+def test_dynamic_default_rule_is_the_authors_staircase_version(build) -> None:
+    # DeVAE's DynamicVAE: C = 18, K_p = 0.01, K_i = 0.001, beta_init 150; the target is 0 in the
+    # first period, so e = y: 28.5, 29.925, 1.97125, 0.5735625 and f(e) = min(e, 0) = 0 (no P term)
+    model = build({"name": "dynamic_vae", "c": 18, "k_p": 0.01, "k_i": 0.001, "total_steps": 200_000})
+    controller = model.schedules()["beta"]
+    betas = [controller.update(kl, step) for step, kl in enumerate([30.0, 30.0, 0.5, 0.5])]
+    assert [round(b, 4) for b in betas] == [150.0285, 150.0584, 150.0604, 150.0610]
+
+
 def test_dynamic_beta_is_clipped_at_beta_min() -> None:
     # step 0: y = 0, e = 0, beta 2; step 2: y = 0, e = -2, dI = 0.5 * -2 * 2 = -2 -> max(0, 1)
     controller = dynamic(beta_init=2.0, k_i=1.0)
@@ -139,11 +148,11 @@ def test_state_dict_rejects_another_controller_kind() -> None:
 def test_dynamic_vae_regularizer_uses_the_controlled_beta(build) -> None:
     model = build({"name": "dynamic_vae", "c": 4, "total_steps": 4, "period": 2, "alpha": 0.5,
                    "k_p": 1, "k_i": 0.5, "beta_init": 10})
-    # KL 4: y = 2, e = 2, dP = 2, dI = 1 -> beta 13
+    # KL 4: y = 2, e = 2, dP = min(2, 0) - 0 = 0 (default undershoot), dI = 1 -> beta 11
     terms = model.regularizer(MEAN, MEAN, MEAN, KL_PER_DIM, step=0)
-    assert terms["regularizer"].item() == pytest.approx(13 * 4.0)
+    assert terms["regularizer"].item() == pytest.approx(11 * 4.0)
     assert terms["kl_target"].item() == 0.0 and terms["kl_ema"].item() == pytest.approx(2.0)
-    assert model.schedules()["beta"].last_value == pytest.approx(13.0)
+    assert model.schedules()["beta"].last_value == pytest.approx(11.0)
 
 
 def test_control_vae_regularizer_uses_the_controlled_beta(build) -> None:
@@ -159,7 +168,7 @@ def test_controller_defaults(build) -> None:
     dyn = build({"name": "dynamic_vae"}).config
     assert (dyn.c, dyn.k_p, dyn.k_i, dyn.alpha) == (11, 0.01, 0.005, 0.95)
     assert (dyn.beta_init, dyn.beta_min, dyn.total_steps, dyn.period) == (150, 1, 100_000, 5000)
-    assert dyn.proportional_on == "overshoot"
+    assert dyn.proportional_on == "undershoot"
     ctl = build({"name": "control_vae"}).config
     assert (ctl.c, ctl.k_p, ctl.k_i, ctl.beta_min) == (16, 0.01, -0.001, 1)
     assert (ctl.init_c, ctl.c_step, ctl.period) == (0.5, 0.15, 5000)
