@@ -50,6 +50,9 @@ class ModelConfig(_Strict):
 
 class TrainSettings(_Strict):
     steps: int = Field(ge=1, description="VAE parameter updates")
+    steps_note: str | None = Field(
+        None, description="why this run's steps differ from its study's train.steps (recorded with the run)"
+    )
     batch_size: int = Field(64, ge=2)
     seed: int = Field(0, ge=0)
     optimizer: OptimConfig = Field(default_factory=OptimConfig)

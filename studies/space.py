@@ -148,10 +148,12 @@ class SearchSpace:
 
         parts = self._resolve_all(method, pick)
         train = {**parts["train"], "seed": seed}
+        if method in self.spec.method_steps:
+            train.update(steps=self.spec.steps_of(method), steps_note=self.spec.method_steps[method].note)
         if "threads" not in train:
             train["threads"] = max(1, int(self.spec.resources.cpu))
         if "checkpoint_every" not in train:
-            train["checkpoint_every"] = default_checkpoint_every(self.spec)
+            train["checkpoint_every"] = default_checkpoint_every(self.spec, train["steps"])
         data = {
             "dataset": self.spec.dataset.model_dump(mode="json"),
             "model": parts["model"],
@@ -173,7 +175,7 @@ class SearchSpace:
         return numbering.number(assignment[GRID_POINT], self.spec.seeds[seed_index])
 
 
-def default_checkpoint_every(spec: StudySpec) -> int:
-    """Checkpoint about five times per trial, at report steps, so a retried trial loses little."""
+def default_checkpoint_every(spec: StudySpec, steps: int) -> int:
+    """Checkpoint about five times in a trial of ``steps``, at report steps, so a retry loses little."""
     report = spec.report_every
-    return max(report, report * round(spec.steps / 5 / report))
+    return max(report, report * round(steps / 5 / report))

@@ -289,6 +289,27 @@ class ModelNumbering(_Strict):
         return self.dataset_index * self.CONFIGS * self.SEEDS + self.SEEDS * config_index + seed
 
 
+class MethodSteps(_Strict):
+    """A method whose trials train for a different number of VAE updates than ``train.steps``:
+    ``steps`` outright, or ``fraction`` of ``train.steps`` (which follows ``--set train.steps=...``)."""
+
+    steps: int | None = Field(None, ge=1, description="VAE parameter updates of this method's trials")
+    fraction: float | None = Field(None, gt=0, description="or this share of train.steps (rounded)")
+    note: str = Field(
+        min_length=1, description="why (recorded as train.steps_note in every trial of the method)"
+    )
+
+    @model_validator(mode="after")
+    def _one_length(self) -> MethodSteps:
+        if (self.steps is None) == (self.fraction is None):
+            raise ValueError("give either steps or fraction")
+        return self
+
+    def of(self, study_steps: int) -> int:
+        """This method's steps in a study whose ``train.steps`` is ``study_steps``."""
+        return self.steps if self.steps is not None else max(1, round(study_steps * self.fraction))
+
+
 class StudySpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     description: str = ""
@@ -306,6 +327,9 @@ class StudySpec(_Strict):
     storage: Storage = Field(default_factory=Storage)
     max_failures: int = Field(2, ge=0, description="retries of a trial whose process dies")
     model_numbering: ModelNumbering | None = None
+    method_steps: dict[str, MethodSteps] = Field(
+        default_factory=dict, description="per-method training length, with the reason recorded"
+    )
     report: ReportSettings = Field(default_factory=ReportSettings)
 
     @property
@@ -319,6 +343,10 @@ class StudySpec(_Strict):
     @property
     def steps(self) -> int:
         return int(self.train["steps"])
+
+    def steps_of(self, method: str) -> int:
+        """VAE updates of ``method``'s trials: ``method_steps`` where given, else ``train.steps``."""
+        return self.method_steps[method].of(self.steps) if method in self.method_steps else self.steps
 
     @property
     def report_every(self) -> int:
@@ -379,9 +407,10 @@ def _errors(exc: ValidationError, prefix: tuple = ()) -> list[tuple[tuple, str]]
     found: dict[tuple, list[str]] = {}
     for err in exc.errors():
         loc = tuple(
-            p for p in err["loc"]
-            if p not in PARAM_KINDS and p not in METHODS and p not in _SCHEDULE_KINDS
-            and not (isinstance(p, str) and _UNION_MEMBER.search(p))
+            p for i, p in enumerate(err["loc"])
+            if (i and err["loc"][i - 1] == "method_steps")  # a key that names a method
+            or (p not in PARAM_KINDS and p not in METHODS and p not in _SCHEDULE_KINDS
+                and not (isinstance(p, str) and _UNION_MEMBER.search(p)))
         )
         found.setdefault((*prefix, *loc), []).append(_message(err["msg"]))
     out = []
@@ -491,6 +520,11 @@ def _check_consistency(spec: StudySpec, problems: list[str]) -> None:
             problems.append(f"methods.{name}: unknown method; {hint}valid names: {', '.join(METHODS)}")
         elif "name" in spec.methods[name]:
             problems.append(f"methods.{name}.name: remove it; the method's name is its key under methods")
+    for name in spec.method_steps:
+        if name not in spec.methods:
+            problems.append(
+                f"method_steps.{name}: not a method of this study; its methods: {', '.join(spec.methods)}"
+            )
     if "seed" in spec.train:
         problems.append("train.seed: remove it; list the seeds under `seeds:` instead")
     if "steps" not in spec.train:
@@ -563,6 +597,12 @@ def _check_numbering(spec: StudySpec, problems: list[str]) -> None:
     if outside:
         problems.append(
             f"seeds: {numbering.scheme} numbers seeds 0-{numbering.SEEDS - 1}; {outside} have no number"
+        )
+    if "factor_vae" in spec.methods and spec.steps_of("factor_vae") != spec.steps // 2:
+        problems.append(
+            f"method_steps.factor_vae: disentanglement_lib's FactorVAE advances its global step on both "
+            f"optimisers, so its train.steps = {spec.steps} ran {spec.steps // 2} VAE updates; to compare "
+            "with dlib's models add method_steps: {factor_vae: {fraction: 0.5, note: ...}}"
         )
     from studies.space import SearchSpace  # studies.space imports this module
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from disent_core.errors import ConfigError
 from disent_core.methods.base import MethodContext
 from disent_core.methods.registry import build_method
 from studies.overrides import parse_set
@@ -153,8 +154,11 @@ def test_locatello2019_fixes_dlibs_training_and_evaluation(loaded):
         (value,) = (v for k, v in point.items() if k != METHOD)
         configs[(point[METHOD], value)] = space.train_config({**point, GRID_POINT: i}, seed=0)
     assert len(configs) == 36
-    for config in configs.values():
-        assert config.train.steps == 300_000 and config.train.batch_size == 64
+    for (method, _), config in configs.items():
+        # dlib's FactorVAE advanced its global step twice per iteration: 150k VAE updates
+        assert config.train.steps == (150_000 if method == "factor_vae" else 300_000)
+        assert (config.train.steps_note is not None) == (method == "factor_vae")
+        assert config.train.batch_size == 64
         assert config.train.optimizer.lr == 1e-4 and config.train.optimizer.betas == (0.9, 0.999)
         assert config.train.optimizer.eps == 1e-8
         assert config.model.latent_dim == 10 and config.model.recon == "bernoulli"
@@ -165,6 +169,16 @@ def test_locatello2019_fixes_dlibs_training_and_evaluation(loaded):
         method = configs[("annealed_vae", value)].method
         assert (method.c_max, method.gamma, method.iteration_threshold) == (value, 1000, 100_000)
         assert method.capacity is None  # dlib's linear ramp from 0 to c_max over iteration_threshold
+
+
+def test_a_dlib_numbered_study_must_train_factor_vae_for_dlibs_real_updates():
+    data = yaml.safe_load((CATALOG / "locatello2019.yaml").read_text())
+    del data["method_steps"]
+    with pytest.raises(ConfigError, match=r"method_steps\.factor_vae: .* ran 150000 VAE updates"):
+        validate_spec(data)
+    data["method_steps"] = {"factor_vae": {"steps": 300_000, "note": "not dlib's"}}
+    with pytest.raises(ConfigError, match=r"method_steps\.factor_vae"):
+        validate_spec(data)
 
 
 def test_locatello2019_model_numbers_follow_dlibs_formula(loaded):

@@ -171,7 +171,7 @@ def test_train_config_is_the_spec_plus_the_assignment_at_the_trial_seed():
     assert trained.train.optimizer.lr == 2e-4
     assert (trained.train.steps, trained.train.batch_size, trained.train.report_every) == (1000, 16, 100)
     assert trained.train.threads == 3  # resources.cpu
-    assert trained.train.checkpoint_every == default_checkpoint_every(space.spec) == 200
+    assert trained.train.checkpoint_every == default_checkpoint_every(space.spec, 1000) == 200
     assert trained.dataset.name == "dsprites_procedural"
 
 
@@ -187,6 +187,38 @@ def test_train_config_keeps_explicit_threads_and_checkpoint_interval():
     assert make_space(data).train_config(config, seed=3).train.threads == 1  # a fraction of a CPU: 1 thread
 
 
+def test_method_steps_set_that_methods_length_and_record_why():
+    data = copy.deepcopy(SEARCH_SPEC)
+    data["method_steps"] = {"factor_vae": {"steps": 500, "note": "dlib counted two steps per update"}}
+    space = make_space(data)
+    point = {METHOD: "factor_vae", "factor_vae.gamma": 10, "model.latent_dim": 4, "train.optimizer.lr": 1e-4}
+    factor = space.train_config(point, seed=0)
+    assert factor.train.steps == 500 and factor.train.steps_note == "dlib counted two steps per update"
+    assert factor.train.checkpoint_every == 100  # five checkpoints in its own 500 steps
+    assert factor.flat_params()["train.steps_note"] == "dlib counted two steps per update"
+    beta = space.train_config(
+        {METHOD: "beta_vae", "beta_vae.beta": 4.5, "model.latent_dim": 6, "train.optimizer.lr": 2e-4}, seed=0
+    )
+    assert beta.train.steps == 1000 and beta.train.steps_note is None
+    assert (space.spec.steps_of("factor_vae"), space.spec.steps_of("beta_vae")) == (500, 1000)
+    data["method_steps"] = {"factor_vae": {"fraction": 0.25, "note": "a quarter"}}
+    data["train"]["steps"] = 2000
+    assert make_space(data).spec.steps_of("factor_vae") == 500
+
+
+def test_method_steps_must_name_a_method_of_the_study_and_give_a_reason():
+    data = copy.deepcopy(SEARCH_SPEC)
+    data["method_steps"] = {"factor_vae": {"steps": 500}}
+    with pytest.raises(ConfigError, match=r"method_steps\.factor_vae\.note: Field required"):
+        validate_spec(data)
+    data["method_steps"] = {"factor_vae": {"steps": 500, "fraction": 0.5, "note": "x"}}
+    with pytest.raises(ConfigError, match=r"method_steps\.factor_vae: give either steps or fraction"):
+        validate_spec(data)
+    data["method_steps"] = {"dip_vae_i": {"steps": 500, "note": "x"}}
+    with pytest.raises(ConfigError, match=r"method_steps\.dip_vae_i: not a method of this study"):
+        validate_spec(data)
+
+
 def test_train_config_without_a_value_for_a_parameter_is_an_error():
     space = make_space()
     with pytest.raises(ConfigError, match=r"no value for search parameter 'beta_vae\.beta'"):
@@ -197,7 +229,7 @@ def test_default_checkpoint_interval_is_a_report_step_about_five_times_per_trial
     def every(steps: int, report: int) -> int:
         data = copy.deepcopy(SEARCH_SPEC)
         data["train"].update(steps=steps, report_every=report)
-        return default_checkpoint_every(validate_spec(data))
+        return default_checkpoint_every(validate_spec(data), steps)
 
     assert every(1000, 100) == 200
     assert every(300_000, 1000) == 60_000
