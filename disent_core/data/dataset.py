@@ -14,12 +14,13 @@ images to float images using the passed RNG, in disentanglement_lib's call order
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from disent_core.data.factor_space import FactorSpace, Rng
+from disent_core.data.provenance import DatasetProvenance
 from disent_core.data.stores import ObservationStore
 
 
@@ -53,6 +54,8 @@ class GroundTruthDataset(torch.utils.data.Dataset):
     transform: ObservationTransform | None = None
     item_seed: int = 0
     """Seed of the per-item RNG that ``__getitem__`` uses for stochastic transforms."""
+    provenance: DatasetProvenance = field(default_factory=DatasetProvenance)
+    """Where the observations come from (default: procedural); recorded with every result."""
 
     def __post_init__(self) -> None:
         if len(self.store) != self.factor_space.size:

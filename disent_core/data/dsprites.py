@@ -25,6 +25,7 @@ import numpy as np
 
 from disent_core.data.dataset import GroundTruthDataset
 from disent_core.data.factor_space import FactorSpace
+from disent_core.data.provenance import DatasetProvenance
 from disent_core.data.sources import get_source
 from disent_core.data.stores import PackedBitsStore
 from disent_core.errors import ConfigError, DataError
@@ -119,7 +120,8 @@ def _real(data_root: str | os.PathLike | None, download: bool) -> GroundTruthDat
     space = FactorSpace(tuple(factors["names"]), tuple(factors["sizes"]), FULL_LATENTS,
                         tuple(tuple(v) for v in factors["values"]))
     store = PackedBitsStore(np.load(cache / content["images"]), tuple(content["image_shape"]))
-    return GroundTruthDataset("dsprites_full", space, store)
+    return GroundTruthDataset("dsprites_full", space, store,
+                              provenance=DatasetProvenance.of_source("dsprites", data_root))
 
 
 def dsprites_base(

@@ -23,6 +23,7 @@ import numpy as np
 
 from disent_core.data.dataset import GroundTruthDataset
 from disent_core.data.factor_space import FactorSpace
+from disent_core.data.provenance import DatasetProvenance
 from disent_core.data.sources import get_source
 from disent_core.data.stores import NpyMemmapStore
 from disent_core.errors import DataError
@@ -81,4 +82,5 @@ def shapes3d(data_root: str | os.PathLike | None = None, download: bool = True) 
     factors = content["factors"]
     space = FactorSpace(tuple(factors["names"]), tuple(factors["sizes"]),
                         values=tuple(tuple(v) for v in factors["values"]))
-    return GroundTruthDataset("shapes3d", space, NpyMemmapStore(cache / content["images"]))
+    return GroundTruthDataset("shapes3d", space, NpyMemmapStore(cache / content["images"]),
+                              provenance=DatasetProvenance.of_source("shapes3d", data_root))

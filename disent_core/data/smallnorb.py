@@ -27,6 +27,7 @@ from PIL import Image
 
 from disent_core.data.dataset import GroundTruthDataset
 from disent_core.data.factor_space import FactorSpace
+from disent_core.data.provenance import DatasetProvenance
 from disent_core.data.sources import get_source
 from disent_core.data.stores import ArrayStore, NpyMemmapStore
 from disent_core.errors import ConfigError, DataError
@@ -164,9 +165,10 @@ def smallnorb(
     names, sizes = tuple(content["factors"]["names"]), tuple(content["factors"]["sizes"])
     values = [list(v) for v in content["factors"]["values"]]
     store = NpyMemmapStore(cache / content["images"])
+    provenance = DatasetProvenance.of_source("smallnorb", data_root)
     if split == "all":
         space = FactorSpace(names, sizes, LATENTS_ALL, tuple(tuple(v) for v in values))
-        return GroundTruthDataset("smallnorb", space, store)
+        return GroundTruthDataset("smallnorb", space, store, provenance=provenance)
 
     k = names.index("instance")
     in_train = np.isin(values[k], content["train_instances"])
@@ -175,4 +177,4 @@ def smallnorb(
     values[k] = [values[k][i] for i in keep]
     sub_sizes = (*sizes[:k], len(keep), *sizes[k + 1:])
     space = FactorSpace(names, sub_sizes, None, tuple(tuple(v) for v in values))
-    return GroundTruthDataset(f"smallnorb_{split}", space, ArrayStore(store[indices]))
+    return GroundTruthDataset(f"smallnorb_{split}", space, ArrayStore(store[indices]), provenance=provenance)

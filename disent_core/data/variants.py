@@ -12,13 +12,16 @@ randomness from the passed RNG, in dlib's call order:
   background = (crop + u) / 2, inverted (1 - background) where x == 1.
 
 dlib works in NHWC and float64; these transforms draw the same arrays in the same order and return
-float32 NCHW in [0, 1]. When the painting cannot be had, ``scream_dsprites`` falls back, with a
-warning, to ``procedural_scream_texture``: a fixed smooth texture (orange/red sky over a blue
-fjord) that has the painting's thumbnail size but none of its content.
+float32 NCHW in [0, 1]. When the painting cannot be had, ``scream_dsprites`` (texture "auto") falls
+back, with a warning, to ``procedural_scream_texture``: a fixed smooth texture (orange/red sky over a
+blue fjord) that has the painting's thumbnail size but none of its content. The texture used is part
+of the dataset's provenance (``texture: painting sha256:<hex>`` or ``texture: procedural``), so such
+results say so and a comparable protocol refuses them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from dataclasses import replace
@@ -28,6 +31,7 @@ import numpy as np
 
 from disent_core.data.dataset import GroundTruthDataset, ObservationTransform
 from disent_core.data.factor_space import Rng
+from disent_core.data.provenance import PROCEDURAL
 from disent_core.data.shapes3d_render import hsv_to_rgb
 from disent_core.errors import ConfigError, DataNotFoundError
 
@@ -172,18 +176,20 @@ def noisy_dsprites(
 
 def _scream_image(
     texture: str, data_root: str | os.PathLike | None, download: bool
-) -> np.ndarray:
+) -> tuple[np.ndarray, str]:
+    """The background image and its provenance label (``painting sha256:<hex>`` or ``procedural``)."""
     if texture == "procedural":
-        return procedural_scream_texture()
+        return procedural_scream_texture(), PROCEDURAL
     from disent_core.data.scream import load_scream_image
+    from disent_core.data.sources import get_source
 
     try:
-        return load_scream_image(data_root, download)
+        image = load_scream_image(data_root, download)
+        (record,) = get_source("scream").load_meta(data_root)["files"]
+        return image, f"painting sha256:{record['sha256']}"
     except DataNotFoundError as err:
         if texture == "painting":
             raise
-        from disent_core.data.sources import get_source
-
         source = get_source("scream")
         spec = source.files[0]
         warnings.warn(
@@ -194,7 +200,7 @@ def _scream_image(
             "absence an error.",
             stacklevel=3,
         )
-        return procedural_scream_texture()
+        return procedural_scream_texture(), PROCEDURAL
 
 
 def scream_dsprites(
@@ -217,5 +223,10 @@ def scream_dsprites(
     if image is not None and texture != "auto":
         raise ConfigError(f"pass either image= or texture={texture!r}, not both")
     base = _dsprites(source, data_root, download, **kw)
-    background = image if image is not None else _scream_image(texture, data_root, download)
-    return replace(base, name="scream_dsprites", transform=ScreamBackground(background))
+    if image is not None:
+        background = np.asarray(image)
+        label = f"image sha256:{hashlib.sha256(np.ascontiguousarray(background).tobytes()).hexdigest()}"
+    else:
+        background, label = _scream_image(texture, data_root, download)
+    return replace(base, name="scream_dsprites", transform=ScreamBackground(background),
+                   provenance=replace(base.provenance, texture=label))
