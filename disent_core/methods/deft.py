@@ -5,8 +5,8 @@ Diffusion", Machine Learning 111(6), 2022; arXiv 2102.03986).
 
 The d latent dimensions are split into consecutive groups of ``group_size`` (G groups, the last one
 may be smaller). Training runs in stages; in stage s the active group a = min(s, G - 1) is trained
-at the full learning rate, earlier groups (i < a) at a reduced rate or frozen, later groups (i > a)
-are switched off. beta(t) is piecewise constant, high early and lowered stage by stage, so that
+normally, earlier groups (i < a) are slowed by a factor gamma or frozen, later groups (i > a) are
+switched off. beta(t) is piecewise constant, high early and lowered stage by stage, so that
 only factors whose information freezing point (IFP, see ``disent_core.analysis.annealing``) lies
 above beta_s can enter the code in stage s. No capacity and no TC term.
 
@@ -20,15 +20,28 @@ above beta_s can enter the code in stage s. No capacity and no TC term.
 - ``B`` (FracEncoder v1, Sep 2021; the default) [CONFIRMED-CODE structure; that the paper
   describes B is INFERRED]: one conv sub-encoder per group (``sub_encoder_channels`` = 8, giving
   channels 8, 8, 16, 16); later sub-encoders output mean = logvar = 0 (KL 0, z ~ N(0, 1) noise to
-  the decoder). Earlier sub-encoders are trained with learning rate gamma * lr through real Adam
-  parameter groups. Deviation: the authors multiplied the gradients by gamma after backward,
-  which Adam largely normalises away; reference/methods.md recommends true parameter groups.
+  the decoder). Earlier sub-encoders keep training, slowed by gamma as ``gamma_mode`` says:
+
+  - ``grad_scale`` (the default) [CONFIRMED-CODE, ``grad_modify`` in erow/disentanglement_lib
+    @6ba209f]: their parameter gradients are multiplied by gamma after backward and before the
+    Adam step (a step pre-hook of the optimiser multiplies each parameter group's gradients by its
+    ``grad_factor``); every trained sub-encoder has the full learning rate.
+  - ``lr`` (ours, a labelled alternative): their Adam parameter group has learning rate
+    gamma * lr, and gradients are left as they are.
+
+  The two are not equivalent under Adam, which divides by the running second moment: a constant
+  gradient factor washes out after about 1 / (1 - beta2) steps, so under ``grad_scale`` gamma acts
+  mainly through the transient after each stage switch (and through eps), and a gamma of 0 still
+  lets Adam's momentum move the earlier sub-encoders; under ``lr`` they stay slowed by gamma.
 - ``C`` (FracEncoder v2, Aug 2022) [CONFIRMED-CODE]: as B, but earlier sub-encoders are frozen
   (run without gradient, learning rate 0) and their outputs pass through a learnable projection
   mean * exp(W1), logvar + W2 with W1 = W2 = 0 at initialisation (one weight per dimension).
 - ``D`` (IFP-triggered, May 2022) [CONFIRMED-CODE]: C's encoder; beta(t) is the continuous
   max(beta_max * exp(-beta_decay * t / anneal_steps), beta_min) and ``betas`` are thresholds: the
   stage advances (at most one stage per step) at the first step with beta(t) <= betas[stage].
+
+``gamma_mode: lr`` has a meaning in B only and is rejected elsewhere: A scales gradients by
+construction (its hooks) and C/D freeze the earlier groups, so gamma is unused there.
 
 Stages of A/B/C: stage(t) = number of boundaries <= t, with boundaries at multiples of
 ``stage_steps`` (an int; the last stage runs to the end of training) or, for a list, at the
@@ -40,12 +53,12 @@ Defaults: betas [70, 30, 12, 1], stage_steps 15,000, group_size 2, gamma 0.1 are
 dSprites settings [CONFIRMED-CODE]; D's defaults beta_max 150, beta_decay 20, anneal_steps
 200,000, thresholds [70, 30, 15, 1] come from ``examples/deft.py`` [CONFIRMED-CODE]. beta_min = 1
 is D's floor [CONFIRMED-CODE]. [INFERRED] choices, each an option or documented here: a per-group
-``gamma`` list (one learning-rate factor per group), a list of stage lengths, the projection
-learning rate (the full lr, in the decoder's parameter group), and the active group staying the last
-one when there are more stages than groups (the authors' A then has no active group; B/C index past
-their sub-encoders). The trainer's global learning-rate multiplier scales every group alike. The
-base learning rate is the trainer's ``train.optimizer.lr``; the authors used Adam with 5e-4 (A),
-1e-3 (B) and 1e-4 (C/D), batch 256.
+``gamma`` list (one factor per group, in either ``gamma_mode``), ``gamma_mode: lr``, a list of
+stage lengths, the projection learning rate (the full lr, in the decoder's parameter group), and
+the active group staying the last one when there are more stages than groups (the authors' A then
+has no active group; B/C index past their sub-encoders). The trainer's global learning-rate
+multiplier scales every group alike. The base learning rate is the trainer's
+``train.optimizer.lr``; the authors used Adam with 5e-4 (A), 1e-3 (B) and 1e-4 (C/D), batch 256.
 """
 
 from __future__ import annotations
@@ -85,8 +98,15 @@ class DEFTConfig(MethodConfig):
     )
     group_size: int = Field(2, ge=1, description="latent dimensions per group (the last may be smaller)")
     gamma: Annotated[float, Field(ge=0)] | list[Annotated[float, Field(ge=0)]] = Field(
-        0.1, description="A: gradient factor, B: learning-rate factor of earlier groups; a list gives "
-        "one factor per group; C/D freeze earlier groups instead",
+        0.1,
+        description="A/B: factor that slows earlier groups (see gamma_mode); a list gives one "
+        "factor per group; C/D freeze earlier groups instead",
+    )
+    gamma_mode: Literal["grad_scale", "lr"] = Field(
+        "grad_scale",
+        description="B: grad_scale multiplies earlier sub-encoders' gradients by gamma before the "
+        "Adam step (the authors' code), lr gives them learning rate gamma * lr instead; A (gradient "
+        "hooks) and C/D (frozen) accept only grad_scale",
     )
     sub_encoder_channels: int = Field(8, ge=1, description="B/C/D: base channels of each sub-encoder")
     beta_max: float = Field(150.0, gt=0, description="D: beta at step 0")
@@ -104,6 +124,12 @@ class DEFTConfig(MethodConfig):
 
     @model_validator(mode="after")
     def _check(self) -> DEFTConfig:
+        if self.gamma_mode == "lr" and self.variant != "B":
+            raise ValueError(
+                f"gamma_mode 'lr' applies to variant B only; variant {self.variant} "
+                + ("scales gradients by construction" if self.variant == "A" else "freezes earlier groups")
+                + ", use gamma_mode 'grad_scale'"
+            )
         if self.variant == "D":
             if any(b >= a for a, b in zip([self.beta_max, *self.betas], self.betas, strict=False)):
                 raise ValueError(
@@ -161,6 +187,28 @@ def threshold_boundaries(beta: Schedule, thresholds: list[float]) -> list[int]:
 def group_slices(latent_dim: int, group_size: int) -> list[slice]:
     """Consecutive blocks of ``group_size`` dimensions; the last block may be smaller."""
     return [slice(i, min(i + group_size, latent_dim)) for i in range(0, latent_dim, group_size)]
+
+
+def scale_group_gradients(
+    optimizer: torch.optim.Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """Optimiser step pre-hook: multiply the gradients of each parameter group by its ``grad_factor``.
+
+    Args:
+        optimizer: the optimiser about to step; groups without ``grad_factor`` are left alone.
+        args: positional arguments of ``step`` (unused).
+        kwargs: keyword arguments of ``step`` (unused).
+
+    Returns:
+        None, so that ``step`` runs with its arguments unchanged.
+    """
+    for group in optimizer.param_groups:
+        factor = group.get("grad_factor", 1.0)
+        if factor == 1.0:
+            continue
+        for param in group["params"]:
+            if param.grad is not None:
+                param.grad.mul_(factor)
 
 
 def scale_gradient(t: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -266,12 +314,37 @@ class DEFT(VAEMethod):
         return min(int(self.stage(step)), len(self.slices) - 1)
 
     def lr_factor(self, group: int, active: int) -> float:
-        """Learning-rate factor of a sub-encoder (B/C/D) while ``active`` is the active group."""
+        """Learning-rate factor of a sub-encoder (B/C/D).
+
+        Args:
+            group: index of the sub-encoder.
+            active: index of the active group.
+
+        Returns:
+            1 for the active group and for B's earlier groups under ``grad_scale``, gamma for B's
+            earlier groups under ``lr``, 0 for later groups and C/D's frozen earlier groups.
+        """
         if group > active:
             return 0.0
         if group == active:
             return 1.0
-        return self.gammas[group] if self.config.variant == "B" else 0.0
+        if self.config.variant != "B":
+            return 0.0
+        return self.gammas[group] if self.config.gamma_mode == "lr" else 1.0
+
+    def grad_factor(self, group: int, active: int) -> float:
+        """Factor applied to a sub-encoder's gradients before the Adam step (B/C/D).
+
+        Args:
+            group: index of the sub-encoder.
+            active: index of the active group.
+
+        Returns:
+            gamma for B's earlier groups under ``grad_scale``, else 1.
+        """
+        if group < active and self.config.variant == "B" and self.config.gamma_mode == "grad_scale":
+            return self.gammas[group]
+        return 1.0
 
     def _set_active(self, active: int) -> None:
         if isinstance(self.encoder, SharedEncoder):
@@ -288,6 +361,7 @@ class DEFT(VAEMethod):
         for group in self._adam.param_groups[1:]:
             group["base_lr"] = self._lr * self.lr_factor(group["deft_group"], active)
             group["lr"] = group["base_lr"] * multiplier
+            group["grad_factor"] = self.grad_factor(group["deft_group"], active)
 
     def schedules(self) -> dict[str, Schedule]:
         return {"beta": self.beta, "stage": self.stage}
@@ -308,7 +382,18 @@ class DEFT(VAEMethod):
         return {"regularizer": self.beta(step) * kl_per_dim.sum()}
 
     def optimizers(self, optim: OptimConfig) -> list[tuple[str, torch.optim.Optimizer]]:
-        """One Adam; B/C/D put each sub-encoder in its own parameter group (``deft_group`` = i)."""
+        """One Adam over all parameters.
+
+        B/C/D put each sub-encoder in its own parameter group (``deft_group`` = i) whose ``base_lr``
+        and ``grad_factor`` follow the stage; with B's ``grad_scale`` a step pre-hook
+        (``scale_group_gradients``) applies the ``grad_factor``s between backward and the update.
+
+        Args:
+            optim: Adam settings; ``optim.lr`` is the full learning rate.
+
+        Returns:
+            ``[("loss", adam)]``.
+        """
         head = [*self.decoder.parameters()]
         groups: list[dict[str, Any]] = []
         if isinstance(self.encoder, SharedEncoder):
@@ -319,8 +404,16 @@ class DEFT(VAEMethod):
             active = int(self.encoder.active)
             for i, encoder in enumerate(self.encoder.encoders):
                 lr = optim.lr * self.lr_factor(i, active)
-                groups.append({"params": [*encoder.parameters()], "lr": lr, "base_lr": lr, "deft_group": i})
-        groups.insert(0, {"params": head, "lr": optim.lr, "base_lr": optim.lr, "deft_group": -1})
+                factor = self.grad_factor(i, active)
+                params = [*encoder.parameters()]
+                groups.append(
+                    {"params": params, "lr": lr, "base_lr": lr, "grad_factor": factor, "deft_group": i}
+                )
+        groups.insert(
+            0, {"params": head, "lr": optim.lr, "base_lr": optim.lr, "grad_factor": 1.0, "deft_group": -1}
+        )
         self._adam = torch.optim.Adam(groups, lr=optim.lr, betas=optim.betas, eps=optim.eps)
+        if self.config.variant == "B" and self.config.gamma_mode == "grad_scale":
+            self._adam.register_step_pre_hook(scale_group_gradients)
         self._lr = optim.lr
         return [("loss", self._adam)]

@@ -1,4 +1,5 @@
-"""DEFT: stages, piecewise beta, per-group learning rates, freezing, beta-triggered stages, resume."""
+"""DEFT: stages, piecewise beta, gamma as gradient or learning-rate factor, freezing, beta-triggered
+stages, resume."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ def test_defaults_are_the_2021_dsprites_settings_and_variant_b() -> None:
     assert isinstance(config, DEFTConfig)
     assert (config.variant, config.betas, config.stage_steps) == ("B", [70, 30, 12, 1], 15_000)
     assert (config.group_size, config.gamma, config.sub_encoder_channels) == (2, 0.1, 8)
+    assert config.gamma_mode == "grad_scale"  # the authors' grad_modify
     d = ADAPTER.validate_python({"name": "deft", "variant": "D"})
     assert d.betas == [70, 30, 15, 1]
     assert (d.beta_max, d.beta_decay, d.anneal_steps, d.beta_min) == (150, 20, 200_000, 1)
@@ -59,11 +61,21 @@ def test_defaults_are_the_2021_dsprites_settings_and_variant_b() -> None:
         {"variant": "D", "betas": [30, 70]},
         {"variant": "D", "betas": [200, 1]},
         {"group_size": 0},
+        {"gamma_mode": "adam"},
     ],
 )
 def test_invalid_configs_are_rejected(bad: dict) -> None:
     with pytest.raises(ValidationError):
         ADAPTER.validate_python({"name": "deft", **bad})
+
+
+@pytest.mark.parametrize("variant", ["A", "C", "D"])
+def test_gamma_mode_lr_is_rejected_outside_variant_b(variant: str) -> None:
+    with pytest.raises(ValidationError, match="gamma_mode 'lr' applies to variant B only"):
+        ADAPTER.validate_python({"name": "deft", "variant": variant, "gamma_mode": "lr"})
+    config = ADAPTER.validate_python({"name": "deft", "variant": variant, "gamma_mode": "grad_scale"})
+    assert config.gamma_mode == "grad_scale"
+    assert ADAPTER.validate_python({"name": "deft", "gamma_mode": "lr"}).gamma_mode == "lr"
 
 
 def test_gamma_list_needs_one_factor_per_group(build) -> None:
@@ -96,8 +108,11 @@ def test_more_stages_than_groups_keep_the_last_group_active(build) -> None:
 
 
 # --- variant B ---------------------------------------------------------------------------------
-def test_variant_b_parameter_groups_carry_lr_and_gamma_lr(build, batch) -> None:
-    model = build({"name": "deft", "betas": [8, 4, 1], "stage_steps": 2, "gamma": 0.25})
+@pytest.mark.parametrize(
+    "mode, slow_lr, slow_grad", [("grad_scale", 1.0, 0.25), ("lr", 0.25, 1.0)], ids=["grad_scale", "lr"]
+)
+def test_variant_b_parameter_groups_follow_the_stage(build, batch, mode, slow_lr, slow_grad) -> None:
+    model = build({"name": "deft", "betas": [8, 4, 1], "stage_steps": 2, "gamma": 0.25, "gamma_mode": mode})
     assert isinstance(model.encoder, GroupedEncoder) and len(model.encoder.encoders) == 3
     (key, adam), = model.optimizers(OptimConfig(lr=LR))
     assert key == "loss"
@@ -110,21 +125,74 @@ def test_variant_b_parameter_groups_carry_lr_and_gamma_lr(build, batch) -> None:
     def lrs() -> list[float]:
         return [g["lr"] for g in groups]
 
+    def grad_factors() -> list[float]:
+        return [g["grad_factor"] for g in groups]
+
     assert lrs() == pytest.approx([LR, LR, 0, 0])
+    assert grad_factors() == [1, 1, 1, 1]
     _step(model, adam, batch, 2)
-    assert lrs() == pytest.approx([LR, 0.25 * LR, LR, 0])
+    assert lrs() == pytest.approx([LR, slow_lr * LR, LR, 0])
+    assert grad_factors() == [1, slow_grad, 1, 1]
     _step(model, adam, batch, 4)
-    assert lrs() == pytest.approx([LR, 0.25 * LR, 0.25 * LR, LR])
+    assert lrs() == pytest.approx([LR, slow_lr * LR, slow_lr * LR, LR])
+    assert grad_factors() == [1, slow_grad, slow_grad, 1]
     assert [g["base_lr"] for g in groups] == pytest.approx(lrs())
 
 
-def test_per_group_gamma_list_and_the_trainer_multiplier(build, batch) -> None:
-    model = build({"name": "deft", "betas": [8, 4, 1], "stage_steps": 2, "gamma": [0.5, 0.1, 0.3]})
+@pytest.mark.parametrize(
+    "mode, lr_factors, grad_factors",
+    [("grad_scale", [1, 1, 1, 1], [1, 0.5, 0.1, 1]), ("lr", [1, 0.5, 0.1, 1], [1, 1, 1, 1])],
+    ids=["grad_scale", "lr"],
+)
+def test_per_group_gamma_list_and_the_trainer_multiplier(
+    build, batch, mode: str, lr_factors: list[float], grad_factors: list[float]
+) -> None:
+    config = {"betas": [8, 4, 1], "stage_steps": 2, "gamma": [0.5, 0.1, 0.3], "gamma_mode": mode}
+    model = build({"name": "deft", **config})
     (_, adam), = model.optimizers(OptimConfig(lr=LR))
     for group in adam.param_groups:  # what train() does with a global lr multiplier of 0.5
         group["lr"] = group["base_lr"] * 0.5
     model.loss(batch, 4)
-    assert [g["lr"] for g in adam.param_groups] == pytest.approx([0.5 * LR, 0.25 * LR, 0.05 * LR, 0.5 * LR])
+    assert [g["lr"] for g in adam.param_groups] == pytest.approx([0.5 * f * LR for f in lr_factors])
+    assert [g["grad_factor"] for g in adam.param_groups] == grad_factors
+
+
+Grads = list[list[torch.Tensor]]
+
+
+def _stage_two_step(build, batch, config: dict) -> tuple[Grads, Grads, list[dict]]:
+    """One step in stage 2 of 3 (groups 0 and 1 earlier, 2 active): each sub-encoder's gradients
+    right after backward and as Adam used them (after ``step``), and the parameter groups."""
+    model = build({"name": "deft", "betas": [8, 4, 1], "stage_steps": 2, **config})
+    (_, adam), = model.optimizers(OptimConfig(lr=LR))
+    terms = model.loss(batch, 4)
+    adam.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    encoders = model.encoder.encoders
+    after_backward = [[p.grad.clone() for p in encoder.parameters()] for encoder in encoders]
+    adam.step()
+    used = [[p.grad for p in encoder.parameters()] for encoder in encoders]
+    return after_backward, used, adam.param_groups
+
+
+@pytest.mark.parametrize("gamma", [0.25, [0.25, 0.1, 0.5]], ids=["float", "list"])
+def test_variant_b_grad_scale_multiplies_earlier_gradients_before_the_adam_step(build, batch, gamma) -> None:
+    gammas = gamma if isinstance(gamma, list) else [gamma] * 3
+    backward, used, groups = _stage_two_step(build, batch, {"gamma": gamma})  # the default mode
+    _, plain, _ = _stage_two_step(build, batch, {"gamma": gamma, "gamma_mode": "lr"})
+    for i in range(3):
+        factor = gammas[i] if i < 2 else 1.0  # the active group 2 is not scaled
+        assert all(torch.equal(g, factor * p) for g, p in zip(used[i], plain[i], strict=True)), i
+        assert all(torch.equal(b, p) for b, p in zip(backward[i], plain[i], strict=True)), i
+    assert any(p.abs().sum() > 0 for p in plain[0])
+    assert [g["lr"] for g in groups] == pytest.approx([LR] * 4)  # earlier groups at the full lr
+
+
+def test_variant_b_lr_mode_leaves_gradients_and_slows_the_learning_rate(build, batch) -> None:
+    backward, used, groups = _stage_two_step(build, batch, {"gamma": [0.25, 0.1, 0.5], "gamma_mode": "lr"})
+    for i in range(3):
+        assert all(torch.equal(b, u) for b, u in zip(backward[i], used[i], strict=True)), i
+    assert [g["lr"] for g in groups] == pytest.approx([LR, 0.25 * LR, 0.1 * LR, LR])
 
 
 def test_variant_b_later_groups_get_no_gradient_and_no_information(build, batch) -> None:
@@ -228,7 +296,8 @@ def _config(method: dict, steps: int) -> dict:
 
 METHODS = {
     "A": {"variant": "A", "betas": [8, 1], "stage_steps": 12},
-    "B": {"betas": [8, 1], "stage_steps": 12},
+    "B": {"betas": [8, 1], "stage_steps": 12, "gamma_mode": "grad_scale"},
+    "B-lr": {"betas": [8, 1], "stage_steps": 12, "gamma_mode": "lr"},
     "C": {"variant": "C", "betas": [8, 1], "stage_steps": 12},
     "D": {"variant": "D", "betas": [4], "beta_max": 8, "beta_decay": 5, "anneal_steps": 30},
 }
@@ -257,6 +326,25 @@ def test_resume_across_a_stage_switch_is_bit_exact(tmp_path, variant: str) -> No
     assert straight.last_report.terms == resumed.last_report.terms
     assert straight.last_report.schedules == resumed.last_report.schedules
     assert straight.last_report.schedules["stage"] >= 1
+
+
+def test_resume_inside_a_grad_scale_stage_is_bit_exact(tmp_path) -> None:
+    method = METHODS["B"]
+    straight = train(_config(method, 24))
+    train(_config(method, 16), checkpoint_dir=tmp_path)  # stage 1: group 0 gradients scaled by gamma
+    resumed = train(_config(method, 24), resume_from=tmp_path / CHECKPOINT_NAME)
+    a, b = straight.method.state_dict(), resumed.method.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert straight.last_report.terms == resumed.last_report.terms
+
+
+def test_gamma_modes_differ_only_after_the_stage_switch() -> None:
+    def encoder_0(mode: str, steps: int) -> list[torch.Tensor]:
+        result = train(_config({**METHODS["B"], "gamma_mode": mode}, steps))
+        return _params(result.method.encoder.encoders[0])
+
+    assert _same(encoder_0("grad_scale", 12), encoder_0("lr", 12))  # stage 0: no earlier group
+    assert not _same(encoder_0("grad_scale", 24), encoder_0("lr", 24))
 
 
 def test_stage_is_saved_with_the_weights(build, batch) -> None:
