@@ -212,13 +212,32 @@ def train(
     *,
     checkpoint_dir: str | Path | None = None,
     resume_from: str | Path | None = None,
+    check_dataset: Callable[[GroundTruthDataset], None] | None = None,
 ) -> TrainResult:
-    """Train until ``config.train.steps`` updates; resume first when ``resume_from`` is given."""
+    """Train until ``config.train.steps`` updates; resume first when ``resume_from`` is given.
+
+    Args:
+        config: the training config (object, mapping or YAML path).
+        on_report: called with every ``Report`` (every ``train.report_every`` steps and at the end).
+        checkpoint_dir: where checkpoints are written (None: none).
+        resume_from: a checkpoint to continue from, step-exactly.
+        check_dataset: called with the built dataset before the first step; it raises to refuse
+            data the caller cannot use (a comparable protocol refuses procedural stand-ins).
+
+    Returns:
+        The trained method, its dataset, the config and every report.
+    """
     config = load_config(config)
     t = config.train
     if t.threads is not None:
         torch.set_num_threads(t.threads)
     run = _Run(config)
+    if check_dataset is not None:
+        try:
+            check_dataset(run.dataset)
+        except BaseException:
+            run.stream.close()
+            raise
     if resume_from is not None:
         run.load_state_dict(load_checkpoint(resume_from))
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None

@@ -38,7 +38,7 @@ from studies.search import SeedRepeater, StudySearch, fail_running_trials, make_
 from studies.space import METHOD, SearchSpace
 from studies.spec import StudySpec, spec_yaml, validate_spec
 from studies.tracking import STUDY_TAG, StudyTracker, close_open_runs, ensure_experiment, prepare_store
-from studies.trainable import run_trial
+from studies.trainable import PROVENANCE_KEY, run_trial
 
 log = logging.getLogger(__name__)
 TUNE_NAME = "tune"
@@ -247,7 +247,8 @@ def finalize(spec: StudySpec, state: StudyState, directory: Path, grid: Any) -> 
 
 
 def results_table(spec: StudySpec, grid: Any) -> pd.DataFrame:
-    """One row per trial: status, method, seed, ``train_config.*`` and ``evaluation_results.*``."""
+    """One row per trial: status, method, seed, dataset provenance, ``train_config.*`` and
+    ``evaluation_results.*``."""
     space = SearchSpace(spec)
     rows = []
     for result in grid:
@@ -265,6 +266,7 @@ def results_table(spec: StudySpec, grid: Any) -> pd.DataFrame:
             "seed": seed,
             "step": metrics.get("step"),
             "model_num": space.model_number(config, seed_index),
+            PROVENANCE_KEY: metrics.get(PROVENANCE_KEY),
         }
         params = space.train_config(config, seed).flat_params()
         row.update({f"train_config.{k}": _cell(v) for k, v in params.items()})

@@ -52,6 +52,8 @@ from pydantic import (
 )
 
 from disent_core.config import DatasetConfig, TrainConfig, read_config_file
+from disent_core.data.provenance import declared_provenance, require_real_data
+from disent_core.data.registry import get_entry
 from disent_core.errors import ConfigError
 from disent_core.methods.registry import METHODS
 from disent_core.metrics import METRICS, metric_names
@@ -583,6 +585,21 @@ def _check_consistency(spec: StudySpec, problems: list[str]) -> None:
                     )
 
 
+def _check_data(spec: StudySpec, problems: list[str]) -> None:
+    """A comparable protocol refuses data that the spec already declares procedural (trials check
+    what they really load, e.g. a Scream painting that turned out missing, before training)."""
+    protocol = PROTOCOLS[spec.evaluation.protocol]
+    if not protocol.comparable:
+        return
+    declared = declared_provenance(spec.dataset.name, spec.dataset.options)
+    if declared is None:
+        return
+    try:
+        require_real_data(get_entry(spec.dataset.name).name, declared, protocol.name)
+    except ConfigError as exc:
+        problems.append(f"dataset: {exc}")
+
+
 def _check_numbering(spec: StudySpec, problems: list[str]) -> None:
     """dlib's numbers exist for its 36-point grid and seeds 0-49 only (checked on an otherwise valid spec)."""
     numbering = spec.model_numbering
@@ -670,6 +687,7 @@ def validate_spec(data: Any, source: str = "spec") -> StudySpec:
         raise ConfigError(f"invalid study spec {source}:\n  " + "\n  ".join(unique)) from None
     problems: list[str] = []
     _check_consistency(spec, problems)
+    _check_data(spec, problems)
     if spec.report.claims:
         _check_claims(spec, problems)
     sections_ok = _parse_params(("model",), spec.model, problems)

@@ -7,13 +7,14 @@ opens a second run for each trial after ``Tuner.restore`` (stack.md 4-5): here a
 found again by its ``disent.trial_id`` tag under the study's parent run, so a resumed or retried
 trial keeps its one run.
 
-A nested run holds: params = the flattened training config; tags = study, method, dataset, seed,
-trial id, protocol name and hash, project version, git commit (and disentanglement_lib's model
-number for grid studies that ask for it); metrics = every training report and evaluation as a
-series over steps, each step once (a trial restored from an earlier checkpoint trains some steps
-again; their reports are not logged twice); artifacts = the final checkpoint directory
-(checkpoint, config, scores, latent traversals, reconstructions, KL per dimension). ``finalize``
-closes whatever a crash left RUNNING.
+A nested run holds: params = the flattened training config; tags = study, method, dataset, the
+dataset's provenance as the trial reports it (``dataset_provenance``: ``procedural`` or the real
+files' SHA-256), seed, trial id, protocol name and hash, project version, git commit (and
+disentanglement_lib's model number for grid studies that ask for it); metrics = every training
+report and evaluation as a series over steps, each step once (a trial restored from an earlier
+checkpoint trains some steps again; their reports are not logged twice); artifacts = the final
+checkpoint directory (checkpoint, config, scores, latent traversals, reconstructions, KL per
+dimension). ``finalize`` closes whatever a crash left RUNNING.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ray.tune.search.repeater import TRIAL_INDEX
 from disent_core.metrics.protocol import get_protocol
 from studies.space import SearchSpace
 from studies.spec import StudySpec
+from studies.trainable import PROVENANCE_KEY
 
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "trial_id"
@@ -113,6 +115,7 @@ class StudyTracker(tune.Callback):
         self.runs: dict[str, str] = {}
         self.last_step: dict[str, int] = {}
         """Per trial, the last step whose report is in its run (-1: none yet)."""
+        self.provenance_tagged: set[str] = set()
         protocol = get_protocol(spec.evaluation.protocol)
         self.base_tags = {
             STUDY_TAG: spec.name,
@@ -183,6 +186,9 @@ class StudyTracker(tune.Callback):
             self.client.update_run(run_id, status="RUNNING")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if PROVENANCE_KEY in result and trial.trial_id not in self.provenance_tagged:
+            self.client.set_tag(self.run_id(trial), PROVENANCE_KEY, str(result[PROVENANCE_KEY])[:5000])
+            self.provenance_tagged.add(trial.trial_id)
         values = tracked_metrics(result, self.objective_keys)
         if not values:
             return

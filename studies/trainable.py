@@ -4,7 +4,9 @@ The trial's config holds only what the search decided (``method``, ``beta_vae.be
 Tune's repeat index, which picks the seed; the spec travels with ``tune.with_parameters``. Every
 trainer report becomes one ``tune.report``: loss terms (``loss/<term>``), KL per dimension
 (``kl/<i>``), schedule values and learning rates (``schedule/<name>``), images per second, and at
-the configured steps the evaluation scores (``mig.discrete_mig``, ...; ``evaluated`` is 1 then).
+the configured steps the evaluation scores (``mig.discrete_mig``, ...; ``evaluated`` is 1 then),
+and the data's provenance (``dataset_provenance``: ``procedural`` or the real files' SHA-256). Under a
+protocol comparable with published numbers the trial refuses procedural data before training.
 The objective keys are present in every report, NaN before the first evaluation, because Tune
 requires them; ASHA is validated to compare trials only after their first evaluation.
 
@@ -33,8 +35,11 @@ from ray import tune
 from ray.tune.search.repeater import TRIAL_INDEX
 
 from disent_core.analysis.figures import kl_per_dim_plot, latent_traversal_grid, reconstruction_grid
+from disent_core.data.dataset import GroundTruthDataset
+from disent_core.data.provenance import require_real_data
 from disent_core.errors import Diverged
 from disent_core.metrics import evaluate
+from disent_core.metrics.protocol import get_protocol
 from disent_core.train import CHECKPOINT_NAME, Report, train
 from studies.space import SearchSpace
 from studies.spec import StudySpec
@@ -53,13 +58,23 @@ def report_metrics(report: Report) -> dict[str, float]:
     return metrics
 
 
-def _write_final_files(directory: Path, report: Report, config: Any, scores: dict[str, float]) -> None:
+def _write_final_files(directory: Path, report: Report, config: Any, scores: Any) -> None:
     (directory / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    (directory / "scores.json").write_text(json.dumps(scores, indent=2))
+    payload = {
+        "scores": dict(scores),
+        "dataset": {**config.dataset.model_dump(mode="json"),
+                    "provenance": report.dataset.provenance.as_dict()},
+        **{k: v for k, v in scores.metadata().items() if not k.startswith("note.")},
+        "notes": scores.notes,
+    }
+    (directory / "scores.json").write_text(json.dumps(payload, indent=2))
     device = next(report.method.parameters()).device
     latent_traversal_grid(report.method, report.dataset, directory / "latent_traversals.png", device=device)
     reconstruction_grid(report.method, report.dataset, directory / "reconstructions.png", device=device)
     kl_per_dim_plot(report.kl_per_dim, directory / "kl_per_dim.png")
+
+
+PROVENANCE_KEY = "dataset_provenance"
 
 
 def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
@@ -85,8 +100,14 @@ def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
                  "resources/cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
     last: dict[str, Any] = {}
 
+    def check_dataset(dataset: GroundTruthDataset) -> None:
+        protocol = get_protocol(evaluation.protocol)
+        if protocol.comparable:
+            require_real_data(spec.dataset.name, dataset.provenance, protocol.name)
+
     def on_report(report: Report) -> None:
-        metrics: dict[str, Any] = {**report_metrics(report), **resources, "evaluated": 0}
+        metrics: dict[str, Any] = {**report_metrics(report), **resources, "evaluated": 0,
+                                   PROVENANCE_KEY: report.dataset.provenance.label()}
         at_end = report.step == train_config.train.steps
         if at_end or (evaluation.every and report.step % evaluation.every == 0):
             scores = evaluate(report.method, report.dataset, protocol=evaluation.protocol,
@@ -95,7 +116,7 @@ def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
             metrics.update(scores, evaluated=1)
             carried.update({k: v for k, v in scores.items() if k in carried})
             if at_end:
-                _write_final_files(work, report, train_config, dict(scores))
+                _write_final_files(work, report, train_config, scores)
         metrics.update({k: v for k, v in carried.items() if k not in metrics})
         last.clear()
         last.update(metrics)
@@ -105,7 +126,8 @@ def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
             tune.report(metrics)
 
     try:
-        train(train_config, on_report, checkpoint_dir=work, resume_from=resume_from)
+        train(train_config, on_report, checkpoint_dir=work, resume_from=resume_from,
+              check_dataset=check_dataset)
     except Diverged as exc:
         shutil.rmtree(work)
         work.mkdir()

@@ -94,6 +94,19 @@ def test_divergence_raises_with_step_and_term(monkeypatch):
     assert "step 7" in str(info.value)
 
 
+def test_check_dataset_refuses_data_before_the_first_step(tmp_path):
+    seen = []
+
+    def refuse(dataset):
+        seen.append(dataset.provenance.label())
+        raise ConfigError("not this data")
+
+    reports = []
+    with pytest.raises(ConfigError, match="not this data"):
+        train(_config(steps=20), reports.append, checkpoint_dir=tmp_path, check_dataset=refuse)
+    assert seen == ["procedural"] and reports == [] and not list(tmp_path.iterdir())
+
+
 def test_checkpoint_loads_with_weights_only_and_holds_every_state(tmp_path):
     train(_config(steps=10), checkpoint_dir=tmp_path)
     state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)

@@ -80,6 +80,32 @@ class DatasetProvenance:
         }
 
 
+def declared_provenance(dataset_name: str, options: dict[str, Any]) -> DatasetProvenance | None:
+    """The provenance a dataset config implies before anything is loaded.
+
+    Args:
+        dataset_name: a registered dataset name (or alias).
+        options: the dataset's options.
+
+    Returns:
+        A procedural provenance (or one with a procedural texture) when the config alone says so;
+        None when it asks for real data, whose files are known only once loaded.
+    """
+    from disent_core.data.registry import get_entry
+
+    entry = get_entry(dataset_name)
+    procedural = entry.kind == "procedural" or options.get("source") == PROCEDURAL
+    texture = None
+    if entry.name == "scream_dsprites" and "image" in options:
+        texture = "image"
+    elif entry.name == "scream_dsprites" and options.get("texture") == PROCEDURAL:
+        texture = PROCEDURAL
+    if texture is not None:
+        kind = PROCEDURAL if procedural else "real"
+        return DatasetProvenance(kind=kind, source=entry.source, texture=texture)
+    return DatasetProvenance() if procedural else None
+
+
 def require_real_data(dataset_name: str, provenance: DatasetProvenance, protocol: str) -> None:
     """Refuse a procedural stand-in (or fallback texture) under a protocol comparable with papers.
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from disent_core.metrics.protocol import get_protocol
 from studies.report.figures import SavedFigure, param_label, short
-from studies.report.paper import PAPER_BUDGET, Comparison, Row
-from studies.report.results import COMPLETED, FAILED, RUNNING, STOPPED
+from studies.report.paper import PAPER_BUDGET, RECON_ESTIMATORS, Comparison, Row
+from studies.report.results import COMPLETED, FAILED, PROVENANCE_KEY, RUNNING, STOPPED
 
 if TYPE_CHECKING:
     from studies.report.build import Report
@@ -115,6 +115,19 @@ def _config(config: dict[str, Any], method: str) -> str:
     return escape(", ".join(f"{param_label(k, method)}={_num(v, 4)}" for k, v in config.items()) or "(fixed)")
 
 
+def _provenance(trials: Any) -> str:
+    """The data provenance the trials recorded: ``procedural`` or the real files' SHA-256."""
+    recorded = trials.get(PROVENANCE_KEY)
+    labels = sorted(set(recorded.dropna())) if recorded is not None else []
+    if not labels:
+        return "<span class='detail'>not recorded by any trial</span>"
+    out = "<br>".join(escape(label) for label in labels)
+    if any(not label.startswith("real ") or ("; texture: " in label and "; texture: painting " not in label)
+           for label in labels):
+        out += " <span class='detail'>(procedural data: not comparable with published numbers)</span>"
+    return out
+
+
 def _header(report: Report) -> str:
     results = report.results
     spec = results.spec
@@ -129,6 +142,7 @@ def _header(report: Report) -> str:
                     if counts[k] or k == COMPLETED)
     facts = [
         ("dataset", escape(spec.dataset.name + (f" {spec.dataset.options}" if spec.dataset.options else ""))),
+        ("data provenance", _provenance(results.trials)),
         ("protocol", f"{escape(protocol.name)} <span class='detail'>hash {escape(protocol.hash)}</span>"),
         ("training budget", escape(budget)),
         ("seeds", escape(", ".join(map(str, spec.seeds)))),
@@ -171,15 +185,17 @@ def _claims(report: Report) -> str:
 
 def _devae_rows(rows: list[Row]) -> list[list[str]]:
     return [[escape(r.setting), escape(r.paper_mig), escape(str(r.ours_mig)), escape(r.paper_recon),
-             escape(str(r.ours_recon))] for r in rows]
+             escape(str(r.ours_recon)), escape(str(r.ours_train_recon))] for r in rows]
 
 
 def _devae(comparison: Comparison) -> str:
-    header = ["{}", "MIG (paper)", "MIG (ours)", "reconstruction (paper)", "reconstruction (ours)"]
+    header = ["{}", "MIG (paper)", "MIG (ours)", "reconstruction (paper)", "reconstruction (ours)",
+              "training loss (ours)"]
     return "".join([
         f'<p class="note"><b>{escape(comparison.budget)}</b><br>{escape(PAPER_BUDGET)}. Paper rows: '
         f"{escape(comparison.dataset)}. Reconstruction: per-image sum (BCE nats for Bernoulli, squared error "
-        "for L2). Our numbers match the paper's setting only at its budget, data and protocol.</p>",
+        f"for L2). {escape(RECON_ESTIMATORS)} Our numbers match the paper's setting only at its budget, data "
+        "and protocol.</p>",
         "<h3>Table 3: the list of betas, s = 1</h3>",
         _table([h.format("betas") for h in header], _devae_rows(comparison.table3)),
         "<h3>Table 4: s, betas [1, 10, 40]</h3>",

@@ -16,7 +16,8 @@ Where the trial table comes from:
   and is used as it is. A running, interrupted or resumed study never gets here, so a missing or
   stale file is never read.
 
-Rebuilt rows carry the same disentanglement_lib-style columns as the study's own table:
+Rebuilt rows carry the same disentanglement_lib-style columns as the study's own table, and the
+``dataset_provenance`` each trial reported (``procedural``, or the real source files' SHA-256):
 ``train_config.<path>`` (lists as JSON text), ``evaluation_results.<metric>.<key>``,
 ``final.loss/<term>``, and ``search.<name>`` for every searched parameter, named as Optuna names it
 (``beta_vae.beta``, ``model.latent_dim``, ``devae.betas``; a parameter inside the ``i``-th choice of
@@ -62,6 +63,7 @@ from studies.spec import (
     validate_spec,
 )
 from studies.tracking import PARENT_TAG, STUDY_TAG, TRIAL_TAG
+from studies.trainable import PROVENANCE_KEY
 
 COMPLETED, FAILED, RUNNING, STOPPED = "completed", "failed", "running", "stopped"
 # MLflow run status -> trial status of the results table
@@ -220,6 +222,7 @@ def trial_row(spec: StudySpec, run: Any) -> dict[str, Any]:
         "seed": int(tags["seed"]) if tags.get("seed", "").isdigit() else None,
         "step": _last_step(run),
         "model_num": int(model_num) if model_num and model_num.isdigit() else None,
+        PROVENANCE_KEY: tags.get(PROVENANCE_KEY),
         "mlflow_run_id": run.info.run_id,
     }
     row.update({f"{TRAIN_CONFIG}{k}": _cell(v) for k, v in params.items()})

@@ -121,7 +121,10 @@ def test_report_files_and_mlflow_artifacts(study: Path, report_dir: Path):
                    "evaluation_results.mig.discrete_mig",
                    "evaluation_results.reconstruction.reconstruction_error"):
         assert column in table.columns, column
+    assert set(table["dataset_provenance"]) == {"procedural"}
     page = (report_dir / "report.html").read_text()
+    provenance = "<dt>data provenance</dt><dd>procedural <span class='detail'>(procedural data: not"
+    assert provenance in page
     assert page.count("<img ") == len(figures)
     assert "18 completed" in page and "<script" not in page
     assert page.count('class="verdict ') == 2
@@ -145,8 +148,8 @@ def test_report_from_the_mlflow_experiment_alone(study: Path, report_dir: Path, 
     theirs = pd.read_parquet(report_dir / "results.parquet")
     assert sorted(ours["trial_id"]) == sorted(theirs["trial_id"])
     merged = theirs.merge(ours, on="trial_id", suffixes=("", "_mlflow"))
-    for column in ("method", "seed", "step", "search.beta_vae.beta", "search.annealed_vae.gamma",
-                   "evaluation_results.mig.discrete_mig"):
+    for column in ("method", "seed", "step", "dataset_provenance", "search.beta_vae.beta",
+                   "search.annealed_vae.gamma", "evaluation_results.mig.discrete_mig"):
         pd.testing.assert_series_equal(merged[column], merged[f"{column}_mlflow"], check_names=False,
                                        check_dtype=False)
     assert sorted(p.name for p in (tmp_path / "out" / "figures").iterdir()) == sorted(

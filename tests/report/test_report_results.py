@@ -59,6 +59,9 @@ STATUSES = {("annealed_vae", 20.0, 0): "FAILED", ("annealed_vae", 20.0, 1): "RUN
             ("annealed_vae", 20.0, 2): "KILLED"}
 
 
+REAL_DATA = f"real dsprites: dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz sha256:{'7d' * 32}"
+
+
 def _write_study(root: Path, spec_data: dict[str, Any]) -> tuple[str, StudyState]:
     """A study in a fresh sqlite store under ``root``: its tracking URI and ``StudyState``."""
     spec = validate_spec(spec_data)
@@ -90,6 +93,8 @@ def _write_study(root: Path, spec_data: dict[str, Any]) -> tuple[str, StudyState
             client.log_batch(run_id, metrics=metrics, params=params)
             if status == "FAILED":
                 client.set_tag(run_id, "failure_reason", "Diverged: training diverged at step 10")
+            else:
+                client.set_tag(run_id, "dataset_provenance", REAL_DATA)
             if status != "RUNNING":
                 client.set_terminated(run_id, status=status)
     state = StudyState(spec.name, str(root), uri, experiment, parent.info.run_id, "", spec.name, str(root))
@@ -159,6 +164,7 @@ def test_partial_study_from_the_experiment_alone(tmp_path):
     assert set(table["search.annealed_vae.c_max"].dropna()) == {5}
     assert table["train_config.model.latent_dim"].eq(4).all()
     assert (table["step"] == 20).all()
+    assert (table["dataset_provenance"] == REAL_DATA).all()
     failed = results.trials[results.trials["status"] == "failed"]
     assert failed["error"].tolist() == ["Diverged: training diverged at step 10"]
     assert results.metrics == ["evaluation_results.mig.discrete_mig",
@@ -200,6 +206,7 @@ def test_report_of_a_partial_study(tmp_path):
     assert "<script" not in page
     assert "12 completed" in page and "1 failed" in page and "1 running" in page and "1 stopped" in page
     assert "Partial study: 12 of 15 planned" in page
+    assert f"<dt>data provenance</dt><dd>{REAL_DATA}</dd>" in page  # real: no warning
     assert "Diverged: training diverged at step 10" in page
     # the claim: annealed_vae has a single completed configuration
     assert "not enough trials" in page and "1 configuration(s), need 2" in page
@@ -259,6 +266,7 @@ def _devae_table(rows: list[tuple[list[float], float, int, float, float]]) -> pd
         "train_config.method.betas": json.dumps(betas), "train_config.method.scale": scale,
         "evaluation_results.mig.discrete_mig": mig,
         "evaluation_results.reconstruction.reconstruction_error": recon,
+        "final.loss/recon_space_0": recon + 7.0,  # the sampled-z training term of space 0
     } for betas, scale, seed, mig, recon in rows])
 
 
@@ -286,6 +294,7 @@ def test_devae_numbers_sit_beside_tables_3_and_4():
     assert list(t4) == ["0.3", "0.5", "1"]
     assert t4["0.5"].paper_mig == "0.29 ± 0.09" and t4["0.5"].ours_recon.mean == 20.0
     assert t4["1"].ours_mig.n == 2
+    assert t3["[1, 10, 40]"].ours_train_recon.mean == pytest.approx(62.0)  # sampled z, beside the mean's 55
     shapes = validate_spec({**data, "dataset": {"name": "shapes3d"}})
     assert paper.compare(shapes, table).table3[1].paper_mig == "0.57 ± 0.01"
     assert not paper.applies(load_spec(CATALOG / "quickstart.yaml"))

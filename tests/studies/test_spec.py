@@ -61,6 +61,23 @@ def test_the_base_spec_is_valid():
     assert parsed.experiment_name == "tiny"
 
 
+@pytest.mark.parametrize(
+    ("dataset", "expected"),
+    [
+        ({"name": "dsprites_procedural"}, "dsprites_procedural is procedural and has no real counterpart"),
+        ({"name": "dsprites_full", "options": {"source": "procedural"}},
+         "disent-study datasets prepare dsprites_full"),
+        ({"name": "scream_dsprites", "options": {"texture": "procedural"}}, "texture: painting"),
+    ],
+)
+def test_a_comparable_protocol_refuses_procedural_data_before_the_study_starts(dataset, expected):
+    (line,) = problems(spec(**{"evaluation/protocol": "dlib2019", "dataset": dataset}))
+    assert line.startswith("dataset: the dlib2019 protocol compares scores with published numbers")
+    assert expected in line and "fast" in line
+    validate_spec(spec(**{"evaluation/protocol": "fast", "dataset": dataset}))  # not comparable: fine
+    validate_spec(spec(**{"evaluation/protocol": "dlib2019", "dataset": {"name": "dsprites_full"}}))
+
+
 def test_spec_yaml_round_trips_with_defaults_filled_in():
     parsed = validate_spec(spec())
     again = validate_spec(yaml.safe_load(spec_yaml(parsed)))

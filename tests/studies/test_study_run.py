@@ -47,6 +47,7 @@ def test_study_tracks_every_trial_and_records_divergence(tmp_path):
     assert all("diverged at step" in e for e in failed["error"])
     good = table[table["status"] == "completed"]
     assert good["evaluation_results.mig.discrete_mig"].between(0, 1).all()
+    assert (good["dataset_provenance"] == "procedural").all()
     assert (good["step"] == 20).all()
 
     # one Optuna trial per configuration: the diverging one failed, nothing left running
@@ -67,6 +68,7 @@ def test_study_tracks_every_trial_and_records_divergence(tmp_path):
             assert "diverged at step" in tags["failure_reason"]
             continue
         assert run.data.params["train.optimizer.lr"] == "0.001"
+        assert tags["dataset_provenance"] == "procedural"
         assert [m.step for m in client.get_metric_history(run.info.run_id, "loss/recon")] == [10, 20]
         assert len(client.get_metric_history(run.info.run_id, "kl/3")) == 2
         assert "schedule/beta" in run.data.metrics
