@@ -1,9 +1,12 @@
 """``disent-study ifp --dataset NAME``: DEFT's annealing test, the per-factor information freezing
 points (IFP), a plot of KL against beta, and proposed DEFT beta pieces.
 
-The defaults are a quick demonstration (200 steps, 2 seeds, batch 16, lr 3e-3: a couple of
-minutes on 2 CPU cores); their IFPs are rough and many factors do not freeze at all in so few
-steps. The authors' settings are in ``EPILOG`` and in ``disent_core.analysis.annealing``.
+The settings are resolved by ``resolve_settings``: without ``--steps`` (or with ``--quick``) a quick
+demonstration (``QUICK``: 200 steps, 2 seeds, batch 16, lr 3e-3; a couple of minutes on 2 CPU
+cores, rough IFPs, and many factors do not freeze at all in so few steps) on top of the
+``--schedule`` preset; with ``--steps`` (or ``--preset``) the authors' preset of ``--schedule``
+(``AnnealingConfig.preset``) and ``PRESET_SEEDS`` seeds. Flags given on the command line always
+win. Every value used and its source are printed before training and saved in the results JSON.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -23,10 +27,11 @@ from disent_core.analysis.annealing import (
     AnnealingConfig,
     AnnealingResult,
     AnnealingRun,
+    AnnealSchedule,
     BetaProposal,
     annealing_test,
     propose_beta_pieces,
-    smooth,
+    smooth_over_beta,
 )
 from disent_core.data.dataset import GroundTruthDataset
 from disent_core.data.registry import get_dataset, get_entry
@@ -36,23 +41,41 @@ from studies.overrides import apply_set, parse_set
 PLOT_NAME = "ifp_kl_vs_beta.png"
 RESULTS_NAME = "ifp_results.json"
 CURVES_NAME = "ifp_curves.npz"
-QUICK = {"steps": 200, "seeds": 2, "batch_size": 16, "lr": 3e-3}
+QUICK: dict[str, int | float] = {"steps": 200, "seeds": 2, "batch_size": 16, "lr": 3e-3}
+PRESET_SEEDS = 10
+DEFAULT_SCHEDULE: AnnealSchedule = "exponential"
+DEFAULTS: dict[str, int | float] = {"first_seed": 0, "min_ratio": 1.25, "final_beta": 1.0}
+CONFIG_FLAGS = ("steps", "batch_size", "lr", "latent_dim", "beta_start", "gamma", "epsilon", "window")
+PRESET_FIELDS = (
+    "steps", "beta_start", "beta_end", "gamma", "latent_dim", "batch_size", "lr", "early_stop_recon"
+)
+COMMAND_LINE, QUICK_DEMO, DEFAULT = "command line", "quick demo", "default"
+PRESET_NAMES = {"exponential": "preset exponential (2022)", "linear": "preset linear (2021)"}
 
 EPILOG = """\
-The defaults are a quick demonstration (a couple of minutes on 2 CPU cores): 200 steps are far
-too few for most factors to freeze, so expect rough IFPs and "no IFP" rows.
+Which settings are used:
+  without --steps: a quick demonstration (200 steps, 2 seeds, batch 16, lr 3e-3; a couple of
+    minutes on 2 CPU cores), every other value from the --schedule preset. 200 steps are far too
+    few for most factors to freeze, so expect rough IFPs and "no IFP" rows;
+  with --steps: the authors' preset of --schedule (below) for every value not given, and 10 seeds;
+  --quick / --preset choose one of the two explicitly. Flags given always win. The command prints
+  every value used and where it came from (command line, quick demo, preset, default) and saves
+  them under "settings" in ifp_results.json.
 
-Realistic settings (reference/methods.md section 3.3; add --device cuda on a GPU; dsprites_full
-needs `disent-study datasets prepare dsprites_full`, or --option source=procedural offline):
+The authors' presets (Wu et al., DEFT, Machine Learning 2022; github.com/erow/disentanglement_lib;
+add --device cuda on a GPU; dsprites_full needs `disent-study datasets prepare dsprites_full`, or
+--option source=procedural offline):
 
-  2022, exponential (examples/IFP.py): beta(t) = 70 exp(-15 t / 8000) + 1, 1 latent, batch 64
-    disent-study ifp --dataset dsprites_full --schedule exponential --steps 8000 --seeds 10 \\
-        --batch-size 64 --lr 1e-4 --latent-dim 1
-  2021, linear (bin/dlib_ICP): beta(t) = max((1 - t / 70000) * 80, 1), 10 latents, batch 256
-    disent-study ifp --dataset dsprites_full --schedule linear --steps 70000 --seeds 10 \\
-        --batch-size 256 --lr 5e-4 --latent-dim 10
+  2022, exponential (examples/IFP.py @c875207): beta(t) = 70 exp(-15 t / 8000) + 1, 1 latent,
+    batch 64, lr 1e-4 (inferred), early stop once the reconstruction is below 1 nat
+    disent-study ifp --dataset dsprites_full --schedule exponential --steps 8000
+  2021, linear (bin/dlib_ICP @dc8e2fe): beta(t) = max((1 - t / 70000) * 80, 1), 10 latents,
+    batch 256, lr 5e-4
+    disent-study ifp --dataset dsprites_full --schedule linear --steps 70000
 
-Check the readout's robustness with --epsilon 0.05 / 0.1 / 0.2 and --gamma 10 / 15.
+The IFP is the beta at which the total KL, a running median over a window of +-WINDOW in log beta
+(default 0.05), first exceeds EPSILON after having been below it. Check the readout's robustness
+with --epsilon 0.05 / 0.1 / 0.2, --window 0.02 / 0.05 / 0.1 and --gamma 10 / 15.
 Dataset options go through --option, e.g. --option sizes=[3,6,10,8,8] for dsprites_procedural.
 """
 
@@ -63,27 +86,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset option, value parsed as YAML (repeatable)")
     parser.add_argument("--factors", default=None,
                         help="comma-separated factor names to test (default: every latent factor)")
-    parser.add_argument("--schedule", choices=("exponential", "linear"), default="exponential",
-                        help="beta decay: 2022 exponential (default) or 2021 linear")
-    parser.add_argument("--steps", type=int, default=QUICK["steps"],
-                        help=f"steps per run, also the decay's time scale (default {QUICK['steps']})")
-    parser.add_argument("--seeds", type=int, default=QUICK["seeds"],
-                        help=f"reference vectors f* per factor (default {QUICK['seeds']})")
-    parser.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST .. FIRST+K-1")
-    parser.add_argument("--batch-size", type=int, default=QUICK["batch_size"],
-                        help=f"default {QUICK['batch_size']}")
-    parser.add_argument("--lr", type=float, default=QUICK["lr"], help=f"Adam lr (default {QUICK['lr']})")
+    parser.add_argument("--schedule", choices=("exponential", "linear"), default=None,
+                        help="beta decay and preset: 2022 exponential (default) or 2021 linear")
+    base = parser.add_mutually_exclusive_group()
+    base.add_argument("--quick", dest="base", action="store_const", const="quick", default=None,
+                      help="quick demo values for what is not given (the default without --steps)")
+    base.add_argument("--preset", dest="base", action="store_const", const="preset",
+                      help="the --schedule preset for what is not given (the default with --steps)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"steps per run, also the decay's time scale (quick demo {QUICK['steps']}; "
+                             "preset 8000 exponential, 70000 linear)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help=f"reference vectors f* per factor (quick demo {QUICK['seeds']}, "
+                             f"preset {PRESET_SEEDS})")
+    parser.add_argument("--first-seed", type=int, default=None,
+                        help=f"seeds are FIRST .. FIRST+K-1 (default {DEFAULTS['first_seed']})")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"quick demo {QUICK['batch_size']}; preset 64 exponential, 256 linear")
+    parser.add_argument("--lr", type=float, default=None,
+                        help=f"Adam lr (quick demo {QUICK['lr']:g}; preset 1e-4 exponential, 5e-4 linear)")
     parser.add_argument("--latent-dim", type=int, default=None,
-                        help="latents (default: 1 exponential, 10 linear)")
+                        help="latents (preset 1 exponential, 10 linear)")
     parser.add_argument("--beta-start", type=float, default=None,
-                        help="beta_max (default 70, exponential) or beta_h (default 80, linear)")
-    parser.add_argument("--gamma", type=float, default=None, help="exponential decay rate (default 15)")
-    parser.add_argument("--epsilon", type=float, default=0.1, help="KL threshold in nats (default 0.1)")
-    parser.add_argument("--smoothing", type=float, default=0.95,
-                        help="EMA weight of the past before thresholding (default 0.95)")
-    parser.add_argument("--min-ratio", type=float, default=1.25,
-                        help="IFP ranges closer than this ratio share a beta piece (default 1.25)")
-    parser.add_argument("--final-beta", type=float, default=1.0, help="last beta piece (default 1)")
+                        help="beta_max (preset 70, exponential) or beta_h (preset 80, linear)")
+    parser.add_argument("--gamma", type=float, default=None, help="exponential decay rate (preset 15)")
+    parser.add_argument("--epsilon", type=float, default=None, help="KL threshold in nats (default 0.1)")
+    parser.add_argument("--window", type=float, default=None,
+                        help="half-width in log beta of the KL's running median before thresholding "
+                             "(default 0.05; 0: none)")
+    parser.add_argument("--min-ratio", type=float, default=None,
+                        help=f"IFP ranges closer than this ratio share a beta piece "
+                             f"(default {DEFAULTS['min_ratio']})")
+    parser.add_argument("--final-beta", type=float, default=None,
+                        help=f"last beta piece (default {DEFAULTS['final_beta']:g})")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default ./ifp-DATASET)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -110,18 +145,104 @@ def _factor_indices(dataset: GroundTruthDataset, names: str | None) -> list[int]
     return [dataset.factor_names.index(n) for n in wanted]
 
 
-def _config(args: argparse.Namespace) -> AnnealingConfig:
-    overrides: dict[str, Any] = {
-        "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-        "epsilon": args.epsilon, "smoothing": args.smoothing,
-    }
-    for key in ("latent_dim", "beta_start", "gamma"):
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
+@dataclass(frozen=True)
+class Settings:
+    """The effective settings of one ``ifp`` command and where each value came from."""
+
+    config: AnnealingConfig
+    seeds: int
+    first_seed: int
+    min_ratio: float
+    final_beta: float
+    base: Literal["quick", "preset"]
+    sources: dict[str, str]
+    """Setting name -> "command line", "quick demo", a ``PRESET_NAMES`` entry or "default"."""
+
+    def values(self) -> dict[str, Any]:
+        """Every value used.
+
+        Returns:
+            Setting name -> value, in ``sources`` order.
+        """
+        fields = {**self.config.model_dump(mode="json"), "seeds": self.seeds, "first_seed": self.first_seed,
+                  "min_ratio": self.min_ratio, "final_beta": self.final_beta}
+        return {name: fields[name] for name in self.sources}
+
+    def as_json(self) -> dict[str, Any]:
+        """The settings for the results JSON.
+
+        Returns:
+            ``{"base": "quick" | "preset", "values": {name: {"value": ..., "source": ...}}}``.
+        """
+        values = self.values()
+        return {"base": self.base,
+                "values": {name: {"value": values[name], "source": source}
+                           for name, source in self.sources.items()}}
+
+
+def resolve_settings(args: argparse.Namespace) -> Settings:
+    """The effective settings: the ``--schedule`` preset, then the quick demo values (``QUICK``) when
+    the base is quick, then every flag given on the command line.
+
+    The base is ``args.base`` ("quick" or "preset") when given, else "preset" when ``--steps`` was
+    given and "quick" when it was not; with the preset base, ``--seeds`` defaults to ``PRESET_SEEDS``.
+
+    Args:
+        args: the parsed ``ifp`` arguments, None where a flag was not given.
+
+    Returns:
+        The settings and the source of each value.
+
+    Raises:
+        ConfigError: when a value is invalid.
+    """
+    schedule: AnnealSchedule = args.schedule or DEFAULT_SCHEDULE
+    base: Literal["quick", "preset"] = args.base or ("quick" if args.steps is None else "preset")
+    preset = PRESET_NAMES[schedule]
+    sources = {"schedule": COMMAND_LINE if args.schedule is not None else DEFAULT}
+    sources.update((name, preset if name in PRESET_FIELDS else DEFAULT)
+                   for name in AnnealingConfig.model_fields if name != "schedule")
+    values: dict[str, Any] = {}
+    if base == "quick":
+        values.update(QUICK)
+        sources.update(dict.fromkeys(QUICK, QUICK_DEMO))
+    else:
+        values["seeds"] = PRESET_SEEDS
+        sources["seeds"] = DEFAULT
+    for name in ("first_seed", "min_ratio", "final_beta"):
+        values[name] = DEFAULTS[name]
+        sources[name] = DEFAULT
+    for name in (*CONFIG_FLAGS, "seeds", "first_seed", "min_ratio", "final_beta"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+            sources[name] = COMMAND_LINE
+    if values["seeds"] < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {values['seeds']}")
     try:
-        return AnnealingConfig.preset(args.schedule, **overrides)
+        config = AnnealingConfig.preset(schedule, **{k: v for k, v in values.items() if k in CONFIG_FLAGS})
     except ValueError as exc:
         raise ConfigError(f"invalid annealing settings: {exc}") from None
+    return Settings(config=config, seeds=values["seeds"], first_seed=values["first_seed"],
+                    min_ratio=values["min_ratio"], final_beta=values["final_beta"], base=base,
+                    sources=sources)
+
+
+def format_settings(settings: Settings) -> str:
+    """The effective settings as printed before training.
+
+    Args:
+        settings: the resolved settings.
+
+    Returns:
+        A header naming the base, then every value used, one per line, with where it came from.
+    """
+    base = QUICK_DEMO if settings.base == "quick" else PRESET_NAMES[settings.config.schedule]
+    lines = [f"effective settings (base: {base}; flags given on the command line win):"]
+    for name, value in settings.values().items():
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        unused = " (unused by linear)" if name == "gamma" and settings.config.schedule == "linear" else ""
+        lines.append(f"  {name:<16} {shown:<12} {settings.sources[name]}{unused}")
+    return "\n".join(lines)
 
 
 def describe(config: AnnealingConfig) -> str:
@@ -132,7 +253,7 @@ def describe(config: AnnealingConfig) -> str:
         beta = f"{config.beta_start:g} exp(-{config.gamma:g} t/{config.steps}) + {config.beta_end:g}"
     return (
         f"beta(t) = {beta}; {config.steps} steps, batch {config.batch_size}, lr {config.lr:g}, "
-        f"{config.latent_dim} latent(s), epsilon {config.epsilon:g}, smoothing {config.smoothing:g}"
+        f"{config.latent_dim} latent(s), epsilon {config.epsilon:g}, window {config.window:g}"
     )
 
 
@@ -162,7 +283,16 @@ def format_proposal(proposal: BetaProposal) -> str:
 
 
 def plot(result: AnnealingResult, path: Path) -> Path:
-    """KL (smoothed total) against beta, one panel per factor, one line per seed; IFPs dashed."""
+    """Total KL (running median over beta) against beta, one panel per factor, one line per seed;
+    IFPs dashed.
+
+    Args:
+        result: the annealing test's runs and configuration.
+        path: the PNG to write.
+
+    Returns:
+        ``path``.
+    """
     config = result.config
     by_factor: dict[str, list[AnnealingRun]] = {}
     for run in result.runs:
@@ -175,7 +305,7 @@ def plot(result: AnnealingResult, path: Path) -> Path:
     for ax, (name, runs) in zip(axes, by_factor.items(), strict=False):
         for i, run in enumerate(runs):
             color = f"C{i % 10}"
-            kl = smooth(run.kl_per_dim.sum(axis=1), config.smoothing)
+            kl = smooth_over_beta(run.betas, run.kl_per_dim.sum(axis=1), config.window)
             ax.plot(run.betas, kl, color=color, lw=1.2, label=f"seed {run.seed}")
             if np.isfinite(run.ifp):
                 ax.axvline(run.ifp, color=color, ls="--", lw=0.8)
@@ -184,7 +314,7 @@ def plot(result: AnnealingResult, path: Path) -> Path:
         ax.invert_xaxis()
         ax.set_title(name)
         ax.set_xlabel("beta (decreasing)")
-        ax.set_ylabel("smoothed KL (nats)")
+        ax.set_ylabel("KL, median over beta (nats)")
         ax.legend(fontsize="x-small")
     for ax in axes[len(by_factor):]:
         ax.set_visible(False)
@@ -193,7 +323,9 @@ def plot(result: AnnealingResult, path: Path) -> Path:
     return path
 
 
-def _save(result: AnnealingResult, proposal: BetaProposal, dataset: str, out: Path) -> tuple[Path, Path]:
+def _save(
+    result: AnnealingResult, proposal: BetaProposal, settings: Settings, dataset: str, out: Path
+) -> tuple[Path, Path]:
     runs = [
         {"factor": r.factor_name, "seed": r.seed, "reference": r.reference.tolist(),
          "ifp": r.ifp if np.isfinite(r.ifp) else None, "steps": len(r.betas),
@@ -204,6 +336,7 @@ def _save(result: AnnealingResult, proposal: BetaProposal, dataset: str, out: Pa
              for row in result.table()]
     results = {
         "dataset": dataset,
+        "settings": settings.as_json(),
         "config": result.config.model_dump(mode="json"),
         "runs": runs,
         "table": table,
@@ -224,11 +357,10 @@ def _save(result: AnnealingResult, proposal: BetaProposal, dataset: str, out: Pa
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.steps < 1 or args.seeds < 1:
-        raise ConfigError("--steps and --seeds must be at least 1")
+    settings = resolve_settings(args)
+    config = settings.config
     dataset = _load_dataset(args.dataset, args.options)
     factors = _factor_indices(dataset, args.factors)
-    config = _config(args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
@@ -237,9 +369,10 @@ def run(args: argparse.Namespace) -> int:
         raise DisentError(f"--device {args.device!r}: {exc}") from None
     out = args.out if args.out is not None else Path(f"ifp-{dataset.name}")
     out.mkdir(parents=True, exist_ok=True)
-    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    seeds = range(settings.first_seed, settings.first_seed + settings.seeds)
     print(f"annealing test on {dataset.name}: factors {', '.join(dataset.factor_names[k] for k in factors)}; "
           f"seeds {seeds.start}..{seeds.stop - 1}", flush=True)
+    print(format_settings(settings), flush=True)
     print(describe(config), flush=True)
 
     def progress(r: AnnealingRun) -> None:
@@ -249,12 +382,14 @@ def run(args: argparse.Namespace) -> int:
               f"final KL {r.kl_per_dim[-1].sum():.2f}, recon {r.recon[-1]:.1f})", flush=True)
 
     result = annealing_test(dataset, seeds, config, factors, device, on_run=progress)
-    proposal = propose_beta_pieces(result.ifps(), final_beta=args.final_beta, min_ratio=args.min_ratio)
+    proposal = propose_beta_pieces(
+        result.ifps(), final_beta=settings.final_beta, min_ratio=settings.min_ratio
+    )
     print()
     print(format_table(result))
     print()
     print(format_proposal(proposal))
     plot_path = plot(result, out / PLOT_NAME)
-    results_path, curves_path = _save(result, proposal, dataset.name, out)
+    results_path, curves_path = _save(result, proposal, settings, dataset.name, out)
     print(f"plot: {plot_path}\nresults: {results_path}\ncurves: {curves_path}")
     return 0

@@ -1,13 +1,37 @@
 """DEFT's annealing test and the information freezing point (IFP) (Wu et al., "DEFT", Machine
-Learning 2022; reference/methods.md section 3.3).
+Learning 2022; the authors' code, github.com/erow/disentanglement_lib).
 
 For each ground-truth factor k a VAE is trained on one-factor data while beta is lowered; the IFP
-is the beta at which the VAE starts to store information about k, read from the KL:
+is the largest beta at which the KL has left zero, i.e. at which the VAE starts to store
+information about k:
 
     loss(t) = R(x) + beta(t) * sum_d KL_d
     IFP     = beta(t*),  t* = min{ t > t0 : KL~_t > epsilon },  t0 = min{ t : KL~_t <= epsilon }
 
-where KL~ is the total KL smoothed by an EMA, KL~_t = s * KL~_{t-1} + (1 - s) * KL_t, KL~_0 = KL_0.
+with epsilon = 0.1 nat (``experiments/threshold.py`` @b99a30f: "there exists a threshold such that
+when beta > threshold, KL < 0.1"). KL~ is the total KL smoothed over beta [INFERRED, ours]: a
+running median over the steps centred on t whose betas lie within a factor e^w of beta(t),
+
+    KL~_t = median{ KL_j : |j - t| <= h_t },
+    h_t   = clip(min(#{j < t : log beta_j <= log beta_t + w}, #{j > t : log beta_j >= log beta_t - w}),
+                 3, 100),
+
+w = 0.05, the window cut to the first / last seven steps at the ends of a run; and beta(t*) is
+refined by linear interpolation in log beta between the steps t* - 1 and t*:
+
+    log IFP = log beta_{t*-1} + (epsilon - KL~_{t*-1}) / (KL~_{t*} - KL~_{t*-1})
+                                * (log beta_{t*} - log beta_{t*-1}).
+
+Why this readout: the window is centred, and the median of a monotone sequence over a window
+centred on t is its value at t, so a KL that rises monotonically as beta falls is read without
+lag, whatever the run length (a causal EMA over steps lags by a fixed number of steps, that is by a
+beta range that grows as runs get shorter); the window's width is set in log beta, so it covers
+the same relative beta range in a 200-step run as in a 70,000-step one (at least 3 steps and, to
+bound the cost, at most 100 steps each side); a median over seven or more steps ignores a
+single-batch spike and any bump of up to three consecutive batches above epsilon (such as an
+optimiser's transient early in a short run with a large learning rate); and the interpolation
+removes the quantisation by one step's decay of beta, 6.5 % at beta 10 in a 200-step exponential
+run.
 
 [CONFIRMED-CODE] parts:
 
@@ -16,18 +40,19 @@ where KL~ is the total KL smoothed by an EMA, KL~_t = s * KL~_{t-1} + (1 - s) * 
   factors are drawn per image, as everywhere in this library); different seeds draw different f*,
   and the spread of IFPs over seeds is factor k's IFP distribution;
 - the model: the standard conv VAE with Bernoulli reconstruction;
-- ``linear`` (2021, ``bin/dlib_ICP``): beta(t) = max((1 - t/T) * beta_start, beta_end), beta_start 80,
-  T = steps = 70,000, d = 10, batch 256, Adam lr 5e-4;
-- ``exponential`` (2022, ``examples/IFP.py``): beta(t) = beta_start * exp(-gamma * t/S) + beta_end,
-  beta_start 70, gamma 15, S = steps = 8000, d = 1, batch 64, early stop once the reconstruction
-  loss is below 1 nat.
+- ``linear`` (2021, ``bin/dlib_ICP`` @dc8e2fe): beta(t) = max((1 - t/T) * beta_start, beta_end),
+  beta_start 80, T = steps = 70,000, d = 10, batch 256, Adam lr 5e-4;
+- ``exponential`` (2022, ``examples/IFP.py`` @c875207): beta(t) = beta_start * exp(-gamma * t/S)
+  + beta_end, beta_start 70, gamma 15, S = steps = 8000, d = 1, batch 64, early stop once the
+  reconstruction loss is below 1 nat.
 
-[INFERRED] parts, each a parameter: epsilon = 0.1 nat (the authors' threshold notes), the EMA
-smoothing s = 0.95, the readout on the total KL, the requirement that the smoothed KL has first
-been at or below epsilon (a randomly initialised encoder can start above it; a run that never gets
-there, or never rises again, has no IFP and reports NaN), the exponential schedule's Adam lr
-1e-4 (the 2022 code era's default), the early-stop test on each step's batch, and uniform batches
-drawn with replacement from the n_k images.
+[INFERRED] parts, each a parameter: the readout's smoothing and interpolation above (``window`` w,
+0 reads the raw per-step KL; ``MIN_HALF_WINDOW``, ``MAX_HALF_WINDOW``), the readout on the total
+KL, the requirement that the smoothed KL has first been at or below epsilon (a randomly
+initialised encoder can start above it; a run that never gets there, or never rises again, has no
+IFP and reports NaN), the exponential schedule's Adam lr 1e-4 (the 2022 code era's default), the
+early-stop test on each step's batch, and uniform batches drawn with replacement from the n_k
+images.
 
 ``propose_beta_pieces`` turns IFP distributions into DEFT's piecewise beta [UNKNOWN in the
 sources; this rule is INFERRED]: factors whose IFP ranges overlap (or lie within ``min_ratio`` of
@@ -46,8 +71,8 @@ from typing import Literal
 
 import numpy as np
 import torch
+from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.signal import lfilter
 
 from disent_core.data.dataset import GroundTruthDataset
 from disent_core.data.factor_space import randint
@@ -75,7 +100,7 @@ class AnnealingConfig(BaseModel):
     base_channels: int = Field(32, ge=1)
     early_stop_recon: float | None = Field(1.0, description="stop once the batch recon is below this")
     epsilon: float = Field(0.1, gt=0, description="KL threshold (nats) of the IFP readout")
-    smoothing: float = Field(0.95, ge=0, lt=1, description="EMA weight of the past in the readout")
+    window: float = Field(0.05, ge=0, description="half-width in log beta of the readout's running median")
 
     @classmethod
     def preset(cls, schedule: AnnealSchedule, **overrides: object) -> AnnealingConfig:
@@ -102,14 +127,49 @@ class AnnealingConfig(BaseModel):
 
 
 # --- the readout -----------------------------------------------------------------------------------
-def smooth(values: np.ndarray, smoothing: float) -> np.ndarray:
-    """EMA y_t = s * y_{t-1} + (1 - s) * x_t with y_0 = x_0 (s = 0: no smoothing)."""
-    values = np.asarray(values, dtype=np.float64)
-    if not 0 <= smoothing < 1:
-        raise ValueError(f"smoothing must lie in [0, 1), got {smoothing}")
-    if smoothing == 0 or values.size == 0:
+MIN_HALF_WINDOW = 3
+"""Fewest steps on each side of the readout's running median: a bump of up to this many
+consecutive batches above epsilon is ignored."""
+MAX_HALF_WINDOW = 100
+"""Most steps on each side of the readout's running median (bounds its cost on long runs)."""
+
+
+def smooth_over_beta(betas: np.ndarray, values: np.ndarray, window: float = 0.05) -> np.ndarray:
+    """Running median of ``values`` over the steps centred on t whose betas lie within a factor
+    e^window of beta_t, at least ``MIN_HALF_WINDOW`` and at most ``MAX_HALF_WINDOW`` steps on each
+    side, cut to the first / last steps at the ends (see the module docstring); ``window`` 0
+    returns the values unchanged.
+
+    Args:
+        betas: (T,) beta of each step, positive and non-increasing.
+        values: (T,) one value per step, e.g. the total KL.
+        window: half-width w of the window in log beta.
+
+    Returns:
+        (T,) the smoothed values.
+    """
+    betas, values = np.asarray(betas, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    if betas.shape != values.shape or values.ndim != 1:
+        raise ValueError(f"expected betas and values of one shape (T,), got {betas.shape}, {values.shape}")
+    if window < 0:
+        raise ValueError(f"window must be >= 0, got {window}")
+    if np.any(betas <= 0) or np.any(np.diff(betas) > 0):
+        raise ValueError("betas must be positive and non-increasing")
+    n = values.size
+    if window == 0 or n == 0:
         return values.copy()
-    out, _ = lfilter([1.0 - smoothing], [1.0, -smoothing], values, zi=[smoothing * values[0]])
+    log_inverse = -np.log(betas)
+    steps = np.arange(n)
+    left = steps - np.searchsorted(log_inverse, log_inverse - window, side="left")
+    right = np.searchsorted(log_inverse, log_inverse + window, side="right") - 1 - steps
+    half = np.clip(np.minimum(left, right), MIN_HALF_WINDOW, MAX_HALF_WINDOW)
+    shortest = min(2 * MIN_HALF_WINDOW + 1, n)
+    start = np.clip(steps - half, 0, n - shortest)
+    length = np.clip(steps + half + 1, shortest, n) - start
+    out = np.empty(n)
+    for size in np.unique(length):
+        rows = np.flatnonzero(length == size)
+        out[rows] = np.median(sliding_window_view(values, size)[start[rows]], axis=1)
     return out
 
 
@@ -122,9 +182,7 @@ def _total_kl(kl_per_dim: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected KL of shape (T,) or (T, d), got {kl.shape}")
 
 
-def freezing_index(kl_per_dim: np.ndarray, epsilon: float = 0.1, smoothing: float = 0.95) -> int | None:
-    """Index t* of the first step after the smoothed total KL was <= epsilon at which it is > epsilon."""
-    kl = smooth(_total_kl(kl_per_dim), smoothing)
+def _crossing(kl: np.ndarray, epsilon: float) -> int | None:
     low = np.flatnonzero(kl <= epsilon)
     if low.size == 0:
         return None
@@ -132,18 +190,54 @@ def freezing_index(kl_per_dim: np.ndarray, epsilon: float = 0.1, smoothing: floa
     return int(low[0] + high[0]) if high.size else None
 
 
-def ifp_from_curve(
-    betas: np.ndarray, kl_per_dim: np.ndarray, epsilon: float = 0.1, smoothing: float = 0.95
-) -> float:
-    """The information freezing point of one run: beta at ``freezing_index``, NaN when there is none.
+def _smoothed_total(
+    betas: np.ndarray, kl_per_dim: np.ndarray, window: float
+) -> tuple[np.ndarray, np.ndarray]:
+    betas, kl = np.asarray(betas, dtype=np.float64), _total_kl(kl_per_dim)
+    if len(betas) != len(kl):
+        raise ValueError(f"{len(betas)} betas but {len(kl)} KL records")
+    return betas, smooth_over_beta(betas, kl, window)
 
-    ``betas`` (T,) and ``kl_per_dim`` (T,) or (T, d) are recorded once per training step.
+
+def freezing_index(
+    betas: np.ndarray, kl_per_dim: np.ndarray, epsilon: float = 0.1, window: float = 0.05
+) -> int | None:
+    """Index t* of the first step after the smoothed total KL was <= epsilon at which it is > epsilon.
+
+    Args:
+        betas: (T,) beta of each step, positive and non-increasing.
+        kl_per_dim: (T,) or (T, d) KL of each step (summed over d).
+        epsilon: KL threshold in nats.
+        window: half-width in log beta of the running median (``smooth_over_beta``).
+
+    Returns:
+        t*, or None when the smoothed KL never reaches epsilon or never exceeds it afterwards.
     """
-    betas = np.asarray(betas, dtype=np.float64)
-    if len(betas) != len(np.asarray(kl_per_dim)):
-        raise ValueError(f"{len(betas)} betas but {len(np.asarray(kl_per_dim))} KL records")
-    index = freezing_index(kl_per_dim, epsilon, smoothing)
-    return math.nan if index is None else float(betas[index])
+    _, kl = _smoothed_total(betas, kl_per_dim, window)
+    return _crossing(kl, epsilon)
+
+
+def ifp_from_curve(
+    betas: np.ndarray, kl_per_dim: np.ndarray, epsilon: float = 0.1, window: float = 0.05
+) -> float:
+    """The information freezing point of one run: the beta at which the smoothed total KL crosses
+    epsilon at ``freezing_index``, interpolated linearly in log beta between steps t* - 1 and t*.
+
+    Args:
+        betas: (T,) beta of each step, positive and non-increasing.
+        kl_per_dim: (T,) or (T, d) KL of each step (summed over d).
+        epsilon: KL threshold in nats.
+        window: half-width in log beta of the running median (``smooth_over_beta``).
+
+    Returns:
+        The IFP, or NaN when the run has none.
+    """
+    betas, kl = _smoothed_total(betas, kl_per_dim, window)
+    index = _crossing(kl, epsilon)
+    if index is None:
+        return math.nan
+    pair = slice(index - 1, index + 1)
+    return float(np.exp(np.interp(epsilon, kl[pair], np.log(betas[pair]))))
 
 
 # --- one-factor data ----------------------------------------------------------------------------------
@@ -258,7 +352,7 @@ def run_annealing(
         betas=betas[:steps],
         kl_per_dim=kl_np,
         recon=recon_np,
-        ifp=ifp_from_curve(betas[:steps], kl_np, config.epsilon, config.smoothing),
+        ifp=ifp_from_curve(betas[:steps], kl_np, config.epsilon, config.window),
         stopped_early=stopped,
     )
 
