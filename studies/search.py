@@ -8,9 +8,10 @@ Restoring after the driver died (``StudySearch``): Tune restores its trials, the
 searcher from its last experiment snapshot, while Optuna's storage holds every trial asked since.
 A trial asked after the snapshot has no Tune trial any more; left RUNNING it would never end, and
 a ``GridSampler`` would count its grid point as taken and give a later trial a point that already
-ran (stack.md section 5). Such trials are marked FAIL with a ``failure_reason`` and asked again:
-a WAITING copy with the same parameters (and grid point) is queued, Optuna's
-``RetryHeartbeatStaleTrialCallback``, so the next configuration Tune asks for is the lost one.
+ran (docs/provenance.md, "Stack behaviours the code relies on"). Such trials are marked FAIL with
+a ``failure_reason`` and asked again: a WAITING copy with the same parameters (and grid point) is
+queued, Optuna's ``RetryHeartbeatStaleTrialCallback``, so the next configuration Tune asks for is
+the lost one.
 """
 
 from __future__ import annotations

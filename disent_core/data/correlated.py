@@ -1,5 +1,6 @@
-"""DEFT's correlated-factor dataset (reference/methods.md section 3.8, ``data/ground_truth/correlation.py``
-of erow/disentanglement_lib), rendered offline.
+"""DEFT's correlated-factor dataset (erow/disentanglement_lib
+``disentanglement_lib/data/ground_truth/correlation.py``; docs/provenance.md, "Correlated
+factors"), rendered offline.
 
 [CONFIRMED-CODE] 64x64x1 binary images of an 11x11 filled triangle at (x, y) in a 32x32 grid of
 positions; factors (orientation bin, x, y); the triangle's orientation is the angle of

@@ -15,12 +15,13 @@ multiplies every length. At s = 1 (lengths in px):
   as a 150-vertex polygon (u = 2 pi k / 150) mapped to X = 0.6 x, Y = -0.66225 y - 1.44
   (lobes up, 19.2 px wide).
 
-Deviation from reference/datasets.md section 4.1: the reference heart (a rotated square plus two
-discs) misses about 7.4 px per frame of the official ``dsprites.gif``; the curve above was read
-off the gif's sub-pixel position traversals and reproduces all 320 frames exactly, as do the
-square and ellipse, whose sizes were fitted inside the intervals the gif allows (the half-side
-must lie in (9.5966, 9.5998], so not 9.6 itself). Whether the dataset's orientation *index*
-turns the same way as the gif's traversal is unverified; the gif's direction is used.
+Checked against the 320 official frames of ``dsprites.gif`` (deepmind/dsprites-dataset@fa310c6;
+docs/provenance.md, "Datasets"). A simpler heart (a rotated square plus two discs) misses about
+7.4 px per frame; the curve above was read off the gif's sub-pixel position traversals and
+reproduces all 320 frames exactly, as do the square and ellipse, whose sizes were fitted inside
+the intervals the gif allows (the half-side must lie in (9.5966, 9.5998], so not 9.6 itself).
+Whether the dataset's orientation *index* turns the same way as the gif's traversal is
+unverified; the gif's direction is used.
 
 Rendering is vectorised over a batch of factor vectors: every sprite fits a 31 x 31 window around
 its centre, computed with broadcasting and pasted into the canvas.

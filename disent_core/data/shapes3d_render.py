@@ -1,7 +1,7 @@
 """An offline 3DShapes stand-in (Burgess & Kim 2018) with the real factor grid, for tests.
 
 The real images show a room corner: sky on top, two wall faces, a floor, and one object in the
-middle. This renderer draws a flat, recognisable version (reference/datasets.md section 4.2):
+middle. This renderer draws a flat, recognisable version (docs/provenance.md, "Datasets"):
 
 - sky: rows y < 14 (22 %), constant light blue;
 - wall: rows 14 <= y < 40, colour hsv(wall_hue, 0.8, 0.9); the face right of the corner at

@@ -7,8 +7,10 @@ Disentanglement", ICML 2019), the continuous-only cascade baseline of erow/disen
     stage(t) = min(floor(t / stage_steps), latent_dim - 1)
 
 Every ``stage_steps`` steps one more latent dimension is relieved from beta_max to beta_min, in
-index order. Confirmed (code, methods.md §3.7 / §5.7): the rule, beta_min = 1, beta_max = 10,
-stage_steps = 6000. No deliberate deviation. Reported: the schedule ``stage`` (stage(t)).
+index order. Confirmed (code: erow/disentanglement_lib ``Cascade`` in
+``disentanglement_lib/methods/unsupervised/model.py`` and ``model_configs/shared.gin`` @c318d89;
+docs/provenance.md, "CascadeVAE-C"): the rule, beta_min = 1, beta_max = 10, stage_steps = 6000.
+No deliberate deviation. Reported: the schedule ``stage`` (stage(t)).
 """
 
 from __future__ import annotations

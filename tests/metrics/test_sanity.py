@@ -1,4 +1,5 @@
-"""disentanglement_lib's sanity bounds on identity observations (anchors.md B.3 item 7)."""
+"""disentanglement_lib's sanity bounds on identity observations (its metric tests; docs/provenance.md,
+"Metric protocols")."""
 
 import numpy as np
 import pytest

@@ -118,7 +118,8 @@ def test_quickstart_is_small(loaded):
 
 
 # --------------------------------------------------------------------------------------------------
-# Locatello et al. 2019 (reference/anchors.md C.2)
+# Locatello et al. 2019 (disentanglement_lib 86a644d, config/unsupervised_study_v1/sweep.py;
+# docs/provenance.md, "Locatello et al. 2019 study protocol")
 
 
 DLIB_GRID = [
