@@ -19,6 +19,7 @@ from disent_core.data.registry import get_entry
 from disent_core.errors import ConfigError, UnknownNameError
 from disent_core.methods.base import OptimConfig
 from disent_core.methods.registry import METHODS, AnyMethodConfig
+from disent_core.models.conv64 import Architecture
 from disent_core.schedules import ScheduleConfig
 
 
@@ -43,6 +44,10 @@ class DatasetConfig(_Strict):
 class ModelConfig(_Strict):
     latent_dim: int = Field(10, ge=1, le=65536)
     base_channels: int = Field(32, ge=1)
+    architecture: Architecture = Field(
+        "dlib",
+        description="conv encoder/decoder: dlib (Locatello et al.) or erow (the DeVAE/DEFT authors' port)",
+    )
     recon: Literal["bernoulli", "l2"] = Field(
         "bernoulli", description="reconstruction loss; dlib's unsupervised study uses bernoulli everywhere"
     )

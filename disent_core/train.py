@@ -115,6 +115,7 @@ class _Run:
             dataset_size=len(self.dataset),
             generator=self.generator,
             base_channels=config.model.base_channels,
+            architecture=config.model.architecture,
         )
         with torch.random.fork_rng(devices=[]):  # parameter init draws from a seeded, private stream
             torch.manual_seed(t.seed)

@@ -5,7 +5,7 @@
     disent-study datasets prepare NAME [--data-root DIR] [--no-download]
     disent-study train CONFIG.yaml [--set train.steps=2000 ...] [--out DIR] [--resume]
     disent-study evaluate CHECKPOINT [--dataset NAME] [--protocol dlib2019] [--seed 0] [--metrics mig,dci]
-                          [--batch-size N]
+                          [--batch-size N] [--representation mean|sampled]
     disent-study ifp --dataset NAME [--steps N --seeds K --schedule linear|exponential --epsilon E ...]
     disent-study run SPEC.yaml [--root ./runs] [--set search.num_trials=20 ...] [--address ADDR]
     disent-study resume STUDY_DIR
@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from disent_core.errors import DisentError
+from disent_core.metrics.representation import REPRESENTATION_KINDS
 from studies import datasets_cmd, evaluate_cmd, ifp_cmd, report_cmd, study_cmd, train_cmd
 from studies.overrides import apply_set, parse_set
 
@@ -85,8 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--metrics", default=None, help="comma-separated metric names (default: all)")
     ev.add_argument("--batch-size", type=positive_int, default=None,
                     help="images per forward pass (default: 64 on the CPU, the protocol's chunk on a GPU)")
+    ev.add_argument("--representation", choices=REPRESENTATION_KINDS, default="mean",
+                    help="score the posterior mean (default) or a sample from the posterior")
     ev.add_argument("--out", type=Path, default=None,
-                    help="JSON output (default: evaluation_<protocol>_seed<seed>.json beside the checkpoint)")
+                    help="JSON output (default: evaluation_<protocol>[_sampled]_seed<seed>.json beside the "
+                         "checkpoint)")
     address_help = "Ray cluster address (default: $RAY_ADDRESS if set, else an embedded local Ray)"
     rn = sub.add_parser("run", help="run a study spec: Optuna search in Ray Tune, tracked in MLflow")
     rn.add_argument("spec", type=Path, help="study spec YAML (see studies/catalog/)")
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             options = apply_set({}, parse_set(args.options))
             return evaluate_cmd.run(
                 args.checkpoint, args.dataset, options, args.protocol, args.seed, metrics, args.out,
-                batch_size=args.batch_size,
+                batch_size=args.batch_size, representation=args.representation,
             )
         if args.command == "train":
             return train_cmd.run(args.config, parse_set(args.set), args.out, args.resume)

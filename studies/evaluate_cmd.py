@@ -1,7 +1,10 @@
 """``disent-study evaluate CHECKPOINT``: score a trained model with the metric engine.
 
 Prints one line per score and writes the scores with their provenance (protocol name and hash,
-seed, library versions, per-metric timings, notes) as JSON.
+representation kind, seed, library versions, per-metric timings, notes) as JSON. ``--representation
+sampled`` scores draws from the posterior instead of its mean (disentanglement_lib's sampled
+representation, ``disent_core.metrics.representation``); its default file name says so, so that it
+never overwrites the mean evaluation.
 """
 
 from __future__ import annotations
@@ -9,9 +12,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from disent_core.data.provenance import require_real_data
 from disent_core.data.registry import get_dataset, get_entry
 from disent_core.errors import DisentError
 from disent_core.metrics import evaluate
+from disent_core.metrics.protocol import get_protocol
+from disent_core.metrics.representation import RepresentationKind
 from disent_core.train import load_trained
 
 
@@ -39,24 +45,43 @@ def run(
     metrics: list[str] | None,
     out: Path | None,
     batch_size: int | None = None,
+    representation: RepresentationKind = "mean",
 ) -> int:
-    """Score ``checkpoint`` and write the JSON; ``batch_size``: images per forward pass (None: the
-    engine's default)."""
+    """Score ``checkpoint`` and write the JSON.
+
+    Args:
+        checkpoint: ``checkpoint.pt`` or the directory holding it.
+        dataset_name: dataset to score on (None: the one the model was trained on).
+        dataset_options: options of ``dataset_name``.
+        protocol: name of the evaluation protocol.
+        seed: evaluation seed.
+        metrics: metric names (None: all).
+        out: JSON path (None: ``evaluation_<protocol>_seed<seed>.json`` beside the checkpoint,
+            ``evaluation_<protocol>_sampled_seed<seed>.json`` for the sampled representation).
+        batch_size: images per forward pass (None: the engine's default).
+        representation: ``mean`` or ``sampled``, the representation kind scored.
+
+    Returns:
+        The exit status, 0.
+    """
     method, config = load_trained(checkpoint)
     if dataset_name is None or (get_entry(dataset_name).name == config.dataset.name and not dataset_options):
         name, options = config.dataset.name, dict(config.dataset.options)
     else:
         name, options = get_entry(dataset_name).name, dataset_options
     dataset = get_dataset(name, **options)
+    if get_protocol(protocol).comparable:
+        require_real_data(name, dataset.provenance, protocol)
     expected = method.context.observation_shape
     if tuple(dataset.observation_shape) != tuple(expected):
         raise DisentError(
             f"{name} has observations of shape {dataset.observation_shape} but the model was trained "
             f"on {expected} ({config.dataset.name}); evaluate on a dataset with the same shape"
         )
-    print(f"evaluating {checkpoint} ({config.method.name}) on {name} with protocol {protocol}, seed {seed}",
-          flush=True)
-    result = evaluate(method, dataset, protocol=protocol, seed=seed, metrics=metrics, batch_size=batch_size)
+    print(f"evaluating the {representation} representation of {checkpoint} ({config.method.name}) on "
+          f"{name} ({dataset.provenance.label()}) with protocol {protocol}, seed {seed}", flush=True)
+    result = evaluate(method, dataset, protocol=protocol, seed=seed, metrics=metrics, batch_size=batch_size,
+                      representation_kind=representation)
     print("\n".join(format_table(result, result.timings)))
     for metric, note in result.notes.items():
         print(f"  note: {metric}: {note}")
@@ -64,11 +89,12 @@ def run(
         print(f"  protocol {result.protocol} is not comparable with published numbers")
     if out is None:
         run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
-        out = run_dir / f"evaluation_{protocol}_seed{seed}.json"
+        kind = "" if representation == "mean" else f"_{representation}"
+        out = run_dir / f"evaluation_{protocol}{kind}_seed{seed}.json"
     payload = {
         "checkpoint": str(Path(checkpoint).resolve()),
         "method": config.method.name,
-        "dataset": {"name": name, "options": options},
+        "dataset": {"name": name, "options": options, "provenance": dataset.provenance.as_dict()},
         "scores": dict(result),
         "batch_size": batch_size,
         **{k: v for k, v in result.metadata().items() if not k.startswith(("note.", "version."))},

@@ -33,12 +33,13 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.repeater import TRIAL_INDEX
 
 from disent_core.errors import DisentError
+from disent_core.methods.registry import METHODS
 from studies.progress import Progress
 from studies.search import SeedRepeater, StudySearch, fail_running_trials, make_sampler, num_configurations
 from studies.space import METHOD, SearchSpace
 from studies.spec import StudySpec, spec_yaml, validate_spec
 from studies.tracking import STUDY_TAG, StudyTracker, close_open_runs, ensure_experiment, prepare_store
-from studies.trainable import PROVENANCE_KEY, run_trial
+from studies.trainable import METHOD_PROVENANCE_KEY, PROVENANCE_KEY, run_trial
 
 log = logging.getLogger(__name__)
 TUNE_NAME = "tune"
@@ -266,6 +267,7 @@ def results_table(spec: StudySpec, grid: Any) -> pd.DataFrame:
             "seed": seed,
             "step": metrics.get("step"),
             "model_num": space.model_number(config, seed_index),
+            METHOD_PROVENANCE_KEY: METHODS[config[METHOD]].provenance,
             PROVENANCE_KEY: metrics.get(PROVENANCE_KEY),
         }
         params = space.train_config(config, seed).flat_params()

@@ -58,6 +58,7 @@ from disent_core.errors import ConfigError
 from disent_core.methods.registry import METHODS
 from disent_core.metrics import METRICS, metric_names
 from disent_core.metrics.protocol import PROTOCOLS
+from disent_core.metrics.representation import RepresentationKind
 from disent_core.schedules import ScheduleConfig
 from studies.overrides import apply_set
 
@@ -197,6 +198,9 @@ class EvaluationSpec(_Strict):
         0, ge=0, description="evaluate every N steps as well as at the end; 0: at the end only"
     )
     seed: int = Field(0, ge=0, description="evaluation seed, the same for every trial")
+    representation: RepresentationKind = Field(
+        "mean", description="mean: the posterior mean; sampled: a draw from the posterior (dlib's two kinds)"
+    )
 
     @field_validator("protocol")
     @classmethod
@@ -522,6 +526,11 @@ def _check_consistency(spec: StudySpec, problems: list[str]) -> None:
             problems.append(f"methods.{name}: unknown method; {hint}valid names: {', '.join(METHODS)}")
         elif "name" in spec.methods[name]:
             problems.append(f"methods.{name}.name: remove it; the method's name is its key under methods")
+        elif spec.evaluation.representation == "sampled" and not METHODS[name].has_posterior():
+            problems.append(
+                f"methods.{name}: has no posterior to sample from; score it with evaluation.representation: "
+                "mean, or run it in a study of its own"
+            )
     for name in spec.method_steps:
         if name not in spec.methods:
             problems.append(

@@ -3,13 +3,15 @@
 ``StudyTracker`` is a ``tune.Callback``, so it runs in the Tune driver and sees every trial's life
 (start, results, retries, completion, error) with nothing to log from inside the trials. It is used
 instead of Tune's ``MLflowLoggerCallback`` because that one logs Tune's bookkeeping as metrics and
-opens a second run for each trial after ``Tuner.restore`` (stack.md 4-5): here a trial's run is
-found again by its ``disent.trial_id`` tag under the study's parent run, so a resumed or retried
-trial keeps its one run.
+opens a second run for each trial after ``Tuner.restore`` (its trial-to-run map lives in memory
+only; docs/provenance.md, "Stack behaviours the code relies on"): here a trial's run is found
+again by its ``disent.trial_id`` tag under the study's parent run, so a resumed or retried trial
+keeps its one run.
 
-A nested run holds: params = the flattened training config; tags = study, method, dataset, the
-dataset's provenance as the trial reports it (``dataset_provenance``: ``procedural`` or the real
-files' SHA-256), seed, trial id, protocol name and hash, project version, git commit (and
+A nested run holds: params = the flattened training config; tags = study, method, the method's
+provenance (``method_provenance``: DiD is a ``reconstruction``), dataset, the dataset's provenance
+as the trial reports it (``dataset_provenance``: ``procedural`` or the real files' SHA-256), seed,
+trial id, protocol name and hash, representation kind, project version, git commit (and
 disentanglement_lib's model number for grid studies that ask for it); metrics = every training
 report and evaluation as a series over steps, each step once (a trial restored from an earlier
 checkpoint trains some steps again; their reports are not logged twice); artifacts = the final
@@ -32,10 +34,11 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.search.repeater import TRIAL_INDEX
 
+from disent_core.methods.registry import METHODS
 from disent_core.metrics.protocol import get_protocol
 from studies.space import SearchSpace
 from studies.spec import StudySpec
-from studies.trainable import PROVENANCE_KEY
+from studies.trainable import METHOD_PROVENANCE_KEY, PROVENANCE_KEY
 
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "trial_id"
@@ -122,6 +125,7 @@ class StudyTracker(tune.Callback):
             "dataset": spec.dataset.name,
             "protocol": protocol.name,
             "protocol_hash": protocol.hash,
+            "representation": spec.evaluation.representation,
             "project_version": project_version(),
             "git_commit": git_commit(),
         }
@@ -167,6 +171,7 @@ class StudyTracker(tune.Callback):
             PARENT_TAG: self.parent_run_id,
             TRIAL_TAG: trial.trial_id,
             "method": train_config.method.name,
+            METHOD_PROVENANCE_KEY: METHODS[train_config.method.name].provenance,
             "seed": str(seed),
         }
         model_number = self.space.model_number(config, seed_index)

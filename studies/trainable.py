@@ -75,6 +75,8 @@ def _write_final_files(directory: Path, report: Report, config: Any, scores: Any
 
 
 PROVENANCE_KEY = "dataset_provenance"
+METHOD_PROVENANCE_KEY = "method_provenance"
+"""How faithful the method is to published code (``Method.provenance``: DiD is a reconstruction)."""
 
 
 def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
@@ -112,7 +114,8 @@ def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
         if at_end or (evaluation.every and report.step % evaluation.every == 0):
             scores = evaluate(report.method, report.dataset, protocol=evaluation.protocol,
                               seed=evaluation.seed, metrics=evaluation.metrics,
-                              n_jobs=train_config.train.threads or 1)
+                              n_jobs=train_config.train.threads or 1,
+                              representation_kind=evaluation.representation)
             metrics.update(scores, evaluated=1)
             carried.update({k: v for k, v in scores.items() if k in carried})
             if at_end:

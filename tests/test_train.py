@@ -159,3 +159,25 @@ def test_flat_params_are_dotted():
     assert params["method.beta"] == 4
     assert params["train.optimizer.lr"] == 1e-4
     assert params["dataset.options.sizes"] == [3, 2, 4, 4, 4]
+
+
+@pytest.mark.parametrize(
+    "method",
+    [{"name": "beta_vae", "beta": 4}, {"name": "devae"}, {"name": "deft", "variant": "B", "stage_steps": 5}],
+    ids=["beta_vae", "devae", "deft"],
+)
+def test_the_erow_architecture_is_a_model_option(method):
+    config = _config(method, steps=10)
+    config["model"]["architecture"] = "erow"
+    result = train(config)
+    first_conv = next(m for m in result.method.modules() if isinstance(m, torch.nn.Conv2d))
+    dlib_count = sum(p.numel() for p in train(_config(method, steps=1)).method.parameters())
+    assert first_conv.kernel_size == (4, 4) and result.step == 10
+    assert sum(p.numel() for p in result.method.parameters()) != dlib_count
+
+
+def test_did_refuses_the_erow_architecture():
+    config = _config({"name": "did"}, steps=1)
+    config["model"]["architecture"] = "erow"
+    with pytest.raises(ConfigError, match="DiD builds its own networks"):
+        train(config)

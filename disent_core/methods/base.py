@@ -11,6 +11,10 @@ A method is an ``nn.Module`` that owns its networks and declares:
 - ``schedules() -> dict[str, Schedule]``: every schedule whose value enters a loss (beta, C ...),
   checkpointed and reported by the trainer.
 - ``representation(x) -> Tensor``: the code that metrics score (the posterior mean).
+- ``posterior(x) -> (mean, logvar)``: the Gaussian posterior q(z|x) = N(mean, diag exp(logvar))
+  whose mean is the representation; disentanglement_lib's sampled representation draws
+  ``reparameterize(mean, logvar, generator)`` from it. Methods without a posterior (DiD) raise
+  ``MetricError``.
 
 ``VAEMethod`` is the fixed template (encode, sample, decode, reconstruction + KL) with one hook,
 ``regularizer``, so that each baseline is a few dozen lines. Randomness comes from the
@@ -26,9 +30,31 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from disent_core.errors import MetricError
 from disent_core.methods.losses import ReconLoss, gaussian_kl_per_dim, reconstruction_loss
-from disent_core.models.conv64 import ConvEncoder, DeconvDecoder
+from disent_core.models.conv64 import Architecture, ConvEncoder, DeconvDecoder
 from disent_core.schedules import Schedule
+
+
+def reparameterize(
+    mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """A sample of N(mean, diag exp(logvar)): z = mean + exp(logvar / 2) * eps.
+
+    Args:
+        mean: posterior means (N, d).
+        logvar: posterior log-variances (N, d).
+        generator: where eps ~ N(0, I) is drawn from, on ``mean``'s device, in its dtype.
+
+    Returns:
+        z (N, d), in ``mean``'s dtype and device.
+    """
+    eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    return mean + torch.exp(0.5 * logvar) * eps
+
+
+REIMPLEMENTATION = "reimplementation"
+RECONSTRUCTION = "reconstruction"
 
 
 class MethodConfig(BaseModel):
@@ -56,6 +82,7 @@ class MethodContext:
     dataset_size: int
     generator: torch.Generator
     base_channels: int = 32
+    architecture: Architecture = "dlib"
 
 
 class Method(nn.Module):
@@ -63,6 +90,9 @@ class Method(nn.Module):
 
     name: ClassVar[str]
     config_class: ClassVar[type[MethodConfig]]
+    provenance: ClassVar[str] = REIMPLEMENTATION
+    """``reimplementation`` (of a paper with its authors' or disentanglement_lib's code) or
+    ``reconstruction`` (rebuilt from a paper's outline, no public code); recorded with every result."""
 
     def __init__(self, config: MethodConfig, context: MethodContext) -> None:
         super().__init__()
@@ -82,22 +112,43 @@ class Method(nn.Module):
     def representation(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    @classmethod
+    def has_posterior(cls) -> bool:
+        """True when the method defines ``posterior`` (so it has a sampled representation)."""
+        return cls.posterior is not Method.posterior
+
+    @torch.no_grad()
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Gaussian posterior q(z|x) whose mean is ``representation(x)``.
+
+        Args:
+            x: observations (N, C, H, W) in [0, 1].
+
+        Returns:
+            (mean, logvar), each (N, d).
+
+        Raises:
+            MetricError: the method has no posterior (this default), so it has no sampled
+                representation.
+        """
+        raise MetricError(
+            f"method {self.name!r} has no posterior q(z|x) to sample a representation from; "
+            "score its 'mean' representation instead"
+        )
+
 
 class VAEMethod(Method):
     """Gaussian VAE with the dlib conv encoder/decoder; subclasses implement ``regularizer``."""
 
     def __init__(self, config: MethodConfig, context: MethodContext) -> None:
         super().__init__(config, context)
-        channels = context.observation_shape[0]
-        self.encoder = ConvEncoder(channels, context.latent_dim, context.base_channels)
-        self.decoder = DeconvDecoder(context.latent_dim, channels, context.base_channels)
+        channels, d, b = context.observation_shape[0], context.latent_dim, context.base_channels
+        self.encoder = ConvEncoder(channels, d, b, context.architecture)
+        self.decoder = DeconvDecoder(d, channels, b, context.architecture)
 
     def sample(self, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I) from the method's generator."""
-        eps = torch.randn(
-            mean.shape, generator=self.context.generator, device=mean.device, dtype=mean.dtype
-        )
-        return mean + torch.exp(0.5 * logvar) * eps
+        return reparameterize(mean, logvar, self.context.generator)
 
     def regularizer(
         self,
@@ -137,6 +188,11 @@ class VAEMethod(Method):
     @torch.no_grad()
     def representation(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)[0]
+
+    @torch.no_grad()
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's (mean, logvar), each (N, d), of observations ``x`` (N, C, H, W)."""
+        return self.encoder(x)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

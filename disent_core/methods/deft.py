@@ -10,7 +10,8 @@ switched off. beta(t) is piecewise constant, high early and lowered stage by sta
 only factors whose information freezing point (IFP, see ``disent_core.analysis.annealing``) lies
 above beta_s can enter the code in stage s. No capacity and no TC term.
 
-``variant`` selects one of the authors' four code generations (reference/methods.md section 3.4):
+``variant`` selects one of the authors' four code generations in erow/disentanglement_lib (commits
+and files in docs/provenance.md, "DEFT"):
 
 - ``A`` (hook version, 2021) [CONFIRMED-CODE]: one shared conv encoder (``model.base_channels``);
   the gradient reaching mean and logvar is multiplied per dimension by gamma (earlier groups), 1
@@ -72,7 +73,7 @@ from torch import nn
 
 from disent_core.errors import ConfigError
 from disent_core.methods.base import Method, MethodConfig, MethodContext, OptimConfig, VAEMethod
-from disent_core.models.conv64 import ConvEncoder, DeconvDecoder
+from disent_core.models.conv64 import Architecture, ConvEncoder, DeconvDecoder
 from disent_core.schedules import ExponentialConfig, Schedule, StagesConfig
 
 Variant = Literal["A", "B", "C", "D"]
@@ -220,9 +221,11 @@ def scale_gradient(t: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 class SharedEncoder(nn.Module):
     """Variant A: one conv encoder whose per-dimension gradient is scaled by ``grad_scale``."""
 
-    def __init__(self, in_channels: int, latent_dim: int, base_channels: int) -> None:
+    def __init__(
+        self, in_channels: int, latent_dim: int, base_channels: int, architecture: Architecture = "dlib"
+    ) -> None:
         super().__init__()
-        self.body = ConvEncoder(in_channels, latent_dim, base_channels)
+        self.body = ConvEncoder(in_channels, latent_dim, base_channels, architecture)
         self.register_buffer("grad_scale", torch.ones(latent_dim))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -238,13 +241,18 @@ class GroupedEncoder(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, slices: list[slice], base_channels: int, freeze_earlier: bool
+        self,
+        in_channels: int,
+        slices: list[slice],
+        base_channels: int,
+        freeze_earlier: bool,
+        architecture: Architecture = "dlib",
     ) -> None:
         super().__init__()
         self.slices = slices
         latent_dim = slices[-1].stop
         self.encoders = nn.ModuleList(
-            ConvEncoder(in_channels, s.stop - s.start, base_channels) for s in slices
+            ConvEncoder(in_channels, s.stop - s.start, base_channels, architecture) for s in slices
         )
         self.freeze_earlier = freeze_earlier
         if freeze_earlier:
@@ -288,11 +296,13 @@ class DEFT(VAEMethod):
             )
         self.gammas = config.gamma if isinstance(config.gamma, list) else [config.gamma] * groups
         if config.variant == "A":
-            self.encoder = SharedEncoder(channels, d, context.base_channels)
+            self.encoder = SharedEncoder(channels, d, context.base_channels, context.architecture)
         else:
             freeze = config.variant in ("C", "D")
-            self.encoder = GroupedEncoder(channels, self.slices, config.sub_encoder_channels, freeze)
-        self.decoder = DeconvDecoder(d, channels, context.base_channels)
+            self.encoder = GroupedEncoder(
+                channels, self.slices, config.sub_encoder_channels, freeze, context.architecture
+            )
+        self.decoder = DeconvDecoder(d, channels, context.base_channels, context.architecture)
         if config.variant == "D":
             rate = math.exp(-config.beta_decay)
             self.beta = ExponentialConfig(

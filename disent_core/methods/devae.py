@@ -24,7 +24,8 @@ with the decremental bottleneck beta_0 < beta_1 < ... (default [1, 10, 40]) and 
   s^i, i.e. (1 - s) s^i / (1 - s^K) for s != 1 and 1/K for s = 1, and minimise L_i alone.
 
 s = 0 is a plain VAE on space 0 (beta_0), decoded with the layer-0 embedding. The representation
-is mu_0. R and KL follow disentanglement_lib's scale (sum over pixels / dimensions, batch mean).
+is mu_0; the sampled representation draws from space 0's posterior (``posterior``). R and KL follow
+disentanglement_lib's scale (sum over pixels / dimensions, batch mean).
 
 Confirmed (paper and code): shared encoder; K = len(betas); DiT parametrisation with w2 added to
 the log-variance (the code's convention; the paper writes h(w2) * sigma); zero init of w1, w2;
@@ -53,7 +54,7 @@ from torch import nn
 
 from disent_core.methods.base import Method, MethodConfig, MethodContext, OptimConfig
 from disent_core.methods.losses import gaussian_kl_per_dim, reconstruction_loss
-from disent_core.models.conv64 import ConvEncoder, DeconvDecoder
+from disent_core.models.conv64 import Architecture, ConvEncoder, DeconvDecoder
 
 LayerSampling = Literal["weighted_sum", "sample_one"]
 
@@ -110,10 +111,12 @@ class DiTHierarchy(nn.Module):
 class LayerDecoder(nn.Module):
     """The shared decoder on [z ; e_space]: z (N, d), ``space`` an index or (N,) indices -> logits."""
 
-    def __init__(self, spaces: int, latent_dim: int, out_channels: int, base_channels: int) -> None:
+    def __init__(
+        self, spaces: int, latent_dim: int, out_channels: int, base_channels: int, architecture: Architecture
+    ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(spaces, latent_dim)
-        self.net = DeconvDecoder(2 * latent_dim, out_channels, base_channels)
+        self.net = DeconvDecoder(2 * latent_dim, out_channels, base_channels, architecture)
 
     def forward(self, z: torch.Tensor, space: int | torch.Tensor = 0) -> torch.Tensor:
         if isinstance(space, int):
@@ -132,9 +135,9 @@ class DeVAE(Method):
         super().__init__(config, context)
         channels, d, k = context.observation_shape[0], context.latent_dim, len(config.betas)
         self.spaces = k
-        self.encoder = ConvEncoder(channels, d, context.base_channels)
+        self.encoder = ConvEncoder(channels, d, context.base_channels, context.architecture)
         self.hierarchy = DiTHierarchy(k, d)
-        self.decoder = LayerDecoder(k, d, channels, context.base_channels)
+        self.decoder = LayerDecoder(k, d, channels, context.base_channels, context.architecture)
         weights = space_weights(config.scale, k)
         self.register_buffer("betas", torch.tensor(config.betas), persistent=False)
         self.register_buffer("objective_weights", weights.float(), persistent=False)
@@ -188,6 +191,12 @@ class DeVAE(Method):
     @torch.no_grad()
     def representation(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)[0]
+
+    @torch.no_grad()
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Space 0's posterior (mu_0, logvar_0), each (N, d): the representation is mu_0, and the
+        sampled representation a draw from N(mu_0, exp(logvar_0))."""
+        return self.encoder(x)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

@@ -2,14 +2,15 @@
 Representations by Maximizing Inter-Factor Differences", arXiv 2502.03123).
 
 THIS IS A RECONSTRUCTION FROM THE PUBLISHED OUTLINE, NOT A PORT. Neither the full text nor code of
-the paper could be read; ``reference/methods.md`` §4 lists what its abstract and two summaries say.
+the paper could be read; docs/provenance.md ("DiD (a reconstruction)") lists what its abstract and
+two summaries say. Its results carry ``method_provenance: reconstruction`` (``Method.provenance``).
 Each piece below is tagged [CONFIRMED] (stated by the abstract/summaries) or [INFERRED] (our choice,
 a config option where it is a number).
 
 Networks (n = ``latent_dim``):
 
 - [CONFIRMED] a generator G: c -> x with c drawn from an n-dimensional prior, trained as a WGAN-GP
-  against a critic D on real images. [INFERRED, methods.md §4.3] G is a DCGAN-style generator with
+  against a critic D on real images. [INFERRED] G is a DCGAN-style generator with
   BatchNorm followed by a sigmoid (images in [0, 1] like the data; ``models.gan64.DCGANGenerator``;
   the dlib ``DeconvDecoder`` was tried and stays stuck, see that module); D is the dlib encoder
   trunk with LeakyReLU(0.2) and a scalar head, no normalisation layers (``models.gan64.ConvNet``);
@@ -71,7 +72,9 @@ dimension it is 0 for a dimension that carries nothing (a batch estimate: noisy 
 ``information`` is its sum; ``generator_loss`` is the value of L_G, ``wasserstein`` the critic's
 estimate mean D(x_real) - mean D(G(c)).
 
-Representation for the metrics [INFERRED in methods.md §4.3]: E(x) on real images.
+Representation for the metrics [INFERRED]: E(x) on real images. E gives a point
+estimate, not a posterior, so DiD has no sampled representation: ``posterior`` (``Method``'s)
+raises ``MetricError`` naming the method and pointing to the mean representation.
 """
 
 from __future__ import annotations
@@ -85,7 +88,8 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from disent_core.methods.base import Method, MethodConfig, MethodContext, OptimConfig
+from disent_core.errors import ConfigError
+from disent_core.methods.base import RECONSTRUCTION, Method, MethodConfig, MethodContext, OptimConfig
 from disent_core.models.gan64 import ConvNet, DCGANGenerator
 
 AdamBeta = Annotated[float, Field(ge=0, lt=1)]
@@ -165,10 +169,16 @@ def difference_infonce(
 class DiD(Method):
     name = "did"
     config_class = DiDConfig
+    provenance = RECONSTRUCTION
     config: DiDConfig
 
     def __init__(self, config: DiDConfig, context: MethodContext) -> None:
         super().__init__(config, context)
+        if context.architecture != "dlib":
+            raise ConfigError(
+                f"model.architecture {context.architecture!r}: DiD builds its own networks on the dlib "
+                "encoder trunk; leave model.architecture at dlib"
+            )
         channels = context.observation_shape[0]
         n, b = context.latent_dim, context.base_channels
         self.generator = DCGANGenerator(n, channels, b)

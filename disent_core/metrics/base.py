@@ -6,8 +6,11 @@ role, the largest request; a metric asking for fewer points gets a prefix, itsel
 sample) and then calls every metric's ``compute`` with the same context. Metrics with their own
 sampling design (BetaVAE, FactorVAE, reconstruction) draw from their own named random stream
 through ``encode_groups``, which renders and encodes in chunks without holding the observations
-and, where an observation is a function of its grid point, encodes each distinct grid point once
-(``codes_of_grid_points``).
+and, where an observation is a function of its grid point and its code a function of the
+observation (``EvalContext.reuses_grid_codes``: a deterministic dataset and a deterministic
+representation), encodes each distinct grid point once (``codes_of_grid_points``). A
+representation that is not deterministic (the sampled kind) is called on every observation drawn,
+with a noise seed spawned from the random stream that drew it (``encode_drawn``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 
 from disent_core.errors import MetricError
 from disent_core.metrics.protocol import Protocol
-from disent_core.metrics.sampling import stream_rng, stream_seed
+from disent_core.metrics.sampling import spawn_seed, stream_rng, stream_seed
 
 if TYPE_CHECKING:
     from disent_core.methods.base import Method
@@ -67,14 +70,17 @@ class EvalContext:
     dataset: Any
     protocol: Protocol
     seed: int
-    encode: Callable[[np.ndarray], np.ndarray]
-    """Float32 observations (N, C, H, W) -> float64 codes (N, D), validated."""
+    encode: Callable[..., np.ndarray]
+    """Float32 observations (N, C, H, W) -> float64 codes (N, D), validated; one that is not
+    ``deterministic`` also takes a noise seed (``RepresentationFunction``)."""
     scored: np.ndarray
     """Latent factor columns that metrics score (one-value factors dropped under ``drop``)."""
     n_jobs: int = -1
     method: Method | None = None
     batch_size: int | None = None
     """Observations per call of the representation (None: a whole chunk)."""
+    deterministic: bool = True
+    """``encode`` gives an observation the same code on every call."""
     point_sets: dict[str, Points] = field(default_factory=dict)
     grid_codes: GridCodes | None = None
     """Codes of the grid points encoded so far by ``codes_of_grid_points``."""
@@ -96,6 +102,30 @@ class EvalContext:
         return stream_seed(self.seed, name)
 
     # --- observations and codes ----------------------------------------------------------------
+    @property
+    def reuses_grid_codes(self) -> bool:
+        """Whether the code of an observation is a function of its grid point, so that codes of
+        grid points may be reused: the dataset's observations and the representation are both
+        deterministic."""
+        return self.deterministic and bool(getattr(self.dataset, "observations_are_deterministic", False))
+
+    def encode_drawn(self, observations: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Codes of ``observations`` drawn from the stream ``rng``.
+
+        A representation that is not deterministic gets the seed of the next child of ``rng``
+        (``spawn_seed``), which draws nothing from ``rng``.
+
+        Args:
+            observations: float32 (N, C, H, W) in [0, 1].
+            rng: the random stream the observations were drawn from.
+
+        Returns:
+            Float64 codes (N, D).
+        """
+        if self.deterministic:
+            return self.encode(observations)
+        return self.encode(observations, spawn_seed(rng))
+
     def points(self, role: str, n: int) -> Points:
         """The first ``n`` points of the shared ``role`` set."""
         if role not in self.point_sets or len(self.point_sets[role].codes) < n:
@@ -129,8 +159,9 @@ class EvalContext:
         in part order; the parts are joined one chunk of ``max(1, chunk_size // M)`` whole groups at
         a time, so no array of all the groups' members is built. ``reduce`` maps the codes of whole
         groups (g, M, D) to one row per group (g, ...). Nuisance factors are drawn from ``rng``
-        chunk by chunk, in order. When the dataset's observations are a function of their grid
-        point, the codes come from ``codes_of_grid_points``.
+        chunk by chunk, in order. When codes are a function of the grid point
+        (``reuses_grid_codes``), they come from ``codes_of_grid_points``; otherwise every member
+        is rendered and encoded.
         """
         groups = parts[0].shape[0]
         size = sum(part.shape[1] for part in parts)
@@ -145,11 +176,12 @@ class EvalContext:
                 members = [part[start : start + per_chunk] for part in parts]
                 yield np.concatenate(members, axis=1).reshape(-1, members[0].shape[2])
 
-        if getattr(self.dataset, "observations_are_deterministic", False):
+        if self.reuses_grid_codes:
             index = np.concatenate([self.dataset.grid_index(chunk, rng) for chunk in factor_chunks()])
             codes = self.codes_of_grid_points(index, rng, size)
         else:
-            codes = (self.encode(chunk) for chunk in self.observation_chunks(factor_chunks(), rng))
+            chunks = self.observation_chunks(factor_chunks(), rng)
+            codes = (self.encode_drawn(chunk, rng) for chunk in chunks)
         return np.concatenate([reduce(c.reshape(-1, size, c.shape[1])) for c in codes])
 
     def codes_of_grid_points(
@@ -168,8 +200,12 @@ class EvalContext:
         exceed ``GRID_CODES_BYTES``, or when the points already encoded or repeated would cost
         less to render and encode (at the fastest probed chunk's rate) than gathering costs
         (``GATHER_SECONDS_PER_ROW``): a representation that looks its codes up is as cheap as a
-        gather.
+        gather. Only for codes that are a function of the grid point (``reuses_grid_codes``).
         """
+        if not self.reuses_grid_codes:
+            raise RuntimeError(
+                "codes_of_grid_points needs a deterministic dataset and a deterministic representation"
+            )
         rows = max(1, self.protocol.chunk_size // multiple) * multiple
         draws = self.encoded(index, rng, rows)
         probed: list[np.ndarray] = []
@@ -230,17 +266,17 @@ class EvalContext:
         """
         chunk = self.protocol.chunk_size
 
-        def task(index: int) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
-            def render() -> tuple[np.ndarray, np.ndarray]:
+        def task(index: int) -> Callable[[], tuple[np.ndarray, np.ndarray, np.random.Generator]]:
+            def render() -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
                 rng = self.rng(f"points/{role}/{index}")
                 factors = self.sample_latent(chunk, rng)
-                return factors, self.dataset.sample_observations_from_factors(factors, rng)
+                return factors, self.dataset.sample_observations_from_factors(factors, rng), rng
 
             return render
 
         codes, factors = [], []
-        for chunk_factors, observations in prefetched(task(i) for i in range(-(-n // chunk))):
-            codes.append(self.encode(observations))
+        for chunk_factors, observations, rng in prefetched(task(i) for i in range(-(-n // chunk))):
+            codes.append(self.encode_drawn(observations, rng))
             factors.append(chunk_factors)
         return Points(np.concatenate(codes)[:n], np.concatenate(factors)[:n, self.scored])
 

@@ -3,16 +3,22 @@
 1. Resolve the protocol and the metrics; check the dataset's factors (one-value factors are
    refused or dropped, as the protocol says).
 2. Wrap the representation into one function from float32 observations (N, C, H, W) in [0, 1] to
-   float64 codes (N, D): a disent_core Method (its ``representation``), any ``nn.Module`` returning
-   codes or (mean, logvar) (the mean is taken), or a numpy callable. Modules run in eval mode under
-   ``torch.inference_mode`` on ``device`` (CUDA when available), and are restored afterwards.
+   float64 codes (N, D) of the requested kind, ``mean`` or ``sampled`` (disentanglement_lib's
+   mean and sampled representations; ``disent_core.metrics.representation``): a disent_core
+   Method, any ``nn.Module`` returning codes or (mean, logvar), or a numpy callable. Modules run in
+   eval mode under ``torch.inference_mode`` on ``device`` (CUDA when available), and are restored
+   afterwards. The wrapped function says whether it is deterministic; only then, and on a dataset
+   whose observations are a function of their grid point, are codes of a grid point reused.
 3. Draw and encode the union of the shared point sets once (per role the largest request).
 4. Run each metric on the shared context and prefix its keys with its name
    (``mig.discrete_mig``). Per-factor fits run in parallel over ``n_jobs`` workers.
 
 The result is an ``EvaluationResult``: a ``dict[str, float]`` that also records the protocol's
-name and hash, the seed, library versions, per-metric timings and notes (skipped metrics,
-dropped factors).
+name and hash, the representation kind, the dataset's provenance, the seed, library versions,
+per-metric timings and notes (skipped metrics, dropped factors). The kind is recorded beside the
+protocol, not in its hash: the protocol pins how a representation is measured, the kind says which
+representation is measured (dlib, too, configures postprocessing apart from the metrics), so the
+mean and sampled scores of one protocol share its hash and are told apart by the kind.
 """
 
 from __future__ import annotations
@@ -20,8 +26,7 @@ from __future__ import annotations
 import difflib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
 
@@ -43,6 +48,12 @@ from disent_core.metrics import (
 )
 from disent_core.metrics.base import ROLES, EvalContext, MetricSpec
 from disent_core.metrics.protocol import Protocol, get_protocol
+from disent_core.metrics.representation import (
+    REPRESENTATION_KINDS,
+    Representation,
+    RepresentationKind,
+    representation_function,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +73,6 @@ METRICS: dict[str, MetricSpec] = {
 }
 """Every metric by name, in evaluation order; result keys are ``<name>.<key>``."""
 
-Representation = torch.nn.Module | Callable[[np.ndarray], Any]
-
 
 class EvaluationResult(dict[str, float]):
     """Scores keyed ``<metric>.<key>``, plus what produced them."""
@@ -75,22 +84,29 @@ class EvaluationResult(dict[str, float]):
         seed: int,
         notes: dict[str, str],
         timings: dict[str, float],
+        representation_kind: RepresentationKind,
+        dataset_provenance: str,
     ) -> None:
         super().__init__(scores)
+        self.dataset_provenance = dataset_provenance
         self.protocol = protocol.name
         self.protocol_hash = protocol.hash
         self.comparable = protocol.comparable
+        self.representation_kind = representation_kind
         self.seed = seed
         self.notes = notes
         self.timings = timings
         self.versions = {name: version(name) for name in ("numpy", "scipy", "scikit-learn", "torch")}
 
     def metadata(self) -> dict[str, str]:
-        """Provenance as strings (tracking tags): protocol, hash, seed, versions, notes."""
+        """Provenance as strings (tracking tags): protocol, hash, representation kind, the data's
+        provenance (``procedural`` or the real files' SHA-256), seed, versions, notes."""
         tags = {
             "protocol": self.protocol,
             "protocol_hash": self.protocol_hash,
             "protocol_comparable": str(self.comparable).lower(),
+            "representation": self.representation_kind,
+            "dataset_provenance": self.dataset_provenance,
             "seed": str(self.seed),
         }
         tags.update({f"version.{k}": v for k, v in self.versions.items()})
@@ -113,20 +129,42 @@ def evaluate(
     device: str | torch.device | None = None,
     n_jobs: int = -1,
     batch_size: int | None = None,
+    representation_kind: RepresentationKind = "mean",
 ) -> EvaluationResult:
     """Score ``representation`` on ``dataset`` with every metric (or ``metrics``) of ``protocol``.
 
-    ``representation``: a disent_core Method, an ``nn.Module`` returning codes or (mean, logvar),
-    or a callable mapping a float32 numpy batch (N, C, H, W) in [0, 1] to codes (N, D).
-    ``dataset``: a ground-truth dataset (``disent_core.data.get_dataset``). ``seed``: the one
-    evaluation seed every random stream derives from. ``device``: where modules run (default:
-    CUDA when available, else where the module is). ``n_jobs``: workers for per-factor fits
-    (joblib convention, -1 = all cores). ``batch_size``: observations per call of the
-    representation (default: ``CPU_BATCH_SIZE`` for a module on the CPU, else the protocol's whole
-    chunk); no score depends on it beyond floating-point rounding. Raises ``MetricError`` when a
-    metric cannot be computed.
+    Args:
+        representation: a disent_core Method, an ``nn.Module`` returning codes or (mean, logvar),
+            or a callable mapping a float32 numpy batch (N, C, H, W) in [0, 1] to codes (N, D) or
+            to (mean, logvar). A callable or module whose codes are random declares
+            ``deterministic = False``.
+        dataset: a ground-truth dataset (``disent_core.data.get_dataset``).
+        protocol: a protocol or the name of a built-in one.
+        seed: the one evaluation seed every random stream derives from.
+        metrics: names of the metrics to compute (default: all).
+        device: where modules run (default: CUDA when available, else where the module is).
+        n_jobs: workers for per-factor fits (joblib convention, -1 = all cores).
+        batch_size: observations per call of the representation (default: ``CPU_BATCH_SIZE`` for
+            a module on the CPU, else the protocol's whole chunk); no score depends on it beyond
+            floating-point rounding.
+        representation_kind: ``"mean"`` scores the posterior mean (a Method's ``representation``,
+            the first of a (mean, logvar) pair, or the codes); ``"sampled"`` scores
+            mean + exp(logvar / 2) * eps with fresh eps for every observation encoded, drawn from
+            generators seeded from ``seed`` (``disent_core.metrics.representation``).
+
+    Returns:
+        The scores keyed ``<metric>.<key>``, with their provenance.
+
+    Raises:
+        MetricError: a metric cannot be computed, or the representation has no (mean, logvar) to
+            sample (``representation_kind="sampled"``).
     """
     protocol = get_protocol(protocol)
+    if representation_kind not in REPRESENTATION_KINDS:
+        raise ValueError(
+            f"representation_kind must be one of {', '.join(map(repr, REPRESENTATION_KINDS))}, "
+            f"got {representation_kind!r}"
+        )
     if batch_size is not None and (
         not isinstance(batch_size, int | np.integer) or isinstance(batch_size, bool) or batch_size < 1
     ):
@@ -150,9 +188,17 @@ def evaluate(
     scored = _scored_factors(dataset, protocol, [s.name for s in specs if s.uses_factors], notes)
     timings: dict[str, float] = {}
     scores: dict[str, float] = {}
-    with _encoder(representation, device, batch_size) as (encode, batch):
+    with representation_function(representation, representation_kind, device, batch_size) as encode:
         ctx = EvalContext(
-            dataset, protocol, seed, encode, scored, n_jobs=n_jobs, method=method, batch_size=batch
+            dataset,
+            protocol,
+            seed,
+            encode,
+            scored,
+            n_jobs=n_jobs,
+            method=method,
+            batch_size=encode.batch_size,
+            deterministic=encode.deterministic,
         )
         needs = {role: max((s.points(protocol).get(role, 0) for s in specs), default=0) for role in ROLES}
         start = time.perf_counter()
@@ -167,7 +213,9 @@ def evaluate(
             for key in spec.keys:
                 scores[f"{spec.name}.{key}"] = _checked(spec.name, key, values[key])
             log.info("%s done in %.2fs", spec.name, timings[spec.name])
-    return EvaluationResult(scores, protocol, seed, notes, timings)
+    provenance = getattr(dataset, "provenance", None)
+    label = provenance.label() if provenance is not None else "unknown"
+    return EvaluationResult(scores, protocol, seed, notes, timings, representation_kind, label)
 
 
 def _resolve(metrics: Sequence[str] | None) -> list[str]:
@@ -213,81 +261,3 @@ def _checked(metric: str, key: str, value: float) -> float:
     if np.isnan(value):
         raise MetricError(f"{metric}.{key} is NaN; this is a bug, please report it with the inputs")
     return value
-
-
-CPU_BATCH_SIZE = 64
-"""Observations per forward pass of a module on the CPU. Conv encoders run 3 to 4 times faster per
-image on the CPU in batches of 32 to 128 than of 1024, whose activations no longer fit in cache
-(the standard encoder, ``base_channels`` 32, on 2 cores: 9,000 images/s at 64, 2,600 at 1024);
-GPUs take the protocol's whole chunk."""
-
-
-@contextmanager
-def _encoder(
-    representation: Representation, device: str | torch.device | None, batch_size: int | None
-) -> Iterator[tuple[Callable[[np.ndarray], np.ndarray], int | None]]:
-    """A validated observations -> float64 codes function for the duration of the block, and the
-    observations it passes to the representation per call (None: all it is given)."""
-    if isinstance(representation, torch.nn.Module):
-        module = representation
-        parameter = next(module.parameters(), None)
-        original = parameter.device if parameter is not None else torch.device("cpu")
-        if device is not None:
-            target = torch.device(device)
-        else:
-            target = torch.device("cuda") if torch.cuda.is_available() else original
-        was_training = module.training
-        forward = module.representation if isinstance(module, Method) else module
-        module.to(target).eval()
-        batch = batch_size or (CPU_BATCH_SIZE if target.type == "cpu" else None)
-
-        def raw(x: np.ndarray) -> Any:
-            with torch.inference_mode():
-                x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-                return forward(x.to(target))
-
-        try:
-            yield _validated(raw, batch), batch
-        finally:
-            module.to(original).train(was_training)
-    elif callable(representation):
-        yield _validated(representation, batch_size), batch_size
-    else:
-        raise TypeError(
-            f"representation must be a torch nn.Module or a callable from observations to codes, "
-            f"got {type(representation).__name__}"
-        )
-
-
-def _validated(
-    function: Callable[[np.ndarray], Any], batch_size: int | None
-) -> Callable[[np.ndarray], np.ndarray]:
-    """``function`` called on at most ``batch_size`` observations at a time, its codes checked."""
-
-    def codes_of(observations: np.ndarray) -> np.ndarray:
-        out = function(observations)
-        if isinstance(out, tuple | list):
-            out = out[0]
-        if isinstance(out, torch.Tensor):
-            out = out.detach().float().cpu().numpy()
-        codes = np.asarray(out, dtype=np.float64)
-        if codes.ndim != 2 or codes.shape[0] != len(observations):
-            raise MetricError(
-                f"the representation must return codes of shape (N, D) for N observations; got "
-                f"shape {codes.shape} for {len(observations)} observations"
-            )
-        if codes.shape[1] == 0:
-            raise MetricError("the representation is empty: it returns codes with 0 dimensions")
-        if not np.all(np.isfinite(codes)):
-            raise MetricError("the representation returned NaN or infinite codes")
-        return codes
-
-    def encode(observations: np.ndarray) -> np.ndarray:
-        step = batch_size or len(observations)
-        if len(observations) <= step:
-            return codes_of(observations)
-        return np.concatenate(
-            [codes_of(observations[start : start + step]) for start in range(0, len(observations), step)]
-        )
-
-    return encode

@@ -30,8 +30,10 @@ Sizes and settings can be overridden: ``get_protocol("dlib2019").with_sizes(num_
 
 What is deliberately *not* in a protocol: dlib's point-sampling batch size (16), which only
 changes which random numbers are drawn in which call, and the device/encoding batch, which change
-no score. ``chunk_size`` is pinned because nuisance factors and stochastic observation variants are
-drawn chunk by chunk from the metric's random stream.
+no score; nor the representation kind (``mean`` or ``sampled``): it says which representation is
+measured, not how, and results record it beside the protocol's name and hash. ``chunk_size`` is
+pinned because nuisance factors, stochastic observation variants and the noise of a sampled
+representation are drawn chunk by chunk from the metric's random stream.
 """
 
 from __future__ import annotations
@@ -153,7 +155,8 @@ class Protocol(_Settings):
     seed_scheme: Literal["seedsequence-v1"] = Field(
         "seedsequence-v1",
         description="each random stream is Generator(PCG64(SeedSequence(seed, spawn_key=(crc32(stream "
-        "name),)))); streams: points/train, points/test, <metric>, <metric>/estimator",
+        "name),)))); streams: points/train, points/test, <metric>, <metric>/estimator; a sampled "
+        "representation's noise: the children of the stream that drew the observations",
     )
     chunk_size: int = Field(1024, ge=1, description="observations rendered and encoded per call")
     one_value_factors: Literal["error", "drop"] = Field(

@@ -8,7 +8,8 @@ Not a disentanglement_lib metric. On ``num_points`` fresh i.i.d. observations x:
 
 ``loss`` is the method's training reconstruction term (``method.context.recon``: Bernoulli
 cross-entropy on logits, or squared error of sigmoid(logits)), at the training scale (sum over
-pixels). The decoder is fed the posterior mean, not a sample, so the number is deterministic.
+pixels). The decoder is fed the posterior mean, not a sample, so the number is deterministic, and
+the same whichever representation kind the other metrics score.
 Computed only when the representation is a disent_core Method with an ``encoder`` returning
 (mean, logvar) and a ``decoder``; otherwise the engine skips it with a note.
 """

@@ -2,7 +2,9 @@
 
 - Streams: every random draw of an evaluation comes from a named stream derived from the one
   evaluation seed, ``Generator(PCG64(SeedSequence(seed, spawn_key=(crc32(name),))))``, so adding
-  or removing a metric never changes another metric's numbers.
+  or removing a metric never changes another metric's numbers. A stream's children
+  (``spawn_seed``, numpy's ``SeedSequence.spawn``) seed the noise of a sampled representation
+  without drawing from the stream.
 - Discretiser: disentanglement_lib's ``histogram_discretizer``. Each dimension separately:
   ``np.histogram`` edges over that dimension's own min..max (a constant dimension gets the range
   value +- 0.5), then ``np.digitize`` against all edges but the last, giving bins 1..num_bins.
@@ -26,6 +28,23 @@ def stream_rng(seed: int, name: str) -> np.random.Generator:
 def stream_seed(seed: int, name: str) -> int:
     """An integer seed (0 <= s < 2**31) for an estimator's ``random_state``, from stream ``name``."""
     return int(_seed_sequence(seed, name).generate_state(1, np.uint32)[0] >> 1)
+
+
+def spawn_seed(rng: np.random.Generator) -> int:
+    """The 64-bit seed of the next child of ``rng``'s ``SeedSequence``.
+
+    Spawning draws nothing from ``rng`` (its numbers are the same with or without the call); the
+    n-th call on a stream gives the seed of its n-th child, independent of the stream and of the
+    other children.
+
+    Args:
+        rng: a Generator built from a ``SeedSequence`` (every stream of ``stream_rng`` is).
+
+    Returns:
+        An integer in [0, 2**64).
+    """
+    child = rng.bit_generator.seed_seq.spawn(1)[0]
+    return int(child.generate_state(1, np.uint64)[0])
 
 
 def _seed_sequence(seed: int, name: str) -> np.random.SeedSequence:

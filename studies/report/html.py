@@ -17,10 +17,18 @@ from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from disent_core.methods.base import REIMPLEMENTATION
 from disent_core.metrics.protocol import get_protocol
 from studies.report.figures import SavedFigure, param_label, short
 from studies.report.paper import PAPER_BUDGET, RECON_ESTIMATORS, Comparison, Row
-from studies.report.results import COMPLETED, FAILED, PROVENANCE_KEY, RUNNING, STOPPED
+from studies.report.results import (
+    COMPLETED,
+    FAILED,
+    METHOD_PROVENANCE_KEY,
+    PROVENANCE_KEY,
+    RUNNING,
+    STOPPED,
+)
 
 if TYPE_CHECKING:
     from studies.report.build import Report
@@ -128,6 +136,21 @@ def _provenance(trials: Any) -> str:
     return out
 
 
+GAMMA_MODE = "train_config.method.gamma_mode"
+
+
+def method_label(trials: Any, method: str) -> str:
+    """``method`` with what its trials recorded about how it was run: its provenance when it is not
+    a re-implementation of published code (DiD: a reconstruction) and DEFT's ``gamma_mode``."""
+    rows = trials[trials["method"] == method] if "method" in trials.columns else trials.iloc[0:0]
+    notes = []
+    for column, name in ((METHOD_PROVENANCE_KEY, "provenance"), (GAMMA_MODE, "gamma_mode")):
+        if column in rows.columns:
+            values = sorted(set(rows[column].dropna().astype(str)) - {REIMPLEMENTATION})
+            notes += [f"{name}: {v}" for v in values]
+    return f"{method} ({'; '.join(notes)})" if notes else method
+
+
 def _header(report: Report) -> str:
     results = report.results
     spec = results.spec
@@ -143,10 +166,11 @@ def _header(report: Report) -> str:
     facts = [
         ("dataset", escape(spec.dataset.name + (f" {spec.dataset.options}" if spec.dataset.options else ""))),
         ("data provenance", _provenance(results.trials)),
-        ("protocol", f"{escape(protocol.name)} <span class='detail'>hash {escape(protocol.hash)}</span>"),
+        ("protocol", f"{escape(protocol.name)} <span class='detail'>hash {escape(protocol.hash)}</span>, "
+                     f"{escape(spec.evaluation.representation)} representation"),
         ("training budget", escape(budget)),
         ("seeds", escape(", ".join(map(str, spec.seeds)))),
-        ("methods", escape(", ".join(spec.methods))),
+        ("methods", escape(", ".join(method_label(results.trials, m) for m in spec.methods))),
         ("search", escape(f"{spec.search.algorithm}, objective "
                           + ", ".join(f"{o.mode} {o.metric}" for o in spec.objectives))),
         ("trials", f'<span class="counts">{chips}</span> of {results.planned} planned'),

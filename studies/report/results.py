@@ -63,7 +63,7 @@ from studies.spec import (
     validate_spec,
 )
 from studies.tracking import PARENT_TAG, STUDY_TAG, TRIAL_TAG
-from studies.trainable import PROVENANCE_KEY
+from studies.trainable import METHOD_PROVENANCE_KEY, PROVENANCE_KEY
 
 COMPLETED, FAILED, RUNNING, STOPPED = "completed", "failed", "running", "stopped"
 # MLflow run status -> trial status of the results table
@@ -222,6 +222,7 @@ def trial_row(spec: StudySpec, run: Any) -> dict[str, Any]:
         "seed": int(tags["seed"]) if tags.get("seed", "").isdigit() else None,
         "step": _last_step(run),
         "model_num": int(model_num) if model_num and model_num.isdigit() else None,
+        METHOD_PROVENANCE_KEY: tags.get(METHOD_PROVENANCE_KEY),
         PROVENANCE_KEY: tags.get(PROVENANCE_KEY),
         "mlflow_run_id": run.info.run_id,
     }

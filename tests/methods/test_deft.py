@@ -253,7 +253,8 @@ def test_variant_d_advances_when_beta_crosses_each_threshold(build) -> None:
 
 
 def test_variant_d_switch_steps_at_200k() -> None:
-    """reference/methods.md 3.4-D: switches at about 7.6k, 16.1k, 23.0k and 50.1k steps."""
+    """Variant D (erow/disentanglement_lib examples/deft.py; docs/provenance.md, "DEFT"): switches at
+    about 7.6k, 16.1k, 23.0k and 50.1k steps."""
     beta = ExponentialConfig(start=150, rate=math.exp(-20), every=200_000, end=1).build()
     steps = threshold_boundaries(beta, [70, 30, 15, 1])
     assert [round(s / 100) / 10 for s in steps] == [7.6, 16.1, 23.0, 50.1]

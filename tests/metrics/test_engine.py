@@ -13,7 +13,7 @@ from disent_core.data.stores import ProceduralStore
 from disent_core.errors import MetricError, UnknownNameError
 from disent_core.metrics import METRICS, base, evaluate, get_protocol, metric_names
 from disent_core.metrics.base import EvalContext, prefetched
-from disent_core.metrics.engine import CPU_BATCH_SIZE
+from disent_core.metrics.representation import CPU_BATCH_SIZE
 
 POINT_METRICS = ["mig", "dci", "sap", "modularity", "unsupervised", "irs"]
 FAST_METRICS = ["beta_vae", "factor_vae", "mig", "sap", "modularity", "unsupervised", "irs"]

@@ -57,3 +57,31 @@ def test_base_channels_scale_the_widths() -> None:
     mean, _ = encoder(torch.rand(2, 3, 64, 64))
     assert mean.shape == (2, 4)
     assert decoder(mean).shape == (2, 3, 64, 64)
+
+
+def erow_encoder_params(c: int, d: int) -> int:
+    """conv 4x4 C->32, 32->32, 32->64, 64->64 (s2 p1), 4x4 valid 64->256, heads 256->d (the port's
+    single 256->2d layer has the same count)."""
+    return ((c * 32 * 16 + 32) + (32 * 32 * 16 + 32) + (32 * 64 * 16 + 64) + (64 * 64 * 16 + 64)
+            + (64 * 256 * 16 + 256) + 2 * (256 * d + d))
+
+
+def erow_decoder_params(c: int, d: int) -> int:
+    """dense d->256, deconv 4x4 256->64 (1->4), 64->64, 64->32, 32->32, 32->C (s2 p1)."""
+    return ((d * 256 + 256) + (256 * 64 * 16 + 64) + (64 * 64 * 16 + 64) + (64 * 32 * 16 + 32)
+            + (32 * 32 * 16 + 32) + (32 * c * 16 + c))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_erow_port_architecture_has_its_layers_and_shapes(channels: int) -> None:
+    encoder = ConvEncoder(channels, 10, architecture="erow")
+    decoder = DeconvDecoder(10, channels, architecture="erow")
+    assert n_params(encoder) == erow_encoder_params(channels, 10)
+    assert n_params(decoder) == erow_decoder_params(channels, 10)
+    assert all(conv.kernel_size == (4, 4) for conv in encoder.modules() if isinstance(conv, nn.Conv2d))
+    assert not any(isinstance(m, nn.Linear) and m.out_features == 1024 for m in decoder.modules())
+    mean, logvar = encoder(torch.rand(2, channels, 64, 64))
+    assert mean.shape == logvar.shape == (2, 10)
+    assert decoder(mean).shape == (2, channels, 64, 64)
+    with pytest.raises(ValueError, match="architecture must be one of dlib, erow"):
+        ConvEncoder(channels, 10, architecture="google")

@@ -22,9 +22,11 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from ray.tune.search.repeater import TRIAL_INDEX
 
+from disent_core.methods.registry import METHODS
 from studies import cli
 from studies.report import paper
 from studies.report.build import write_report
+from studies.report.html import method_label
 from studies.report.results import (
     _parse,
     _unflatten,
@@ -298,3 +300,17 @@ def test_devae_numbers_sit_beside_tables_3_and_4():
     shapes = validate_spec({**data, "dataset": {"name": "shapes3d"}})
     assert paper.compare(shapes, table).table3[1].paper_mig == "0.57 ± 0.01"
     assert not paper.applies(load_spec(CATALOG / "quickstart.yaml"))
+
+
+def test_the_method_list_shows_dids_provenance_and_defts_gamma_mode():
+    assert METHODS["did"].provenance == "reconstruction"
+    trials = pd.DataFrame([
+        {"method": "did", "method_provenance": "reconstruction"},
+        {"method": "deft", "method_provenance": "reimplementation", "train_config.method.gamma_mode": "lr"},
+        {"method": "deft", "method_provenance": "reimplementation",
+         "train_config.method.gamma_mode": "grad_scale"},
+        {"method": "beta_vae", "method_provenance": "reimplementation"},
+    ])
+    assert method_label(trials, "did") == "did (provenance: reconstruction)"
+    assert method_label(trials, "deft") == "deft (gamma_mode: grad_scale; gamma_mode: lr)"
+    assert method_label(trials, "beta_vae") == "beta_vae"

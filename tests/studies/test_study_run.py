@@ -48,6 +48,7 @@ def test_study_tracks_every_trial_and_records_divergence(tmp_path):
     good = table[table["status"] == "completed"]
     assert good["evaluation_results.mig.discrete_mig"].between(0, 1).all()
     assert (good["dataset_provenance"] == "procedural").all()
+    assert (table["method_provenance"] == "reimplementation").all()
     assert (good["step"] == 20).all()
 
     # one Optuna trial per configuration: the diverging one failed, nothing left running
@@ -64,6 +65,7 @@ def test_study_tracks_every_trial_and_records_divergence(tmp_path):
                     "git_commit"):
             assert tags.get(key), key
         assert run.data.params["method.name"] == "beta_vae"
+        assert tags["method_provenance"] == "reimplementation"
         if run.info.status == "FAILED":
             assert "diverged at step" in tags["failure_reason"]
             continue
