@@ -35,11 +35,12 @@ from ray.tune.search.repeater import TRIAL_INDEX
 from disent_core.errors import DisentError
 from disent_core.methods.registry import METHODS
 from studies.progress import Progress
-from studies.search import SeedRepeater, StudySearch, fail_running_trials, make_sampler, num_configurations
+from studies.results import DATASET_PROVENANCE, METHOD_PROVENANCE, STEP, one_type_per_column, row_from_metrics
+from studies.search import StudySearch, fail_running_trials, make_sampler, num_configurations
 from studies.space import METHOD, SearchSpace
 from studies.spec import StudySpec, spec_yaml, validate_spec
 from studies.tracking import STUDY_TAG, StudyTracker, close_open_runs, ensure_experiment, prepare_store
-from studies.trainable import METHOD_PROVENANCE_KEY, PROVENANCE_KEY, run_trial
+from studies.trainable import run_trial
 
 log = logging.getLogger(__name__)
 TUNE_NAME = "tune"
@@ -168,6 +169,7 @@ def _tuner(spec: StudySpec, state: StudyState, restore: bool, callbacks: list) -
     searcher = StudySearch(
         space=space.define_by_run, metric=metric, mode=mode, sampler=make_sampler(spec, space),
         study_name=state.optuna_study, storage=optuna.storages.RDBStorage(state.optuna_storage),
+        repeat=len(spec.seeds),
     )
     scheduler = None
     if spec.scheduler is not None:
@@ -179,7 +181,7 @@ def _tuner(spec: StudySpec, state: StudyState, restore: bool, callbacks: list) -
         trainable,
         tune_config=tune.TuneConfig(
             metric=objectives[0].metric, mode=objectives[0].mode,
-            search_alg=SeedRepeater(searcher, repeat=len(spec.seeds)),
+            search_alg=searcher,
             scheduler=scheduler,
             num_samples=num_configurations(spec, space) * len(spec.seeds),
             max_concurrent_trials=spec.search.max_concurrent,
@@ -237,8 +239,7 @@ def finalize(spec: StudySpec, state: StudyState, directory: Path, grid: Any) -> 
     close_open_runs(client, state.experiment_id, state.parent_run_id, STOPPED_BEFORE_END)
     complete = grid is not None and not unfinished(spec, state)
     if complete:
-        study = optuna.load_study(study_name=state.optuna_study, storage=state.optuna_storage)
-        fail_running_trials(study, set(), STOPPED_BEFORE_END)
+        fail_running_trials(state.optuna_storage, state.optuna_study, set(), STOPPED_BEFORE_END)
     if grid is not None:
         table = results_table(spec, grid)
         path = directory / "results.parquet"
@@ -265,42 +266,14 @@ def results_table(spec: StudySpec, grid: Any) -> pd.DataFrame:
             "error": str(result.error).strip().splitlines()[-1] if result.error is not None else None,
             "method": config[METHOD],
             "seed": seed,
-            "step": metrics.get("step"),
+            "step": metrics.get(STEP),
             "model_num": space.model_number(config, seed_index),
-            METHOD_PROVENANCE_KEY: METHODS[config[METHOD]].provenance,
-            PROVENANCE_KEY: metrics.get(PROVENANCE_KEY),
+            METHOD_PROVENANCE: METHODS[config[METHOD]].provenance,
+            DATASET_PROVENANCE: metrics.get(DATASET_PROVENANCE),
         }
         params = space.train_config(config, seed).flat_params()
-        row.update({f"train_config.{k}": _cell(v) for k, v in params.items()})
-        row.update({f"search.{k}": _cell(v) for k, v in config.items() if k not in (METHOD, TRIAL_INDEX)})
-        row.update({
-            f"evaluation_results.{k}": v for k, v in metrics.items()
-            if "." in k and isinstance(v, int | float)
-            and not k.startswith(("loss/", "kl/", "schedule/", "config/"))
-        })
-        row.update({f"final.{k}": v for k, v in metrics.items() if k.startswith("loss/")})
+        searched = {k: v for k, v in config.items() if k not in (METHOD, TRIAL_INDEX)}
+        row.update(row_from_metrics(metrics, params, searched))
         rows.append(row)
-    return _one_type_per_column(pd.DataFrame(rows))
-
-
-def _cell(value: Any) -> Any:
-    """Parquet-friendly cell: lists and mappings as JSON text."""
-    return json.dumps(value) if isinstance(value, list | dict | tuple) else value
-
-
-def _one_type_per_column(table: pd.DataFrame) -> pd.DataFrame:
-    """Columns mixing text with numbers (``stage_steps`` searched over 5000 and [5000, 15000]) as text.
-
-    Parquet stores one type per column; such a column holds every value as its JSON text.
-    """
-    for column in table.columns:
-        values = table[column].dropna()
-        kinds = {isinstance(v, str) for v in values}
-        if len(kinds) > 1:
-            table[column] = table[column].map(_as_text)
-    return table
-
-
-def _as_text(value: Any) -> Any:
-    return value if isinstance(value, str) or pd.isna(value) else json.dumps(value)
+    return one_type_per_column(pd.DataFrame(rows))
 

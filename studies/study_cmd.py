@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from disent_core.errors import DisentError
 from studies.runner import StudyState, default_tracking_uri, load_study_spec, resume_study, run_study
 from studies.spec import load_spec
-from studies.tracking import PARENT_TAG, TRIAL_TAG
+from studies.tracking import TRIAL_TAG, nested_runs
 
 
 def run(spec_path: Path, overrides: list[tuple[list[str], Any]], root: Path, address: str | None) -> int:
@@ -41,10 +41,7 @@ def resume(directory: Path, address: str | None) -> int:
 
 def trial_rows(state: StudyState) -> list[dict[str, str]]:
     """One row per trial run in MLflow: id, method, seed, status, objective-ish scores."""
-    client = MlflowClient(state.tracking_uri)
-    nested = f"tags.`{PARENT_TAG}` = '{state.parent_run_id}'"
-    runs = client.search_runs([state.experiment_id], filter_string=nested,
-                              order_by=["attributes.start_time ASC"], max_results=50000)
+    runs = nested_runs(MlflowClient(state.tracking_uri), state.experiment_id, state.parent_run_id)
     rows = []
     for r in runs:
         rows.append({

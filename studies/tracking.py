@@ -21,7 +21,6 @@ dimension). ``finalize`` closes whatever a crash left RUNNING.
 
 from __future__ import annotations
 
-import math
 import subprocess
 import time
 from importlib import metadata
@@ -36,15 +35,22 @@ from ray.tune.search.repeater import TRIAL_INDEX
 
 from disent_core.methods.registry import METHODS
 from disent_core.metrics.protocol import get_protocol
+from studies.results import (
+    DATASET_PROVENANCE,
+    DIVERGED,
+    EVALUATED,
+    METHOD_PROVENANCE,
+    STEP,
+    is_number,
+    is_score_key,
+    is_training_key,
+)
 from studies.space import SearchSpace
 from studies.spec import StudySpec
-from studies.trainable import METHOD_PROVENANCE_KEY, PROVENANCE_KEY
 
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "trial_id"
 STUDY_TAG = "study"
-_TRAINING_PREFIXES = ("loss/", "kl/", "schedule/")
-_TRAINING_KEYS = ("images_per_sec", "active_dims")
 
 
 def git_commit() -> str:
@@ -68,16 +74,13 @@ def project_version() -> str:
 
 def tracked_metrics(result: dict[str, Any], objective_keys: list[str]) -> dict[str, float]:
     """The keys of a Tune result that go to MLflow: training series, and scores when evaluated."""
-    out = {}
-    for key, value in result.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            continue
-        training = key.startswith(_TRAINING_PREFIXES) or key in _TRAINING_KEYS
-        score = result.get("evaluated") == 1 and "." in key and not key.startswith("resources/")
-        if training or score or (key == "diverged"):
-            out[key] = float(value)
-    for key in objective_keys:
-        if result.get("evaluated") != 1:
+    evaluated = result.get(EVALUATED) == 1
+    out = {
+        key: float(value) for key, value in result.items()
+        if is_number(value) and (is_training_key(key) or (evaluated and is_score_key(key)) or key == DIVERGED)
+    }
+    if not evaluated:
+        for key in objective_keys:
             out.pop(key, None)
     return out
 
@@ -103,6 +106,29 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | Non
         return experiment.experiment_id
     location = (artifact_root / name).as_uri() if artifact_root is not None else None
     return client.create_experiment(name, artifact_location=location)
+
+
+def nested_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[Any]:
+    """Every nested run (trial) of a study's parent run, oldest first, paged: a study may have
+    thousands.
+
+    Args:
+        client: the study's MLflow client.
+        experiment_id: the study's experiment.
+        parent_run_id: the study's parent run.
+
+    Returns:
+        The MLflow runs.
+    """
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+                                  max_results=1000, order_by=["attributes.start_time ASC"], page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 class StudyTracker(tune.Callback):
@@ -171,7 +197,7 @@ class StudyTracker(tune.Callback):
             PARENT_TAG: self.parent_run_id,
             TRIAL_TAG: trial.trial_id,
             "method": train_config.method.name,
-            METHOD_PROVENANCE_KEY: METHODS[train_config.method.name].provenance,
+            METHOD_PROVENANCE: METHODS[train_config.method.name].provenance,
             "seed": str(seed),
         }
         model_number = self.space.model_number(config, seed_index)
@@ -191,17 +217,18 @@ class StudyTracker(tune.Callback):
             self.client.update_run(run_id, status="RUNNING")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        if PROVENANCE_KEY in result and trial.trial_id not in self.provenance_tagged:
-            self.client.set_tag(self.run_id(trial), PROVENANCE_KEY, str(result[PROVENANCE_KEY])[:5000])
+        if DATASET_PROVENANCE in result and trial.trial_id not in self.provenance_tagged:
+            label = str(result[DATASET_PROVENANCE])[:5000]
+            self.client.set_tag(self.run_id(trial), DATASET_PROVENANCE, label)
             self.provenance_tagged.add(trial.trial_id)
         values = tracked_metrics(result, self.objective_keys)
         if not values:
             return
-        step = int(result.get("step", 0))
+        step = int(result.get(STEP, 0))
         run_id = self.run_id(trial)
         if trial.trial_id not in self.last_step:  # a run of an earlier driver: what does it hold?
             self.last_step[trial.trial_id] = self._last_logged_step(run_id, list(values))
-        if step <= self.last_step[trial.trial_id] and "diverged" not in values:
+        if step <= self.last_step[trial.trial_id] and DIVERGED not in values:
             # trained again after a restore from an earlier checkpoint (the trainer is
             # deterministic, so the same numbers): each step is logged once
             return

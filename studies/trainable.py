@@ -41,6 +41,7 @@ from disent_core.errors import Diverged
 from disent_core.metrics import evaluate
 from disent_core.metrics.protocol import get_protocol
 from disent_core.train import CHECKPOINT_NAME, Report, train
+from studies.results import DATASET_PROVENANCE, DIVERGED, EVALUATED, KL, LOSS, RESOURCES, SCHEDULE, STEP
 from studies.space import SearchSpace
 from studies.spec import StudySpec
 
@@ -50,10 +51,10 @@ ACTIVE_KL = 0.01
 
 def report_metrics(report: Report) -> dict[str, float]:
     """The training part of one Tune result."""
-    metrics: dict[str, float] = {"step": report.step, "images_per_sec": report.images_per_sec}
-    metrics.update({f"loss/{k}": v for k, v in report.terms.items()})
-    metrics.update({f"kl/{i}": v for i, v in enumerate(report.kl_per_dim)})
-    metrics.update({f"schedule/{k}": v for k, v in report.schedules.items()})
+    metrics: dict[str, float] = {STEP: report.step, "images_per_sec": report.images_per_sec}
+    metrics.update({f"{LOSS}{k}": v for k, v in report.terms.items()})
+    metrics.update({f"{KL}{i}": v for i, v in enumerate(report.kl_per_dim)})
+    metrics.update({f"{SCHEDULE}{k}": v for k, v in report.schedules.items()})
     metrics["active_dims"] = sum(v > ACTIVE_KL for v in report.kl_per_dim)
     return metrics
 
@@ -72,11 +73,6 @@ def _write_final_files(directory: Path, report: Report, config: Any, scores: Any
     latent_traversal_grid(report.method, report.dataset, directory / "latent_traversals.png", device=device)
     reconstruction_grid(report.method, report.dataset, directory / "reconstructions.png", device=device)
     kl_per_dim_plot(report.kl_per_dim, directory / "kl_per_dim.png")
-
-
-PROVENANCE_KEY = "dataset_provenance"
-METHOD_PROVENANCE_KEY = "method_provenance"
-"""How faithful the method is to published code (``Method.provenance``: DiD is a reconstruction)."""
 
 
 def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
@@ -98,8 +94,8 @@ def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
             shutil.copy2(Path(restored) / CHECKPOINT_NAME, work / CHECKPOINT_NAME)
         resume_from = work / CHECKPOINT_NAME
     carried = {o.metric: math.nan for o in spec.objectives}
-    resources = {"resources/gpus": float(len(ray.get_gpu_ids())),
-                 "resources/cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+    resources = {f"{RESOURCES}gpus": float(len(ray.get_gpu_ids())),
+                 f"{RESOURCES}cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
     last: dict[str, Any] = {}
 
     def check_dataset(dataset: GroundTruthDataset) -> None:
@@ -108,15 +104,16 @@ def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
             require_real_data(spec.dataset.name, dataset.provenance, protocol.name)
 
     def on_report(report: Report) -> None:
-        metrics: dict[str, Any] = {**report_metrics(report), **resources, "evaluated": 0,
-                                   PROVENANCE_KEY: report.dataset.provenance.label()}
+        metrics: dict[str, Any] = {**report_metrics(report), **resources, EVALUATED: 0,
+                                   DATASET_PROVENANCE: report.dataset.provenance.label()}
         at_end = report.step == train_config.train.steps
         if at_end or (evaluation.every and report.step % evaluation.every == 0):
             scores = evaluate(report.method, report.dataset, protocol=evaluation.protocol,
                               seed=evaluation.seed, metrics=evaluation.metrics,
                               n_jobs=train_config.train.threads or 1,
                               representation_kind=evaluation.representation)
-            metrics.update(scores, evaluated=1)
+            metrics.update(scores)
+            metrics[EVALUATED] = 1
             carried.update({k: v for k, v in scores.items() if k in carried})
             if at_end:
                 _write_final_files(work, report, train_config, scores)
@@ -137,7 +134,7 @@ def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
         (work / DIVERGED_MARKER).write_text(
             json.dumps({"step": exc.step, "term": exc.term, "value": exc.value, "message": str(exc)})
         )
-        failure = {**last, **carried, "diverged": 1, "step": exc.step}
+        failure = {**last, **carried, DIVERGED: 1, STEP: exc.step}
         tune.report(failure, checkpoint=tune.Checkpoint.from_directory(str(work)))
         raise
     finally:

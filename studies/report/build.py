@@ -27,7 +27,8 @@ import pandas as pd
 
 from studies.report import analysis, figures, html, paper
 from studies.report.figures import FigureWriter, SavedFigure
-from studies.report.results import EVALUATION, StudyResults
+from studies.report.results import StudyResults
+from studies.results import EVALUATION
 
 RECON_EVALUATED = "evaluation_results.reconstruction.reconstruction_error"
 RECON_TRAINING = "final.loss/recon"

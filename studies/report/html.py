@@ -21,14 +21,8 @@ from disent_core.methods.base import REIMPLEMENTATION
 from disent_core.metrics.protocol import get_protocol
 from studies.report.figures import SavedFigure, param_label, short
 from studies.report.paper import PAPER_BUDGET, RECON_ESTIMATORS, Comparison, Row
-from studies.report.results import (
-    COMPLETED,
-    FAILED,
-    METHOD_PROVENANCE_KEY,
-    PROVENANCE_KEY,
-    RUNNING,
-    STOPPED,
-)
+from studies.report.results import COMPLETED, FAILED, RUNNING, STOPPED
+from studies.results import DATASET_PROVENANCE, METHOD_PROVENANCE, TRAIN_CONFIG
 
 if TYPE_CHECKING:
     from studies.report.build import Report
@@ -125,7 +119,7 @@ def _config(config: dict[str, Any], method: str) -> str:
 
 def _provenance(trials: Any) -> str:
     """The data provenance the trials recorded: ``procedural`` or the real files' SHA-256."""
-    recorded = trials.get(PROVENANCE_KEY)
+    recorded = trials.get(DATASET_PROVENANCE)
     labels = sorted(set(recorded.dropna())) if recorded is not None else []
     if not labels:
         return "<span class='detail'>not recorded by any trial</span>"
@@ -136,7 +130,7 @@ def _provenance(trials: Any) -> str:
     return out
 
 
-GAMMA_MODE = "train_config.method.gamma_mode"
+GAMMA_MODE = f"{TRAIN_CONFIG}method.gamma_mode"
 
 
 def method_label(trials: Any, method: str) -> str:
@@ -144,7 +138,7 @@ def method_label(trials: Any, method: str) -> str:
     a re-implementation of published code (DiD: a reconstruction) and DEFT's ``gamma_mode``."""
     rows = trials[trials["method"] == method] if "method" in trials.columns else trials.iloc[0:0]
     notes = []
-    for column, name in ((METHOD_PROVENANCE_KEY, "provenance"), (GAMMA_MODE, "gamma_mode")):
+    for column, name in ((METHOD_PROVENANCE, "provenance"), (GAMMA_MODE, "gamma_mode")):
         if column in rows.columns:
             values = sorted(set(rows[column].dropna().astype(str)) - {REIMPLEMENTATION})
             notes += [f"{name}: {v}" for v in values]

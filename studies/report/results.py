@@ -33,7 +33,6 @@ in the written ``results.parquet``.
 from __future__ import annotations
 
 import ast
-import json
 import math
 import os
 import tempfile
@@ -48,6 +47,16 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from disent_core.errors import DisentError
+from studies.results import (
+    DATASET_PROVENANCE,
+    EVALUATION,
+    FINAL,
+    METHOD_PROVENANCE,
+    SEARCH,
+    TRAIN_CONFIG,
+    as_text,
+    row_from_metrics,
+)
 from studies.runner import StudyState, default_tracking_uri, load_study_spec
 from studies.search import num_configurations
 from studies.space import SearchSpace, label
@@ -62,15 +71,12 @@ from studies.spec import (
     parse_param,
     validate_spec,
 )
-from studies.tracking import PARENT_TAG, STUDY_TAG, TRIAL_TAG
-from studies.trainable import METHOD_PROVENANCE_KEY, PROVENANCE_KEY
+from studies.tracking import PARENT_TAG, STUDY_TAG, TRIAL_TAG, nested_runs
 
 COMPLETED, FAILED, RUNNING, STOPPED = "completed", "failed", "running", "stopped"
 # MLflow run status -> trial status of the results table
 _STATUS = {"FINISHED": COMPLETED, "FAILED": FAILED, "RUNNING": RUNNING, "SCHEDULED": RUNNING,
            "KILLED": STOPPED}
-_NOT_SCORES = ("loss/", "kl/", "schedule/", "resources/", "config/")
-EVALUATION, SEARCH, TRAIN_CONFIG = "evaluation_results.", "search.", "train_config."
 
 
 class ReportInputError(DisentError):
@@ -118,7 +124,7 @@ def searched_params(spec: StudySpec) -> dict[str, list[SearchedParam]]:
                 categorical = isinstance(param, CategoricalParam | GridParam)
                 options = options_of(param) if categorical else []
                 numeric = all(_is_number(o) for o in options)
-                labels = tuple(o if numeric else _as_text(label(o)) for o in options)
+                labels = tuple(o if numeric else as_text(label(o)) for o in options)
                 found.append(SearchedParam(f"{SEARCH}{name}", isinstance(param, LogFloatParam | LogIntParam),
                                            categorical, numeric, labels))
         out[method] = found
@@ -135,11 +141,6 @@ def _parse(text: str) -> Any:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return text
-
-
-def _cell(value: Any) -> Any:
-    """Parquet-friendly cell, as the study's own table: lists and mappings as JSON text."""
-    return json.dumps(value) if isinstance(value, list | dict | tuple) else value
 
 
 def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
@@ -222,29 +223,12 @@ def trial_row(spec: StudySpec, run: Any) -> dict[str, Any]:
         "seed": int(tags["seed"]) if tags.get("seed", "").isdigit() else None,
         "step": _last_step(run),
         "model_num": int(model_num) if model_num and model_num.isdigit() else None,
-        METHOD_PROVENANCE_KEY: tags.get(METHOD_PROVENANCE_KEY),
-        PROVENANCE_KEY: tags.get(PROVENANCE_KEY),
+        METHOD_PROVENANCE: tags.get(METHOD_PROVENANCE),
+        DATASET_PROVENANCE: tags.get(DATASET_PROVENANCE),
         "mlflow_run_id": run.info.run_id,
     }
-    row.update({f"{TRAIN_CONFIG}{k}": _cell(v) for k, v in params.items()})
-    row.update({f"{SEARCH}{k}": v for k, v in search_values(spec, method, _unflatten(params)).items()})
-    scores = {k: v for k, v in metrics.items() if "." in k and not k.startswith(_NOT_SCORES)}
-    row.update({f"{EVALUATION}{k}": v for k, v in scores.items()})
-    row.update({f"final.{k}": v for k, v in metrics.items() if k.startswith("loss/")})
+    row.update(row_from_metrics(metrics, params, search_values(spec, method, _unflatten(params))))
     return row
-
-
-def nested_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[Any]:
-    """Every nested run of a study's parent run (paged: a study may have thousands)."""
-    runs: list[Any] = []
-    token = None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
-                                  max_results=1000, order_by=["attributes.start_time ASC"], page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
 
 
 def table_from_runs(spec: StudySpec, runs: list[Any]) -> pd.DataFrame:
@@ -318,19 +302,12 @@ def _normalise(trials: pd.DataFrame, params: dict[str, list[SearchedParam]]) -> 
     trials = trials.copy()
     for param in (p for ps in params.values() for p in ps):
         if param.column in trials.columns and param.categorical and not param.numeric:
-            trials[param.column] = trials[param.column].map(_as_text)
-    namespaces = (TRAIN_CONFIG, SEARCH, EVALUATION, "final.")
+            trials[param.column] = trials[param.column].map(as_text)
+    namespaces = (TRAIN_CONFIG, SEARCH, EVALUATION, FINAL)
     first = [c for c in trials.columns if not str(c).startswith(namespaces)]
     rest = sorted((c for c in trials.columns if str(c).startswith(namespaces)),
                   key=lambda c: (next(i for i, n in enumerate(namespaces) if c.startswith(n)), c))
     return trials[first + rest]
-
-
-def _as_text(value: Any) -> Any:
-    """A categorical label as text (``5000`` -> ``"5000"``); missing values stay missing."""
-    if value is None or isinstance(value, str) or (isinstance(value, float) and math.isnan(value)):
-        return value
-    return _cell(value) if isinstance(value, list | dict | tuple) else str(value)
 
 
 def _client(tracking_uri: str) -> MlflowClient:

@@ -1,0 +1,110 @@
+"""The results schema of a study: the keys a trial reports and the columns of its results table.
+
+Every module that writes or reads a trial's results uses these names: the trainable (what a Tune
+result holds), the tracker (what goes to MLflow), the runner (the table written when a study stops)
+and the report (the same table rebuilt from MLflow).
+
+Keys of a trial's report (a Tune result, and MLflow metrics and tags):
+
+- training series: ``loss/<term>``, ``kl/<i>``, ``schedule/<name>``, ``images_per_sec``,
+  ``active_dims``;
+- placement: ``resources/<name>`` (not tracked);
+- scores: ``<metric>.<key>`` (a key with a dot, e.g. ``mig.discrete_mig``), present when
+  ``evaluated`` is 1;
+- bookkeeping: ``step``, ``evaluated``, ``diverged`` and ``dataset_provenance`` (``procedural`` or
+  the real files' SHA-256), which the tracker records as a tag.
+
+Columns of the results table (one row per trial), after the trial fields (``trial_id``,
+``status``, ``error``, ``method``, ``seed``, ``step``, ``model_num``, ``method_provenance``,
+``dataset_provenance``): ``train_config.<path>`` (the flattened training config),
+``search.<name>`` (the searched values), ``evaluation_results.<metric>.<key>`` (the last scores)
+and ``final.loss/<term>`` (the last training losses). Parquet stores one type per column, so
+lists and mappings are JSON text (``cell``) and a column mixing text with numbers holds every value
+as text (``as_text``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+LOSS, KL, SCHEDULE, RESOURCES, CONFIG = "loss/", "kl/", "schedule/", "resources/", "config/"
+TRAINING_PREFIXES = (LOSS, KL, SCHEDULE)
+TRAINING_KEYS = ("images_per_sec", "active_dims")
+STEP, EVALUATED, DIVERGED = "step", "evaluated", "diverged"
+DATASET_PROVENANCE = "dataset_provenance"
+METHOD_PROVENANCE = "method_provenance"
+"""How faithful the method is to published code (``Method.provenance``: DiD is a reconstruction)."""
+
+TRAIN_CONFIG, SEARCH, EVALUATION, FINAL = "train_config.", "search.", "evaluation_results.", "final."
+_NOT_SCORES = (*TRAINING_PREFIXES, RESOURCES, CONFIG)
+
+
+def is_training_key(key: str) -> bool:
+    """A training series: a loss term, a KL, a schedule value, images/s or active dimensions."""
+    return key.startswith(TRAINING_PREFIXES) or key in TRAINING_KEYS
+
+
+def is_score_key(key: str) -> bool:
+    """An evaluation score: ``<metric>.<key>`` (a dot), not a training or placement key."""
+    return "." in key and not key.startswith(_NOT_SCORES)
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float that is not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def row_from_metrics(
+    metrics: Mapping[str, Any], params: Mapping[str, Any], searched: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The namespaced columns of one trial's row.
+
+    Args:
+        metrics: the trial's last reported values (a Tune result, or an MLflow run's metrics).
+        params: the flattened training config (``TrainConfig.flat_params``).
+        searched: the searched values by Optuna name.
+
+    Returns:
+        ``train_config.*``, ``search.*``, ``evaluation_results.*`` (numeric scores) and
+        ``final.loss/*`` columns, cells made parquet-safe.
+    """
+    row = {f"{TRAIN_CONFIG}{k}": cell(v) for k, v in params.items()}
+    row.update({f"{SEARCH}{k}": cell(v) for k, v in searched.items()})
+    row.update({f"{EVALUATION}{k}": v for k, v in metrics.items()
+                if is_score_key(k) and isinstance(v, int | float) and not isinstance(v, bool)})
+    row.update({f"{FINAL}{k}": v for k, v in metrics.items() if k.startswith(LOSS)})
+    return row
+
+
+def cell(value: Any) -> Any:
+    """A parquet-safe cell: lists, tuples and mappings as JSON text, anything else as it is."""
+    return json.dumps(value) if isinstance(value, list | dict | tuple) else value
+
+
+def as_text(value: Any) -> Any:
+    """A value as the text a text column holds (JSON: ``5000`` -> ``"5000"``, ``True`` -> ``"true"``,
+    ``[1, 10]`` -> ``"[1, 10]"``); text and missing values stay as they are."""
+    if value is None or isinstance(value, str) or (isinstance(value, float) and math.isnan(value)):
+        return value
+    return json.dumps(value)
+
+
+def one_type_per_column(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with every column that mixes text and other values held as text (``as_text``).
+
+    Args:
+        table: a results table.
+
+    Returns:
+        The same table (changed in place), which parquet can store.
+    """
+    for column in table.columns:
+        kinds = {isinstance(v, str) for v in table[column].dropna()}
+        if len(kinds) > 1:
+            table[column] = table[column].map(as_text)
+    return table
