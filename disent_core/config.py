@@ -8,7 +8,6 @@ for tracking.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -102,9 +101,7 @@ def _error_lines(exc: ValidationError, data: Any) -> list[str]:
         message = err["msg"]
         if err["type"] == "union_tag_invalid":
             name = data.get("method", {}).get("name") if isinstance(data, dict) else None
-            close = difflib.get_close_matches(str(name), list(METHODS), n=3, cutoff=0.4)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
-            message = f"unknown method {name!r}; {hint}valid names: {', '.join(METHODS)}"
+            message = METHODS.unknown_message(name)
         elif err["type"] == "extra_forbidden":
             message = "unknown key; remove it or check its spelling"
         lines.append(f"{'.'.join(loc) or '<root>'}: {message}")

@@ -32,7 +32,6 @@ are collected into one ``ConfigError``, one line per problem.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import typing
@@ -59,6 +58,7 @@ from disent_core.methods.registry import METHODS
 from disent_core.metrics import METRICS, metric_names
 from disent_core.metrics.protocol import PROTOCOLS
 from disent_core.metrics.representation import RepresentationKind
+from disent_core.registry import suggest
 from disent_core.schedules import ScheduleConfig
 from studies.overrides import apply_set
 
@@ -206,8 +206,7 @@ class EvaluationSpec(_Strict):
     @classmethod
     def _known_protocol(cls, protocol: str) -> str:
         if protocol not in PROTOCOLS:
-            close = difflib.get_close_matches(protocol, list(PROTOCOLS), n=2, cutoff=0.4)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
+            hint = suggest(protocol, PROTOCOLS, n=2)
             raise ValueError(f"unknown protocol {protocol!r}; {hint}valid names: {', '.join(PROTOCOLS)}")
         return protocol
 
@@ -217,8 +216,7 @@ class EvaluationSpec(_Strict):
         valid = metric_names()
         for name in metrics:
             if name not in valid:
-                close = difflib.get_close_matches(name, valid, n=2)
-                hint = f"did you mean {', '.join(close)}? " if close else ""
+                hint = suggest(name, valid, n=2, cutoff=0.6)
                 raise ValueError(f"unknown metric {name!r}; {hint}valid names: {', '.join(valid)}")
         if len(set(metrics)) != len(metrics):
             raise ValueError(f"each metric must appear once, got {metrics}")
@@ -521,8 +519,7 @@ def _check_method(spec: StudySpec, method: str, problems: list[str]) -> None:
 def _check_consistency(spec: StudySpec, problems: list[str]) -> None:
     for name in spec.methods:
         if name not in METHODS:
-            close = difflib.get_close_matches(name, list(METHODS), n=3, cutoff=0.4)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
+            hint = suggest(name, METHODS)
             problems.append(f"methods.{name}: unknown method; {hint}valid names: {', '.join(METHODS)}")
         elif "name" in spec.methods[name]:
             problems.append(f"methods.{name}.name: remove it; the method's name is its key under methods")

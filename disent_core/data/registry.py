@@ -1,4 +1,4 @@
-"""The dataset registry: names -> factories, imported lazily so listing datasets stays cheap.
+"""The dataset registry: names -> entries whose factories are imported lazily, so listing stays cheap.
 
 Adding a dataset is one entry here plus its module. Names follow disentanglement_lib
 (``dsprites_full``, ``color_dsprites``, ``smallnorb``, ``shapes3d`` ...) so Locatello et al. study
@@ -7,14 +7,13 @@ configs map one to one.
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from disent_core.errors import ConfigError, UnknownNameError
+from disent_core.errors import ConfigError
+from disent_core.registry import Registry, import_attr
 
 
 @dataclass(frozen=True)
@@ -30,8 +29,8 @@ class DatasetEntry:
     """Name of the downloadable source it is prepared from (see ``disent_core.data.sources``)."""
 
     def load_factory(self) -> Callable[..., Any]:
-        module, attr = self.factory.split(":")
-        return getattr(importlib.import_module(module), attr)
+        """Import the factory (this is the only place a dataset's module is imported)."""
+        return import_attr(self.factory)
 
 
 _ENTRIES = [
@@ -86,25 +85,23 @@ _ENTRIES = [
         "real", "smallnorb",
     ),
 ]
-_ALIASES = {"dsprites": "dsprites_full"}
-DATASETS: dict[str, DatasetEntry] = {e.name: e for e in _ENTRIES}
+DATASETS: Registry[DatasetEntry] = Registry(
+    "dataset",
+    ((e.name, e) for e in _ENTRIES),
+    aliases={"dsprites": "dsprites_full"},
+    sort_valid_names=True,
+)
+"""Every dataset by name (``"dsprites"`` is an alias of ``dsprites_full``); no dataset module is
+imported until ``get_dataset`` builds one."""
 
 
 def dataset_names() -> list[str]:
     """All registered dataset names (aliases excluded)."""
-    return list(DATASETS)
+    return DATASETS.names()
 
 
 def get_entry(name: str) -> DatasetEntry:
     """The registry entry of ``name``, or an error listing the closest valid names."""
-    name = _ALIASES.get(name, name)
-    if name not in DATASETS:
-        valid = dataset_names() + list(_ALIASES)
-        close = difflib.get_close_matches(name, valid, n=3, cutoff=0.4)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise UnknownNameError(
-            f"unknown dataset {name!r}; {hint}valid names: {', '.join(sorted(valid))}"
-        )
     return DATASETS[name]
 
 

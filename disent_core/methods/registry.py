@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Annotated, Union
 
 from pydantic import Field
 
-from disent_core.errors import UnknownNameError
 from disent_core.methods.annealed_vae import AnnealedVAE
 from disent_core.methods.base import Method, MethodConfig, MethodContext
 from disent_core.methods.beta_tcvae import BetaTCVAE
@@ -20,6 +18,7 @@ from disent_core.methods.did import DiD
 from disent_core.methods.dip_vae import DIPVAEI, DIPVAEII
 from disent_core.methods.dynamic_vae import DynamicVAE
 from disent_core.methods.factor_vae import FactorVAE
+from disent_core.registry import Registry
 
 METHOD_CLASSES: list[type[Method]] = [
     BetaVAE,
@@ -35,7 +34,8 @@ METHOD_CLASSES: list[type[Method]] = [
     ControlVAE,
     CascadeVAE,
 ]
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in METHOD_CLASSES}
+METHODS: Registry[type[Method]] = Registry("method", ((cls.name, cls) for cls in METHOD_CLASSES))
+"""Every method class by name; eager, since ``AnyMethodConfig`` needs every config class."""
 
 AnyMethodConfig = Annotated[
     Union[tuple(cls.config_class for cls in METHOD_CLASSES)],  # noqa: UP007
@@ -45,10 +45,6 @@ AnyMethodConfig = Annotated[
 
 def method_class(name: str) -> type[Method]:
     """The class registered as ``name``, or an error listing the closest valid names."""
-    if name not in METHODS:
-        close = difflib.get_close_matches(name, list(METHODS), n=3, cutoff=0.4)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise UnknownNameError(f"unknown method {name!r}; {hint}valid names: {', '.join(METHODS)}")
     return METHODS[name]
 
 

@@ -23,7 +23,6 @@ mean and sampled scores of one protocol share its hash and are told apart by the
 
 from __future__ import annotations
 
-import difflib
 import logging
 import time
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from disent_core.errors import MetricError, UnknownNameError
+from disent_core.errors import MetricError
 from disent_core.methods.base import Method
 from disent_core.metrics import (
     beta_vae_score,
@@ -54,23 +53,27 @@ from disent_core.metrics.representation import (
     RepresentationKind,
     representation_function,
 )
+from disent_core.registry import Registry
 
 log = logging.getLogger(__name__)
 
-METRICS: dict[str, MetricSpec] = {
-    spec.name: spec
-    for spec in (
-        beta_vae_score.SPEC,
-        factor_vae_score.SPEC,
-        mig.SPEC,
-        dci.SPEC,
-        sap.SPEC,
-        modularity.SPEC,
-        unsupervised.SPEC,
-        irs.SPEC,
-        reconstruction.SPEC,
-    )
-}
+METRICS: Registry[MetricSpec] = Registry(
+    "metric",
+    (
+        (spec.name, spec)
+        for spec in (
+            beta_vae_score.SPEC,
+            factor_vae_score.SPEC,
+            mig.SPEC,
+            dci.SPEC,
+            sap.SPEC,
+            modularity.SPEC,
+            unsupervised.SPEC,
+            irs.SPEC,
+            reconstruction.SPEC,
+        )
+    ),
+)
 """Every metric by name, in evaluation order; result keys are ``<name>.<key>``."""
 
 
@@ -116,7 +119,7 @@ class EvaluationResult(dict[str, float]):
 
 def metric_names() -> list[str]:
     """Names of every metric, in evaluation order."""
-    return list(METRICS)
+    return METRICS.names()
 
 
 def evaluate(
@@ -220,15 +223,11 @@ def evaluate(
 
 def _resolve(metrics: Sequence[str] | None) -> list[str]:
     if metrics is None:
-        return list(METRICS)
+        return METRICS.names()
     if isinstance(metrics, str):
         metrics = [metrics]
-    for name in metrics:
-        if name not in METRICS:
-            close = difflib.get_close_matches(name, list(METRICS), n=3, cutoff=0.4)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
-            raise UnknownNameError(f"unknown metric {name!r}; {hint}valid names: {', '.join(METRICS)}")
-    return [name for name in METRICS if name in set(metrics)]
+    asked = {METRICS.resolve(name) for name in metrics}
+    return [name for name in METRICS if name in asked]
 
 
 def _scored_factors(

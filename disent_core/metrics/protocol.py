@@ -45,7 +45,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from disent_core.errors import ConfigError, UnknownNameError
+from disent_core.errors import ConfigError
+from disent_core.registry import Registry
 
 LogisticSolver = Literal["liblinear_ovr", "lbfgs"]
 """``liblinear_ovr``: one-vs-rest liblinear logistic regressions (scikit-learn's default until 0.22,
@@ -267,15 +268,13 @@ FAST = Protocol(
     reconstruction=ReconstructionSettings(num_points=1000),
 )
 
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (DLIB2019, CORRECTED, FAST)}
+PROTOCOLS: Registry[Protocol] = Registry(
+    "evaluation protocol", ((p.name, p) for p in (DLIB2019, CORRECTED, FAST))
+)
 
 
 def get_protocol(protocol: str | Protocol) -> Protocol:
     """The built-in protocol named ``protocol`` (a ``Protocol`` is returned unchanged)."""
     if isinstance(protocol, Protocol):
         return protocol
-    if protocol not in PROTOCOLS:
-        raise UnknownNameError(
-            f"unknown evaluation protocol {protocol!r}; valid names: {', '.join(PROTOCOLS)}"
-        )
     return PROTOCOLS[protocol]
