@@ -69,12 +69,6 @@ class PackedBitsStore(ObservationStore):
         self._pixels = pixels
         self.binary = True
 
-    @classmethod
-    def from_binary(cls, images: np.ndarray) -> PackedBitsStore:
-        """Pack binary (N, C, H, W) images whose pixels are 0 or non-zero."""
-        flat = (images.reshape(len(images), -1) != 0)
-        return cls(np.packbits(flat, axis=1), tuple(images.shape[1:]))
-
     def __len__(self) -> int:
         return len(self.packed)
 

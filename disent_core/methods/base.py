@@ -24,7 +24,7 @@ A method is an ``nn.Module`` that owns its networks and declares:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -61,6 +61,10 @@ class MethodConfig(BaseModel):
     """Base of every method's hyperparameters; subclasses add ``name: Literal[...]`` and fields."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+AdamBeta = Annotated[float, Field(ge=0, lt=1)]
+"""One of Adam's two moment decay rates, in [0, 1)."""
 
 
 class OptimConfig(BaseModel):

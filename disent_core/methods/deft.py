@@ -73,6 +73,7 @@ from torch import nn
 
 from disent_core.errors import ConfigError
 from disent_core.methods.base import Method, MethodConfig, MethodContext, OptimConfig, VAEMethod
+from disent_core.methods.losses import scale_gradient
 from disent_core.models.conv64 import Architecture, ConvEncoder, DeconvDecoder
 from disent_core.schedules import ExponentialConfig, Schedule, StagesConfig
 
@@ -210,12 +211,6 @@ def scale_group_gradients(
         for param in group["params"]:
             if param.grad is not None:
                 param.grad.mul_(factor)
-
-
-def scale_gradient(t: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Identity in the forward pass; multiplies the gradient by ``scale`` (broadcast) backwards."""
-    frozen = t.detach()
-    return frozen + scale * (t - frozen)
 
 
 class SharedEncoder(nn.Module):

@@ -89,10 +89,17 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from disent_core.errors import ConfigError
-from disent_core.methods.base import RECONSTRUCTION, Method, MethodConfig, MethodContext, OptimConfig
+from disent_core.methods.base import (
+    RECONSTRUCTION,
+    AdamBeta,
+    Method,
+    MethodConfig,
+    MethodContext,
+    OptimConfig,
+)
+from disent_core.methods.losses import scale_gradient
 from disent_core.models.gan64 import ConvNet, DCGANGenerator
 
-AdamBeta = Annotated[float, Field(ge=0, lt=1)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 CRITIC_SLOPE = 0.2
 MIN_ERROR = 1e-12  # keeps the information bound finite when a code is recovered exactly
@@ -127,12 +134,6 @@ class DiDConfig(MethodConfig):
         if self.prior == "uniform" and high > 1:
             raise ValueError("with the uniform prior on [-1, 1] shift_range must stay within (0, 1]")
         return self
-
-
-def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
-    """x in the forward pass (exactly); the gradient flowing back through it is multiplied by factor."""
-    detached = x.detach()
-    return detached + factor * (x - detached)
 
 
 def gradient_penalty(
@@ -233,12 +234,12 @@ class DiD(Method):
         else:
             adversarial = -critic_fake.detach().mean()
 
-        estimate = self.samples_encoder(scale_grad(fake, cfg.lambda_enc))
+        estimate = self.samples_encoder(scale_gradient(fake, cfg.lambda_enc))
         squared_error = (estimate - codes).square().mean(0)
         enc = squared_error.sum()
 
-        anchors = scale_grad(torch.cat([fake, fake]), cfg.lambda_h)
-        moved = scale_grad(torch.cat([shifted1, shifted2]), cfg.lambda_h)
+        anchors = scale_gradient(torch.cat([fake, fake]), cfg.lambda_h)
+        moved = scale_gradient(torch.cat([shifted1, shifted2]), cfg.lambda_h)
         v1, v2 = self.difference_encoder(torch.cat([anchors, moved], dim=1)).split(batch)
         difference, difference_accuracy = difference_infonce(v1, v2, dims, cfg.temperature)
 

@@ -18,16 +18,15 @@ VAE updates only, whereas TF1's two ``minimize`` calls may both advance the glob
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 import torch
 from pydantic import Field
 
-from disent_core.methods.base import MethodConfig, MethodContext, OptimConfig, VAEMethod
+from disent_core.methods.base import AdamBeta, MethodConfig, MethodContext, OptimConfig, VAEMethod
 from disent_core.models.discriminator import FactorDiscriminator
 
 PROB_CLIP = 1e-6
-AdamBeta = Annotated[float, Field(ge=0, lt=1)]
 
 
 class FactorVAEConfig(MethodConfig):

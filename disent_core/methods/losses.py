@@ -7,6 +7,9 @@ convention beta = 4 means what the papers mean.
 - bernoulli: sum_pixels BCEWithLogits(logits, x)    (x in [0, 1])
 - l2:        sum_pixels (x - sigmoid(logits))^2
 - KL_d = 0.5 * mean_batch(mu_d^2 + exp(logvar_d) - logvar_d - 1)
+
+``scale_gradient`` weighs a term's gradient without changing its value (DEFT's per-group gradient
+factors, DiD's loss weights on shared inputs).
 """
 
 from __future__ import annotations
@@ -39,3 +42,17 @@ def gaussian_log_density(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tens
     """Elementwise log N(z; mean, exp(logvar)), broadcasting."""
     return -0.5 * (torch.log(torch.tensor(2 * torch.pi, dtype=z.dtype, device=z.device)) + logvar
                    + (z - mean).square() * torch.exp(-logvar))
+
+
+def scale_gradient(t: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
+    """Identity in the forward pass (exactly); multiplies the gradient flowing back by ``scale``.
+
+    Args:
+        t: any tensor.
+        scale: a number, or a tensor broadcast against ``t``.
+
+    Returns:
+        A tensor equal to ``t`` whose gradient is ``scale`` times the incoming one.
+    """
+    frozen = t.detach()
+    return frozen + scale * (t - frozen)

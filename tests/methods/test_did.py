@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from torch import nn
 
 from disent_core.methods.base import MethodContext, OptimConfig
-from disent_core.methods.did import DiD, DiDConfig, difference_infonce, gradient_penalty, scale_grad
+from disent_core.methods.did import DiD, DiDConfig, difference_infonce, gradient_penalty
+from disent_core.methods.losses import scale_gradient
 from disent_core.train import CHECKPOINT_NAME, train
 
 RNG = np.random.default_rng(5)
@@ -130,9 +131,9 @@ def test_difference_infonce_matches_a_hand_computation() -> None:
     assert accuracy.item() == pytest.approx(hits / 4)
 
 
-def test_scale_grad_is_exact_forward_and_scales_the_gradient() -> None:
+def test_scale_gradient_is_exact_forward_and_scales_the_gradient() -> None:
     x = torch.from_numpy(RNG.normal(size=7)).requires_grad_(True)
-    y = scale_grad(x, 0.25)
+    y = scale_gradient(x, 0.25)
     assert torch.equal(y, x)
     (y.square().sum()).backward()
     torch.testing.assert_close(x.grad, 0.25 * 2 * x.detach())
