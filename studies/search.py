@@ -1,35 +1,53 @@
-"""The Optuna side of a study: sampler, ``OptunaSearch`` and the seed repeater around it.
+"""The Optuna side of a study: the sampler, and ``StudySearch``, the Ray Tune searcher around it.
 
-Optuna proposes configurations; each configuration runs once per seed of the spec. The repeat is
-Ray Tune's own ``Repeater`` (the seed is ``seeds[__trial_index__]``); it forwards a single metric
-only, so ``SeedRepeater`` tells a multi-objective study the mean of each objective.
+Optuna proposes configurations; each configuration runs once per seed of the spec.
+``StudySearch`` is a Ray Tune ``Searcher`` that drives an Optuna study through its public
+ask-and-tell interface: the first Tune trial of a configuration asks Optuna for a trial and runs
+the define-by-run space on it, and the configuration is then suggested once per seed, with
+``__trial_index__`` (Tune's ``TRIAL_INDEX``) the seed's index, as Tune's ``Repeater`` does. When every
+seed of a configuration has ended, Optuna is told the mean over seeds of every objective (seeds
+without a value are left out of the mean; a configuration none of whose seeds gave a value is told
+FAIL if its last trial errored, PRUNED otherwise). The grouping is done here rather than by
+``Repeater`` + ``OptunaSearch`` because those forward a single metric only and keep their state in
+private attributes that restoring would have to read.
 
-Restoring after the driver died (``StudySearch``): Tune restores its trials, the repeater and the
-searcher from its last experiment snapshot, while Optuna's storage holds every trial asked since.
-A trial asked after the snapshot has no Tune trial any more; left RUNNING it would never end, and
-a ``GridSampler`` would count its grid point as taken and give a later trial a point that already
-ran (docs/provenance.md, "Stack behaviours the code relies on"). Such trials are marked FAIL with
-a ``failure_reason`` and asked again: a WAITING copy with the same parameters (and grid point) is
-queued, Optuna's ``RetryHeartbeatStaleTrialCallback``, so the next configuration Tune asks for is
-the lost one.
+Restoring after the driver died (``StudySearch.restore``): Tune restores its trials and the
+searcher's state as of its last experiment snapshot, while Optuna's storage holds every trial asked
+since. A trial asked after the snapshot has no Tune trial any more; left RUNNING it would never
+end, and a ``GridSampler`` would count its grid point as taken and give a later trial a point that
+already ran (docs/provenance.md, "Stack behaviours the code relies on"). Such trials are marked
+FAIL with a ``failure_reason`` user attribute and asked again: a WAITING copy with the same
+parameters is queued first (Optuna's public ``RetryHeartbeatStaleTrialCallback``), so the next
+configuration Tune asks for is the lost one. The copy keeps the lost trial's system attributes,
+hence its grid point: ``study.enqueue_trial`` would give a copy without one, which a
+``GridSampler`` neither counts as visiting its point nor can tell (a ``KeyError`` in its
+``after_trial`` when one point is left). A RUNNING trial cannot be given a user attribute through
+``Study``, so ``failure_reason`` is written through the storage (``BaseStorage.set_trial_user_attr``),
+an object this code creates itself.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
+import pickle
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
-from ray.tune.search import Repeater
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search import Searcher
+from ray.tune.search.repeater import TRIAL_INDEX
 
 from disent_core.errors import ConfigError
 from studies.space import SearchSpace
 from studies.spec import StudySpec
 
+log = logging.getLogger(__name__)
 LOST_ON_RESTORE = "lost: asked after the last snapshot before the driver stopped; asked again"
 
 
@@ -57,11 +75,20 @@ def num_configurations(spec: StudySpec, space: SearchSpace) -> int:
     return len(space.grid) if space.grid else 10
 
 
-def fail_running_trials(study: optuna.Study, keep: set[int], reason: str, retry: bool = False) -> int:
-    """Mark RUNNING trials of ``study`` whose numbers are not in ``keep`` as FAIL; their number.
+def _as_storage(storage: BaseStorage | str) -> BaseStorage:
+    return RDBStorage(storage) if isinstance(storage, str) else storage
 
-    With ``retry``, each is first queued again as a WAITING copy (same parameters, same grid point).
+
+def fail_running_trials(storage: BaseStorage | str, study_name: str, keep: set[int], reason: str,
+                        retry: bool = False) -> int:
+    """Mark RUNNING trials of the study whose numbers are not in ``keep`` as FAIL; their number.
+
+    ``reason`` becomes each one's ``failure_reason`` user attribute. With ``retry``, each is first
+    queued again as a WAITING copy (same parameters, same grid point).
     """
+    storage = _as_storage(storage)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    study_id = storage.get_study_id_from_name(study_name)
     count = 0
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if frozen.number in keep:
@@ -70,37 +97,104 @@ def fail_running_trials(study: optuna.Study, keep: set[int], reason: str, retry:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 RetryHeartbeatStaleTrialCallback()(study, frozen)
-        optuna.trial.Trial(study, frozen._trial_id).set_user_attr("failure_reason", reason)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+        storage.set_trial_user_attr(trial_id, "failure_reason", reason)
         study.tell(frozen.number, state=TrialState.FAIL)
         count += 1
     return count
 
 
-class StudySearch(OptunaSearch):
-    """``OptunaSearch`` that, restored from a snapshot, fails and asks again the Optuna trials
-    asked after it (see the module docstring)."""
+@dataclass
+class SeedGroup:
+    """One configuration (one Optuna trial) and the Tune trials that run it, one per seed."""
 
-    def restore(self, checkpoint_path: str) -> None:
-        super().restore(checkpoint_path)
-        known = {t.number for t in self._ot_trials.values()}
-        fail_running_trials(self._ot_study, known, LOST_ON_RESTORE, retry=True)
+    number: int
+    config: dict[str, Any]
+    trials: list[str] = field(default_factory=list)  # Tune trial ids, in seed order
+    values: dict[str, list[float]] = field(default_factory=dict)  # per ended trial, one per objective
+    told: bool = False
 
 
-class SeedRepeater(Repeater):
-    """Tune's ``Repeater`` that tells the searcher the mean over seeds of every objective."""
+class StudySearch(Searcher):
+    """Ray Tune searcher over an Optuna study: one Optuna trial per configuration, ``repeat`` Tune
+    trials (seeds) per configuration, the mean over seeds told (see the module docstring).
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, **kwargs: Any) -> None:
-        metrics = self.searcher.metric if isinstance(self.searcher.metric, list) else [self.searcher.metric]
-        group = self._trial_id_to_group.get(trial_id)
+    ``space`` is a define-by-run function (``SearchSpace.define_by_run``); ``metric``/``mode`` a
+    name and ``"min"``/``"max"``, or lists of them for a multi-objective study; ``storage`` an
+    Optuna storage or an RDB URL.
+    """
+
+    def __init__(self, space: Callable[[optuna.Trial], dict[str, Any] | None], metric: str | list[str],
+                 mode: str | list[str], sampler: optuna.samplers.BaseSampler, study_name: str,
+                 storage: BaseStorage | str, repeat: int = 1) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.space = space
+        self.sampler = sampler
+        self.study_name = study_name
+        self.storage = _as_storage(storage)
+        self.repeat = repeat
+        self.group_of: dict[str, SeedGroup] = {}  # Tune trial id -> its configuration
+        self.filling: SeedGroup | None = None  # the configuration still short of seeds
+        self.optuna_study: optuna.Study | None = None
+        self.study()  # created now (or loaded), as the study's first trial may be asked much later
+
+    def study(self) -> optuna.Study:
+        if self.optuna_study is None:
+            modes = self.mode if isinstance(self.mode, list) else [self.mode]
+            self.optuna_study = optuna.create_study(
+                storage=self.storage, sampler=self.sampler, pruner=optuna.pruners.NopPruner(),
+                study_name=self.study_name, load_if_exists=True,
+                directions=["minimize" if m == "min" else "maximize" for m in modes],
+            )
+        return self.optuna_study
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles the searcher with the Tuner; the study reconnects when next needed
+        return {**self.__dict__, "optuna_study": None}
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.filling is None or len(self.filling.trials) >= self.repeat:
+            trial = self.study().ask()
+            returned = self.space(trial) or {}
+            self.filling = SeedGroup(trial.number, {**trial.params, **returned})
+        group = self.filling
+        group.trials.append(trial_id)
+        self.group_of[trial_id] = group
+        return {**copy.deepcopy(group.config), TRIAL_INDEX: len(group.trials) - 1}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        group = self.group_of.get(trial_id)
         if group is None:
             return
-        values = [result.get(m, np.nan) if result else np.nan for m in metrics]
-        group.report(trial_id, values)
-        if group.finished_reporting():
-            scores = np.asarray(group.scores(), dtype=float)
-            finite = np.isfinite(scores).any(axis=0)
-            means = [float(np.nanmean(scores[:, i])) if finite[i] else None for i in range(len(metrics))]
-            summary = None if any(m is None for m in means) else dict(zip(metrics, means, strict=True))
-            self.searcher.on_trial_complete(
-                group.primary_trial_id, result=summary, error=summary is None and kwargs.get("error", False)
-            )
+        if group.told:
+            log.warning("trial %s ended again after its configuration was told; ignored", trial_id)
+            return
+        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+        group.values[trial_id] = [result.get(m, np.nan) if result else np.nan for m in metrics]
+        if len(group.trials) < self.repeat or len(group.values) < len(group.trials):
+            return
+        scores = np.asarray(list(group.values.values()), dtype=float)
+        finite = np.isfinite(scores).any(axis=0)
+        means = [float(np.nanmean(scores[:, i])) if finite[i] else None for i in range(len(metrics))]
+        if any(m is None for m in means):
+            values, state = None, TrialState.FAIL if error else TrialState.PRUNED
+        else:
+            values, state = (means if isinstance(self.metric, list) else means[0]), TrialState.COMPLETE
+        try:
+            self.study().tell(group.number, values, state=state)
+        except Exception as exc:  # e.g. GridSampler calls study.stop() once the grid is done
+            log.warning("telling Optuna trial %d: %s", group.number, exc)
+        group.told = True
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as out:
+            pickle.dump({"sampler": self.sampler, "group_of": self.group_of, "filling": self.filling}, out)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Take the state of the snapshot, then fail and ask again the trials asked after it."""
+        with open(checkpoint_path, "rb") as saved:
+            state = pickle.load(saved)
+        self.sampler, self.group_of, self.filling = state["sampler"], state["group_of"], state["filling"]
+        self.optuna_study = None  # reopened with the restored sampler
+        known = {group.number for group in self.group_of.values()}
+        fail_running_trials(self.storage, self.study_name, known, LOST_ON_RESTORE, retry=True)

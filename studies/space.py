@@ -84,7 +84,7 @@ def _suggest(trial: Any, name: str, param: BaseModel) -> Any:
 
 
 class SearchSpace:
-    """The space of one spec; ``define_by_run`` is what ``OptunaSearch(space=...)`` calls."""
+    """The space of one spec; ``define_by_run`` is what ``StudySearch`` calls on each asked trial."""
 
     def __init__(self, spec: StudySpec) -> None:
         self.spec = spec

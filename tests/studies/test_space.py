@@ -58,7 +58,7 @@ def make_space(data: dict[str, Any] | None = None, **changes: Any) -> SearchSpac
 
 
 def ask_all(space: SearchSpace, sampler: optuna.samplers.BaseSampler, n: int) -> list[dict[str, Any]]:
-    """What OptunaSearch hands a trial: the captured suggestions plus what define_by_run returns."""
+    """What StudySearch hands a trial: the captured suggestions plus what define_by_run returns."""
     study = optuna.create_study(direction="maximize", sampler=sampler)
     configs = []
     for i in range(n):
@@ -307,7 +307,7 @@ def test_every_grid_point_gives_a_distinct_valid_train_config():
 
 
 def tell_like_ray(study: optuna.Study, trial: optuna.Trial, value: float) -> None:
-    """``OptunaSearch.on_trial_complete``: a failing ``tell`` is logged, not raised. GridSampler's
+    """``StudySearch.on_trial_complete``: a failing ``tell`` is logged, not raised. GridSampler's
     ``after_trial`` calls ``study.stop()`` once the grid is done, which raises outside
     ``study.optimize``; the trial is completed all the same."""
     try:
