@@ -20,6 +20,7 @@ from disent_core.methods.base import OptimConfig
 from disent_core.methods.registry import METHODS, AnyMethodConfig
 from disent_core.models.conv64 import Architecture
 from disent_core.schedules import ScheduleConfig
+from disent_core.validation import error_message
 
 
 class _Strict(BaseModel):
@@ -98,12 +99,10 @@ def _error_lines(exc: ValidationError, data: Any) -> list[str]:
         # pydantic inserts the union member's tag ("beta_vae") into the path: drop it
         if len(loc) >= 2 and loc[0] == "method" and loc[1] in METHODS:
             loc.pop(1)
-        message = err["msg"]
-        if err["type"] == "union_tag_invalid":
+        message = error_message(err)
+        if err["type"] == "union_tag_invalid" and loc == ["method"]:
             name = data.get("method", {}).get("name") if isinstance(data, dict) else None
             message = METHODS.unknown_message(name)
-        elif err["type"] == "extra_forbidden":
-            message = "unknown key; remove it or check its spelling"
         lines.append(f"{'.'.join(loc) or '<root>'}: {message}")
     return lines
 

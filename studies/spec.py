@@ -60,6 +60,7 @@ from disent_core.metrics.protocol import PROTOCOLS
 from disent_core.metrics.representation import RepresentationKind
 from disent_core.registry import suggest
 from disent_core.schedules import ScheduleConfig
+from disent_core.validation import CONTAINER_TYPES, NOT_A_MAPPING, error_message, join_path
 from studies.overrides import apply_set
 
 
@@ -361,40 +362,11 @@ class StudySpec(_Strict):
 # validation
 
 
-_MESSAGE_REWRITES = (
-    (re.compile(r"^Input should be greater than or equal to (.+)$"), r"must be >= \1"),
-    (re.compile(r"^Input should be greater than (.+)$"), r"must be > \1"),
-    (re.compile(r"^Input should be less than or equal to (.+)$"), r"must be <= \1"),
-    (re.compile(r"^Input should be less than (.+)$"), r"must be < \1"),
-    (re.compile(r"^Extra inputs are not permitted$"), "unknown key; remove it or check its spelling"),
-    (re.compile(r"^Value error, (.+)$"), r"\1"),
-    (
-        re.compile(r"^Input tag (.+) found using 'search' does not match any of the expected tags: (.+)$"),
-        r"unknown search kind \1; valid kinds: \2",
-    ),
-)
-
-
-def _message(msg: str) -> str:
-    for pattern, replacement in _MESSAGE_REWRITES:
-        if pattern.match(msg):
-            return pattern.sub(replacement, msg)
-    return msg
-
-
-def _join(path: tuple) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "<root>"
-
-
 # a union member's label in an error location: a type (float, list[...], constrained-float) or a
 # model class (Objective in ``objective: Objective | list[Objective]``)
 _UNION_MEMBER = re.compile(
     r"^(float|int|str|bool|list|dict|none)$|[\[\-]" r"|^[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]+)*$"
 )
-_WRONG_TYPE = re.compile(r"^Input should be a valid (dictionary|list)")
 # pydantic puts the tag of a discriminated union member into an error's location ("linear" in
 # method.capacity.linear.steps); these are the schedule tags, the method and parameter tags are above
 _SCHEDULE_KINDS = tuple(
@@ -408,7 +380,7 @@ def _errors(exc: ValidationError, prefix: tuple = ()) -> list[tuple[tuple, str]]
     When a value failed every member of a union (``beta: float | schedule``), only the complaint
     about the member of the value's own kind is kept.
     """
-    found: dict[tuple, list[str]] = {}
+    found: dict[tuple, list[tuple[str, str]]] = {}
     for err in exc.errors():
         loc = tuple(
             p for i, p in enumerate(err["loc"])
@@ -416,15 +388,15 @@ def _errors(exc: ValidationError, prefix: tuple = ()) -> list[tuple[tuple, str]]
             or (p not in PARAM_KINDS and p not in METHODS and p not in _SCHEDULE_KINDS
                 and not (isinstance(p, str) and _UNION_MEMBER.search(p)))
         )
-        found.setdefault((*prefix, *loc), []).append(_message(err["msg"]))
+        found.setdefault((*prefix, *loc), []).append((err["type"], error_message(err)))
     out = []
-    for path, messages in found.items():
+    for path, errors in found.items():
         # a member of the value's own kind complained deeper down: the other members' "should be
         # a valid list/dictionary" are noise
         deeper = any(len(other) > len(path) and other[: len(path)] == path for other in found)
-        specific = [m for m in messages if not (deeper and _WRONG_TYPE.match(m))]
-        specific = [m for m in specific if "valid dictionary" not in m] or specific
-        out.extend((path, m) for m in dict.fromkeys(specific))
+        specific = [(kind, m) for kind, m in errors if not (deeper and kind in CONTAINER_TYPES)]
+        specific = [(kind, m) for kind, m in specific if kind not in NOT_A_MAPPING] or specific
+        out.extend((path, m) for m in dict.fromkeys(m for _, m in specific))
     return out
 
 
@@ -434,7 +406,7 @@ def _parse_params(section: tuple, template: Any, problems: list[str]) -> bool:
         try:
             param = parse_param(raw)
         except ValidationError as exc:
-            problems.extend(f"{_join(p)}: {m}" for p, m in _errors(exc, path))
+            problems.extend(f"{join_path(p)}: {m}" for p, m in _errors(exc, path))
             ok = False
             continue
         if isinstance(param, CategoricalParam | GridParam):
@@ -446,7 +418,8 @@ def _parse_params(section: tuple, template: Any, problems: list[str]) -> bool:
                 ident = json.dumps(choice, sort_keys=True) if isinstance(choice, dict | list) else choice
                 if ident in seen:
                     problems.append(
-                        f"{_join((*path, key, i))}: repeats {key}[{seen.index(ident)}]; list each value once"
+                        f"{join_path((*path, key, i))}: repeats {key}[{seen.index(ident)}]; "
+                        "list each value once"
                     )
                     ok = False
                 seen.append(ident)
@@ -482,7 +455,7 @@ def _locate(loc: tuple, origin: dict[tuple, str], spec_prefix: dict[str, tuple])
     if not loc:
         return "<root>"
     head = str(loc[0])
-    out = _join(spec_prefix.get(head, (head,)))
+    out = join_path(spec_prefix.get(head, (head,)))
     for k in range(1, len(loc)):
         part = loc[k]
         out += f"[{part}]" if isinstance(part, int) else f".{part}"
@@ -586,7 +559,7 @@ def _check_consistency(spec: StudySpec, problems: list[str]) -> None:
             for path, raw in all_params(template):
                 if raw.get("search") not in ("grid", "categorical"):
                     problems.append(
-                        f"{section}.{_join(path)}: grid search needs explicit values; "
+                        f"{section}.{join_path(path)}: grid search needs explicit values; "
                         f"use {{search: grid, values: [...]}} or another search.algorithm"
                     )
 
@@ -680,7 +653,7 @@ def validate_spec(data: Any, source: str = "spec") -> StudySpec:
         for path, msg in _errors(exc):
             if path and path[0] == "dataset" and "unknown dataset" in msg:
                 path = ("dataset", "name")
-            lines.append(f"{_join(path)}: {msg}")
+            lines.append(f"{join_path(path)}: {msg}")
         # the search parameters need no valid spec around them: report theirs too (the trial
         # configs they produce are checked once the rest is valid)
         sections = [(("model",), data.get("model")), (("train",), data.get("train"))]
