@@ -2,7 +2,7 @@
 
 Every module that writes or reads a trial's results uses these names: the trainable (what a Tune
 result holds), the tracker (what goes to MLflow), the runner (the table written when a study stops)
-and the report (the same table rebuilt from MLflow).
+and the report (the same table rebuilt from MLflow, ``nested_runs``).
 
 Keys of a trial's report (a Tune result, and MLflow metrics and tags):
 
@@ -28,9 +28,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 LOSS, KL, SCHEDULE, RESOURCES, CONFIG = "loss/", "kl/", "schedule/", "resources/", "config/"
 TRAINING_PREFIXES = (LOSS, KL, SCHEDULE)
@@ -41,6 +42,11 @@ METHOD_PROVENANCE = "method_provenance"
 """How faithful the method is to published code (``Method.provenance``: DiD is a reconstruction)."""
 
 TRAIN_CONFIG, SEARCH, EVALUATION, FINAL = "train_config.", "search.", "evaluation_results.", "final."
+
+PARENT_TAG = "mlflow.parentRunId"
+"""MLflow tag of a trial's run: the study's parent run."""
+TRIAL_TAG = "trial_id"
+STUDY_TAG = "study"
 _NOT_SCORES = (*TRAINING_PREFIXES, RESOURCES, CONFIG)
 
 
@@ -108,3 +114,26 @@ def one_type_per_column(table: pd.DataFrame) -> pd.DataFrame:
         if len(kinds) > 1:
             table[column] = table[column].map(as_text)
     return table
+
+
+def nested_runs(client: Any, experiment_id: str, parent_run_id: str) -> list[Any]:
+    """Every nested run (trial) of a study's parent run, oldest first, paged: a study may have
+    thousands.
+
+    Args:
+        client: the study's MLflow client.
+        experiment_id: the study's experiment.
+        parent_run_id: the study's parent run.
+
+    Returns:
+        The MLflow runs.
+    """
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+                                  max_results=1000, order_by=["attributes.start_time ASC"], page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs

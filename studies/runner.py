@@ -17,10 +17,8 @@ happens, ``finalize`` leaves no Optuna trial and no MLflow run RUNNING.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,57 +33,23 @@ from ray.tune.search.repeater import TRIAL_INDEX
 from disent_core.errors import DisentError
 from disent_core.methods.registry import METHODS
 from studies.progress import Progress
-from studies.results import DATASET_PROVENANCE, METHOD_PROVENANCE, STEP, one_type_per_column, row_from_metrics
-from studies.search import StudySearch, fail_running_trials, make_sampler, num_configurations
+from studies.results import (
+    DATASET_PROVENANCE,
+    METHOD_PROVENANCE,
+    STEP,
+    STUDY_TAG,
+    one_type_per_column,
+    row_from_metrics,
+)
+from studies.search import StudySearch, fail_running_trials, make_sampler
 from studies.space import METHOD, SearchSpace
-from studies.spec import StudySpec, spec_yaml, validate_spec
-from studies.tracking import STUDY_TAG, StudyTracker, close_open_runs, ensure_experiment, prepare_store
+from studies.spec import StudySpec, spec_yaml
+from studies.study_dir import TUNE_NAME, StudyState, default_tracking_uri, load_study_spec
+from studies.tracking import StudyTracker, close_open_runs, ensure_experiment, prepare_store
 from studies.trainable import run_trial
 
 log = logging.getLogger(__name__)
-TUNE_NAME = "tune"
 STOPPED_BEFORE_END = "the study stopped before this trial finished; `disent-study resume` continues it"
-
-
-@dataclass
-class StudyState:
-    """``study.json``: where every piece of a study's state lives."""
-
-    name: str
-    root: str
-    tracking_uri: str
-    experiment_id: str
-    parent_run_id: str
-    optuna_storage: str
-    optuna_study: str
-    tune_storage: str
-
-    @property
-    def tune_path(self) -> str:
-        return f"{self.tune_storage.rstrip('/')}/{TUNE_NAME}"
-
-    def save(self, directory: Path) -> None:
-        tmp = directory / ".study.json.tmp"
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        tmp.replace(directory / "study.json")
-
-    @classmethod
-    def load(cls, directory: Path) -> StudyState:
-        path = directory / "study.json"
-        if not path.is_file():
-            raise DisentError(f"{directory} is not a study directory (no study.json); give the directory "
-                              "that `disent-study run` created, <root>/<study name>")
-        return cls(**json.loads(path.read_text()))
-
-
-def default_tracking_uri(root: Path) -> str:
-    return f"sqlite:///{root / 'mlflow.db'}"
-
-
-def load_study_spec(directory: Path) -> StudySpec:
-    import yaml
-
-    return validate_spec(yaml.safe_load((directory / "spec.yaml").read_text()), str(directory / "spec.yaml"))
 
 
 def init_ray(address: str | None) -> None:
@@ -131,7 +95,7 @@ def run_study(spec: StudySpec, root: Path, address: str | None = None) -> Path:
     """Start a new study under ``root``; returns its directory."""
     root = root.expanduser().resolve()
     directory = root / spec.name
-    num_configurations(spec, SearchSpace(spec))  # a grid larger than asked for fails before anything starts
+    SearchSpace(spec).num_configurations()  # a grid larger than asked for fails before anything starts
     if (directory / "study.json").exists():
         raise DisentError(
             f"study directory {directory} already exists; continue it with `disent-study resume {directory}` "
@@ -183,7 +147,7 @@ def _tuner(spec: StudySpec, state: StudyState, restore: bool, callbacks: list) -
             metric=objectives[0].metric, mode=objectives[0].mode,
             search_alg=searcher,
             scheduler=scheduler,
-            num_samples=num_configurations(spec, space) * len(spec.seeds),
+            num_samples=space.num_configurations() * len(spec.seeds),
             max_concurrent_trials=spec.search.max_concurrent,
             reuse_actors=True,  # a new trial reuses a finished trial's process: no start-up, no imports
             trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
@@ -201,7 +165,7 @@ def _execute(spec: StudySpec, state: StudyState, directory: Path, address: str |
     client = MlflowClient(state.tracking_uri)
     client.update_run(state.parent_run_id, status="RUNNING")
     tracker = StudyTracker(spec, state.tracking_uri, state.experiment_id, state.parent_run_id)
-    progress = Progress(spec, num_configurations(spec, SearchSpace(spec)) * len(spec.seeds))
+    progress = Progress(spec, SearchSpace(spec).num_configurations() * len(spec.seeds))
     tuner = _tuner(spec, state, restore, [tracker, progress])
     grid = None
     try:
@@ -225,7 +189,7 @@ class StudyInterrupted(DisentError):
 def unfinished(spec: StudySpec, state: StudyState) -> int:
     """Trials of the study that have not ended (run to the end, stopped early, or failed)."""
     ended = sum(t.status in ("TERMINATED", "ERROR") for t in tune.ExperimentAnalysis(state.tune_path).trials)
-    return num_configurations(spec, SearchSpace(spec)) * len(spec.seeds) - ended
+    return SearchSpace(spec).num_configurations() * len(spec.seeds) - ended
 
 
 def finalize(spec: StudySpec, state: StudyState, directory: Path, grid: Any) -> None:

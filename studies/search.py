@@ -43,7 +43,6 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.repeater import TRIAL_INDEX
 
-from disent_core.errors import ConfigError
 from studies.space import SearchSpace
 from studies.spec import StudySpec
 
@@ -61,18 +60,6 @@ def make_sampler(spec: StudySpec, space: SearchSpace) -> optuna.samplers.BaseSam
     if algorithm == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     return optuna.samplers.TPESampler(seed=seed)
-
-
-def num_configurations(spec: StudySpec, space: SearchSpace) -> int:
-    """How many configurations the search proposes (each runs once per seed)."""
-    if space.grid and spec.search.num_trials is not None and spec.search.num_trials > len(space.grid):
-        raise ConfigError(
-            f"search.num_trials: {spec.search.num_trials} is more than the {len(space.grid)} grid "
-            "configurations; leave it out to run the whole grid"
-        )
-    if spec.search.num_trials is not None:
-        return spec.search.num_trials
-    return len(space.grid) if space.grid else 10
 
 
 def _as_storage(storage: BaseStorage | str) -> BaseStorage:

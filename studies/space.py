@@ -18,24 +18,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from disent_core.config import TrainConfig
 from disent_core.errors import ConfigError
-from studies.spec import (
+from studies.params import (
     CategoricalParam,
     FloatParam,
     GridParam,
     IntParam,
     LogFloatParam,
     LogIntParam,
-    StudySpec,
     is_param,
     options_of,
     parse_param,
 )
+
+if TYPE_CHECKING:
+    from studies.spec import StudySpec
 
 GRID_POINT = "grid_point"
 METHOD = "method"
@@ -164,6 +166,25 @@ class SearchSpace:
             return TrainConfig.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(f"trial config {assignment} is invalid: {exc}") from None
+
+    def num_configurations(self) -> int:
+        """How many configurations the search proposes (each runs once per seed).
+
+        Returns:
+            ``search.num_trials``, else the whole grid, else 10.
+
+        Raises:
+            ConfigError: ``search.num_trials`` asks for more configurations than the grid has.
+        """
+        asked = self.spec.search.num_trials
+        if self.grid and asked is not None and asked > len(self.grid):
+            raise ConfigError(
+                f"search.num_trials: {asked} is more than the {len(self.grid)} grid "
+                "configurations; leave it out to run the whole grid"
+            )
+        if asked is not None:
+            return asked
+        return len(self.grid) if self.grid else 10
 
     def model_number(self, assignment: dict[str, Any], seed_index: int) -> int | None:
         """disentanglement_lib's model number of a grid trial, when the spec asks for it."""

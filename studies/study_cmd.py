@@ -19,9 +19,10 @@ import optuna
 from mlflow.tracking import MlflowClient
 
 from disent_core.errors import DisentError
-from studies.runner import StudyState, default_tracking_uri, load_study_spec, resume_study, run_study
+from studies.results import TRIAL_TAG, nested_runs
+from studies.runner import resume_study, run_study
 from studies.spec import load_spec
-from studies.tracking import TRIAL_TAG, nested_runs
+from studies.study_dir import StudyState, default_tracking_uri, load_study_spec
 
 
 def run(spec_path: Path, overrides: list[tuple[list[str], Any]], root: Path, address: str | None) -> int:

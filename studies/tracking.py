@@ -40,17 +40,16 @@ from studies.results import (
     DIVERGED,
     EVALUATED,
     METHOD_PROVENANCE,
+    PARENT_TAG,
     STEP,
+    STUDY_TAG,
+    TRIAL_TAG,
     is_number,
     is_score_key,
     is_training_key,
 )
 from studies.space import SearchSpace
 from studies.spec import StudySpec
-
-PARENT_TAG = "mlflow.parentRunId"
-TRIAL_TAG = "trial_id"
-STUDY_TAG = "study"
 
 
 def git_commit() -> str:
@@ -106,29 +105,6 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | Non
         return experiment.experiment_id
     location = (artifact_root / name).as_uri() if artifact_root is not None else None
     return client.create_experiment(name, artifact_location=location)
-
-
-def nested_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[Any]:
-    """Every nested run (trial) of a study's parent run, oldest first, paged: a study may have
-    thousands.
-
-    Args:
-        client: the study's MLflow client.
-        experiment_id: the study's experiment.
-        parent_run_id: the study's parent run.
-
-    Returns:
-        The MLflow runs.
-    """
-    runs: list[Any] = []
-    token = None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
-                                  max_results=1000, order_by=["attributes.start_time ASC"], page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
 
 
 class StudyTracker(tune.Callback):

@@ -2,5 +2,5 @@
 
 ``studies.report.analysis`` holds the statistics (tolerance index, Pareto fronts, importances,
 rank correlations, variance decomposition, claims); it reads a results table and writes nothing.
-This package init imports nothing, so ``studies.spec`` can reach ``parse_claim`` lazily.
+It depends on ``studies.results`` (the table's columns), ``studies.claims`` and the spec.
 """

@@ -80,7 +80,7 @@ construction, and with three or fewer points the top quantile is not a distribut
 Claims: ``<method> <statistic>(<metric>) <op> <method> <statistic>(<metric>)`` or ``... <op>
 <number>``; statistic ``tolerance`` (the index), ``best`` (the best configuration median) or
 ``median`` (the median over all of the method's trials); op ``>``, ``<``, ``>=``, ``<=``. A bare
-metric name means its main score (``mig`` is ``mig.discrete_mig``, see ``MAIN_KEYS``). The
+metric name means its main score (``mig`` is ``mig.discrete_mig``, see ``studies.claims.MAIN_KEYS``). The
 difference ``lhs - rhs`` is bootstrapped jointly: one resampling of each method's seeds per
 replicate serves both sides (a claim about one method and two metrics resamples the same seeds
 for both). Verdict: "supported" when the whole interval lies on the claimed side of 0 (``>``:
@@ -101,26 +101,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from studies.claims import Claim, Term, metric_key
+from studies.results import EVALUATION, SEARCH
+
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
-
-PREFIX = "evaluation_results."
-SEARCH_PREFIX = "search."
-
-# the main score of each metric, for claims that name a metric without a key
-MAIN_KEYS: dict[str, str] = {
-    "mig": "mig.discrete_mig",
-    "dci": "dci.disentanglement",
-    "factor_vae": "factor_vae.eval_accuracy",
-    "beta_vae": "beta_vae.eval_accuracy",
-    "sap": "sap.SAP_score",
-    "modularity": "modularity.modularity_score",
-    "irs": "irs.IRS",
-    "reconstruction": "reconstruction.reconstruction_error",
-    "unsupervised": "unsupervised.gaussian_total_correlation",
-}
-STATISTICS = ("tolerance", "best", "median")
-OPERATORS = (">=", "<=", ">", "<")
 
 _MIN_PATTERN = re.compile(
     r"reconstruction_error|(^|[._])kl($|[._])|loss|total_correlation|wasserstein|mutual_info"
@@ -132,11 +117,6 @@ _EPS = 1e-12
 # columns and directions
 
 
-def metric_key(metric: str) -> str:
-    """``mig.discrete_mig`` for ``evaluation_results.mig.discrete_mig`` or ``mig.discrete_mig``."""
-    return metric[len(PREFIX) :] if metric.startswith(PREFIX) else metric
-
-
 def metric_mode(metric: str) -> Literal["max", "min"]:
     """Whether a score is better high (``"max"``) or low (``"min"``); see the module docstring."""
     return "min" if _MIN_PATTERN.search(metric_key(metric)) else "max"
@@ -144,17 +124,17 @@ def metric_mode(metric: str) -> Literal["max", "min"]:
 
 def metric_column(table: pd.DataFrame, metric: str) -> str:
     """The table column of a metric given as a column name or as a key (``mig.discrete_mig``)."""
-    for candidate in (metric, PREFIX + metric_key(metric)):
+    for candidate in (metric, EVALUATION + metric_key(metric)):
         if candidate in table.columns:
             return candidate
-    known = sorted(metric_key(c) for c in table.columns if str(c).startswith(PREFIX))
+    known = sorted(metric_key(c) for c in table.columns if str(c).startswith(EVALUATION))
     raise KeyError(f"no column for metric {metric!r}; the table has {', '.join(known) or 'no metrics'}")
 
 
 def searched_params(table: pd.DataFrame, method: str) -> list[str]:
     """The ``search.*`` columns with a value in some trial of ``method``, in table order."""
     rows = table[table["method"] == method]
-    return [c for c in table.columns if str(c).startswith(SEARCH_PREFIX) and rows[c].notna().any()]
+    return [c for c in table.columns if str(c).startswith(SEARCH) and rows[c].notna().any()]
 
 
 def _check_mode(mode: str, what: str) -> Literal["max", "min"]:
@@ -614,76 +594,6 @@ def importances(
 
 # --------------------------------------------------------------------------------------------------
 # claims
-
-
-@dataclass(frozen=True)
-class Term:
-    method: str
-    statistic: Literal["tolerance", "best", "median"]
-    metric: str  # a metric key, e.g. mig.discrete_mig
-
-    def __str__(self) -> str:
-        return f"{self.method} {self.statistic}({self.metric})"
-
-
-@dataclass(frozen=True)
-class Claim:
-    text: str
-    lhs: Term
-    op: str
-    rhs: Term | float
-
-
-GRAMMAR = (
-    "'<method> <statistic>(<metric>) <op> <method> <statistic>(<metric>)' or "
-    "'<method> <statistic>(<metric>) <op> <number>', with <statistic> one of tolerance, best, median, "
-    "<op> one of >, <, >=, <=, and <metric> a key such as mig.discrete_mig or a metric name "
-    "(its main score); e.g. 'devae tolerance(mig) > beta_vae tolerance(mig)'"
-)
-_TERM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s+([A-Za-z_]+)\s*\(\s*([^()\s]*)\s*\)$")
-_NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
-_OPERATOR = re.compile(r">=|<=|>|<")
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _claim_error(text: str, reason: str) -> ValueError:
-    return ValueError(f"cannot read claim {text!r}: {reason}; write {GRAMMAR}")
-
-
-def _term(text: str, side: str, part: str) -> Term:
-    match = _TERM.match(part)
-    if not match:
-        raise _claim_error(text, f"the {side} side {part!r} is not '<method> <statistic>(<metric>)'")
-    method, statistic, metric = match.groups()
-    if statistic not in STATISTICS:
-        raise _claim_error(text, f"unknown statistic {statistic!r} on the {side} side")
-    metric = metric_key(metric)
-    if "." not in metric:
-        if metric not in MAIN_KEYS:
-            names = ", ".join(MAIN_KEYS)
-            raise _claim_error(
-                text, f"unknown metric {metric!r}; metric names: {names}, or a key such as mig.discrete_mig"
-            )
-        metric = MAIN_KEYS[metric]
-    elif not _KEY.match(metric):
-        raise _claim_error(text, f"{metric!r} is not a metric key such as mig.discrete_mig")
-    return Term(method, statistic, metric)  # type: ignore[arg-type]
-
-
-def parse_claim(text: str) -> Claim:
-    """A ``Claim`` from its text; ``ValueError`` naming the problem and the grammar otherwise."""
-    if not isinstance(text, str) or not text.strip():
-        raise _claim_error(str(text), "it is empty")
-    operators = _OPERATOR.findall(text)
-    if len(operators) != 1:
-        reason = "no comparison operator" if not operators else f"{len(operators)} comparison operators"
-        raise _claim_error(text, reason)
-    op = operators[0]
-    left, right = (part.strip() for part in text.split(op))
-    lhs = _term(text, "left", left)
-    if _NUMBER.match(right):
-        return Claim(text, lhs, op, float(right))
-    return Claim(text, lhs, op, _term(text, "right", right))
 
 
 @dataclass(frozen=True)

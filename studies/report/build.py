@@ -7,7 +7,7 @@ benchmark times exactly what the command does. The folder gets::
     figures/*.png|svg  every figure of the report, both formats
     results.parquet    one row per trial of every status (``status`` column), namespaced columns
 
-Which metrics: the main score of each evaluated metric (``analysis.MAIN_KEYS``: MIG, DCI
+Which metrics: the main score of each evaluated metric (``claims.MAIN_KEYS``: MIG, DCI
 disentanglement, FactorVAE accuracy, SAP, reconstruction error, ...) followed by the objectives;
 every other score is in ``results.parquet``. Reconstruction against disentanglement uses the held-out
 ``reconstruction.reconstruction_error`` when it was evaluated, else the final training
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from studies import claims
 from studies.report import analysis, figures, html, paper
 from studies.report.figures import FigureWriter, SavedFigure
 from studies.report.results import StudyResults
@@ -62,7 +63,7 @@ class Report:
 def headline_metrics(results: StudyResults) -> list[str]:
     """The main score of each evaluated metric, then the objectives, as table columns that have scores."""
     present = set(results.metrics)
-    keys = [analysis.MAIN_KEYS[m] for m in results.spec.evaluation.metrics if m in analysis.MAIN_KEYS]
+    keys = [claims.MAIN_KEYS[m] for m in results.spec.evaluation.metrics if m in claims.MAIN_KEYS]
     keys += [o.metric for o in results.spec.objectives]
     chosen = [c for c in dict.fromkeys(EVALUATION + k for k in keys) if c in present]
     return chosen or results.metrics
@@ -155,7 +156,7 @@ def _claims(report: Report) -> None:
     params = {m: _method_params(results, m) for m in results.spec.methods}
     for text in settings.claims:  # the spec's validation has parsed each one already
         report.claims.append(analysis.check_claim(
-            analysis.parse_claim(text), results.table, params=params, threshold=settings.tolerance_threshold,
+            claims.parse_claim(text), results.table, params=params, threshold=settings.tolerance_threshold,
             n_boot=settings.bootstrap, confidence=settings.confidence, seed=0,
         ))
 

@@ -47,31 +47,32 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from disent_core.errors import DisentError
+from studies.params import (
+    CategoricalParam,
+    GridParam,
+    LogFloatParam,
+    LogIntParam,
+    is_param,
+    options_of,
+    parse_param,
+)
 from studies.results import (
     DATASET_PROVENANCE,
     EVALUATION,
     FINAL,
     METHOD_PROVENANCE,
+    PARENT_TAG,
     SEARCH,
+    STUDY_TAG,
     TRAIN_CONFIG,
+    TRIAL_TAG,
     as_text,
+    nested_runs,
     row_from_metrics,
 )
-from studies.runner import StudyState, default_tracking_uri, load_study_spec
-from studies.search import num_configurations
 from studies.space import SearchSpace, label
-from studies.spec import (
-    CategoricalParam,
-    GridParam,
-    LogFloatParam,
-    LogIntParam,
-    StudySpec,
-    is_param,
-    options_of,
-    parse_param,
-    validate_spec,
-)
-from studies.tracking import PARENT_TAG, STUDY_TAG, TRIAL_TAG, nested_runs
+from studies.spec import StudySpec, validate_spec
+from studies.study_dir import StudyState, default_tracking_uri, load_study_spec
 
 COMPLETED, FAILED, RUNNING, STOPPED = "completed", "failed", "running", "stopped"
 # MLflow run status -> trial status of the results table
@@ -277,7 +278,7 @@ class StudyResults:
     @property
     def planned(self) -> int:
         """Trials the spec asks for: configurations x seeds."""
-        return num_configurations(self.spec, SearchSpace(self.spec)) * len(self.spec.seeds)
+        return SearchSpace(self.spec).num_configurations() * len(self.spec.seeds)
 
     @property
     def metrics(self) -> list[str]:

@@ -11,17 +11,14 @@ import pandas as pd
 import pytest
 
 from disent_core.errors import ConfigError
+from studies.claims import GRAMMAR, Claim, Term, parse_claim
 from studies.report.analysis import (
-    GRAMMAR,
-    Claim,
     Setting,
-    Term,
     check_claim,
     curve,
     importances,
     metric_mode,
     pareto_front,
-    parse_claim,
     spearman,
     tolerance,
     variance_decomposition,

@@ -35,9 +35,9 @@ from studies.report.results import (
     search_values,
     searched_params,
 )
-from studies.runner import StudyState
 from studies.space import SearchSpace
 from studies.spec import load_spec, spec_yaml, validate_spec
+from studies.study_dir import StudyState
 
 CATALOG = Path(__file__).resolve().parents[2] / "studies" / "catalog"
 

@@ -28,10 +28,8 @@ EXPECTED = {"quickstart", "beta_sensitivity", "capacity_sensitivity", "devae_tol
 
 
 def configurations(spec: StudySpec, space: SearchSpace) -> int:
-    """How many configurations a study proposes (studies.search.num_configurations, without Ray)."""
-    if spec.search.num_trials is not None:
-        return spec.search.num_trials
-    return len(space.grid) if space.grid else 10
+    """How many configurations a study proposes."""
+    return space.num_configurations()
 
 
 def laptop_command(path: Path) -> list[str]:
