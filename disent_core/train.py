@@ -1,9 +1,10 @@
 """Train one model: ``train(config, on_report) -> TrainResult``, with step-exact resume.
 
 A pure function usable from a script, a test, a notebook or a Ray Tune trainable. Per step it draws
-one batch from a seeded ``TrainingStream``, asks the method for its loss terms, checks that every
-term is finite (else ``Diverged`` naming the step and the term), and steps each of the method's
-optimisers on its own term. Steps count VAE parameter updates.
+one batch from a seeded ``TrainingStream``, sets every learning rate (``set_learning_rates``: the
+method's per-group ``lr_factors`` times the global multiplier), asks the method for its loss terms,
+checks that every term is finite (else ``Diverged`` naming the step and the term), and steps each of
+the method's optimisers on its own term. Steps count VAE parameter updates.
 
 Every ``report_every`` steps ``on_report`` receives a ``Report``: every scalar loss term, the KL of
 each latent dimension, the value of every schedule and learning rate, images per second, and the
@@ -92,10 +93,38 @@ def _check_finite(terms: dict[str, torch.Tensor], step: int) -> None:
             raise Diverged(step, name, float(bad[0]))
 
 
-def _set_lrs(optimizers: list[tuple[str, torch.optim.Optimizer]], multiplier: float) -> None:
-    for _, opt in optimizers:
-        for group in opt.param_groups:
-            group["lr"] = group.setdefault("base_lr", group["lr"]) * multiplier
+def set_learning_rates(
+    method: Method,
+    optimizers: list[tuple[str, torch.optim.Optimizer]],
+    step: int,
+    multiplier: float = 1.0,
+) -> None:
+    """Write every parameter group's learning rate for ``step``: ``base_lr * factor * multiplier``.
+
+    Args:
+        method: the method whose ``lr_factors(step)`` give a factor per parameter group (1 where
+            it lists none).
+        optimizers: the method's ``(loss key, optimizer)`` pairs.
+        step: the global step about to be taken.
+        multiplier: the global learning-rate multiplier (``train.lr_multiplier`` at ``step``).
+
+    A group's ``base_lr`` is its nominal learning rate: its ``lr`` the first time it is seen here,
+    unless the method set it when it built the optimiser. Both are saved with the optimiser.
+
+    Raises:
+        ValueError: ``lr_factors`` lists a number of factors other than the optimiser's groups.
+    """
+    factors = method.lr_factors(step)
+    for key, opt in optimizers:
+        group_factors = factors.get(key)
+        if group_factors is not None and len(group_factors) != len(opt.param_groups):
+            raise ValueError(
+                f"method {method.name!r}: lr_factors lists {len(group_factors)} factors for the "
+                f"{key!r} optimiser, which has {len(opt.param_groups)} parameter groups"
+            )
+        for i, group in enumerate(opt.param_groups):
+            factor = 1.0 if group_factors is None else group_factors[i]
+            group["lr"] = group.setdefault("base_lr", group["lr"]) * factor * multiplier
 
 
 class _Run:
@@ -248,8 +277,8 @@ def train(
     try:
         while run.step < t.steps:
             x = _as_float_batch(next(run.stream), run.device, t.channels_last)
-            if run.lr_schedule is not None:
-                _set_lrs(run.optimizers, run.lr_schedule(run.step))
+            multiplier = run.lr_schedule(run.step) if run.lr_schedule is not None else 1.0
+            set_learning_rates(run.method, run.optimizers, run.step, multiplier)
             terms = run.method.loss(x, run.step)
             _check_finite(terms, run.step)
             for key, opt in run.optimizers:

@@ -6,7 +6,7 @@ import torch
 from disent_core.config import load_config
 from disent_core.errors import CheckpointError, ConfigError, Diverged
 from disent_core.methods.beta_vae import BetaVAE
-from disent_core.train import CHECKPOINT_NAME, load_checkpoint, train
+from disent_core.train import CHECKPOINT_NAME, load_checkpoint, set_learning_rates, train
 
 SMALL_GRID = {"sizes": [3, 2, 4, 4, 4]}
 
@@ -80,9 +80,9 @@ def test_training_lowers_the_loss():
 def test_divergence_raises_with_step_and_term(monkeypatch):
     original = BetaVAE.regularizer
 
-    def exploding(self, mean, logvar, z, kl_per_dim, step):
-        terms = original(self, mean, logvar, z, kl_per_dim, step)
-        if step == 7:
+    def exploding(self, posterior):
+        terms = original(self, posterior)
+        if posterior.step == 7:
             terms["regularizer"] = terms["regularizer"] * float("nan")
         return terms
 
@@ -181,3 +181,24 @@ def test_did_refuses_the_erow_architecture():
     config["model"]["architecture"] = "erow"
     with pytest.raises(ConfigError, match="DiD builds its own networks"):
         train(config)
+
+
+def test_set_learning_rates_applies_the_methods_factors_and_the_multiplier():
+    class Factors:
+        name = "stub"
+
+        def lr_factors(self, step):
+            return {"loss": [1.0, 0.5 if step >= 2 else 0.0]}
+
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in range(3)]
+    main = torch.optim.SGD([{"params": params[:1]}, {"params": params[1:2], "lr": 0.2}], lr=0.1)
+    other = torch.optim.SGD(params[2:], lr=0.3)
+    optimizers = [("loss", main), ("other", other)]
+    set_learning_rates(Factors(), optimizers, step=0)
+    assert [g["lr"] for g in main.param_groups] == [0.1, 0.0]
+    set_learning_rates(Factors(), optimizers, step=2, multiplier=0.5)
+    assert [g["lr"] for g in main.param_groups] == pytest.approx([0.05, 0.05])
+    assert [g["base_lr"] for g in main.param_groups] == [0.1, 0.2]
+    assert other.param_groups[0]["lr"] == pytest.approx(0.15)
+    with pytest.raises(ValueError, match="2 factors for the 'loss' optimiser"):
+        set_learning_rates(Factors(), [("loss", other)], step=0)

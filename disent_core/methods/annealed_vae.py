@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from disent_core.methods.base import MethodConfig, MethodContext, VAEMethod
+from disent_core.methods.base import MethodConfig, MethodContext, Posterior, VAEMethod
 from disent_core.schedules import LinearConfig, Schedule, ScheduleConfig, as_schedule
 
 
@@ -33,6 +33,7 @@ class AnnealedVAE(VAEMethod):
     name = "annealed_vae"
     config_class = AnnealedVAEConfig
     config: AnnealedVAEConfig
+    schedule_names = ("capacity",)
 
     def __init__(self, config: AnnealedVAEConfig, context: MethodContext) -> None:
         super().__init__(config, context)
@@ -45,14 +46,7 @@ class AnnealedVAE(VAEMethod):
     def schedules(self) -> dict[str, Schedule]:
         return {"capacity": self.capacity}
 
-    def regularizer(
-        self,
-        mean: torch.Tensor,
-        logvar: torch.Tensor,
-        z: torch.Tensor,
-        kl_per_dim: torch.Tensor,
-        step: int,
-    ) -> dict[str, torch.Tensor]:
-        capacity = self.capacity(step)
-        reg = self.config.gamma * (kl_per_dim.sum() - capacity).abs()
+    def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:
+        capacity = self.capacity(posterior.step)
+        reg = self.config.gamma * (posterior.kl - capacity).abs()
         return {"regularizer": reg}

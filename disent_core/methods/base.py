@@ -1,28 +1,39 @@
 """The method interface and the shared VAE training-step template.
 
-A method is an ``nn.Module`` that owns its networks and declares:
+A method is an ``nn.Module`` (and an ``abc.ABC``: instantiating one that misses an abstract method is
+a ``TypeError``) that owns its networks and declares:
 
-- ``loss(x, step) -> dict[str, Tensor]``: named terms. ``"loss"`` is the total that the VAE
-  optimiser minimises; every component (``recon``, ``kl``, ``tc`` ...) is there for logging; the
+- ``loss(x, step) -> dict[str, Tensor]`` (abstract): named terms, exactly the class's ``loss_terms``
+  (``term_names()`` for a method whose terms depend on its config). ``"loss"`` is the total that the
+  VAE optimiser minimises; every component (``recon``, ``kl``, ``tc`` ...) is there for logging; the
   vector ``"kl_per_dim"`` (d,) is the batch-mean KL of each latent dimension. Methods with a second
   network add its own total (FactorVAE: ``"discriminator_loss"``).
-- ``optimizers(optim) -> list[(loss key, optimizer)]``: which optimiser minimises which term, in
-  the order the trainer steps them. Steps count updates of the first (the VAE's) optimiser.
+- ``optimizers(optim) -> list[(loss key, optimizer)]`` (abstract): which optimiser minimises which
+  term, in the order the trainer steps them. Steps count updates of the first (the VAE's) optimiser.
 - ``schedules() -> dict[str, Schedule]``: every schedule whose value enters a loss (beta, C ...),
-  checkpointed and reported by the trainer.
-- ``representation(x) -> Tensor``: the code that metrics score (the posterior mean).
+  checkpointed and reported by the trainer; its keys are the class's ``schedule_names``.
+- ``lr_factors(step) -> dict[loss key, list[float]]``: a factor per parameter group of an optimiser
+  at ``step`` (default: none, i.e. 1). Before every step the trainer writes
+  ``group["lr"] = group["base_lr"] * factor * multiplier`` (``train.set_learning_rates``), where
+  ``base_lr`` is the group's nominal learning rate (its ``lr`` when first seen, unless the method
+  sets it) and ``multiplier`` the trainer's global learning-rate schedule.
+- ``representation(x) -> Tensor`` (abstract): the code that metrics score (the posterior mean).
 - ``posterior(x) -> (mean, logvar)``: the Gaussian posterior q(z|x) = N(mean, diag exp(logvar))
   whose mean is the representation; disentanglement_lib's sampled representation draws
   ``reparameterize(mean, logvar, generator)`` from it. Methods without a posterior (DiD) raise
   ``MetricError``.
 
-``VAEMethod`` is the fixed template (encode, sample, decode, reconstruction + KL) with one hook,
-``regularizer``, so that each baseline is a few dozen lines. Randomness comes from the
-``torch.Generator`` in the ``MethodContext``; nothing draws from torch's global RNG.
+``GaussianAutoencoder`` holds what every Gaussian encoder/decoder method shares: the networks from
+the overridable ``build_encoder`` / ``build_decoder`` hooks, ``sample``, ``representation``,
+``posterior``, ``reconstruct`` and one Adam. ``VAEMethod`` adds the fixed training step (encode,
+sample, decode, reconstruction + KL) with one hook, ``regularizer(Posterior)``, so that each baseline
+is a few dozen lines. Randomness comes from the ``torch.Generator`` in the ``MethodContext``; nothing
+draws from torch's global RNG.
 """
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from typing import Annotated, ClassVar
 
@@ -89,7 +100,31 @@ class MethodContext:
     architecture: Architecture = "dlib"
 
 
-class Method(nn.Module):
+@dataclass(frozen=True)
+class Posterior:
+    """One batch's Gaussian posterior and its sample, as ``VAEMethod.regularizer`` receives it.
+
+    Attributes:
+        mean: posterior means mu(x), (N, d).
+        logvar: posterior log-variances, (N, d).
+        z: the sample z = mean + exp(logvar / 2) * eps that the decoder read, (N, d).
+        kl_per_dim: batch-mean KL(q(z_d|x) || N(0, 1)) of each latent dimension, (d,).
+        step: the global step (VAE updates so far) that schedules and controllers read.
+    """
+
+    mean: torch.Tensor
+    logvar: torch.Tensor
+    z: torch.Tensor
+    kl_per_dim: torch.Tensor
+    step: int
+
+    @property
+    def kl(self) -> torch.Tensor:
+        """The total KL, ``kl_per_dim.sum()`` (a scalar)."""
+        return self.kl_per_dim.sum()
+
+
+class Method(nn.Module, abc.ABC):
     """Interface every method implements (see the module docstring)."""
 
     name: ClassVar[str]
@@ -97,24 +132,44 @@ class Method(nn.Module):
     provenance: ClassVar[str] = REIMPLEMENTATION
     """``reimplementation`` (of a paper with its authors' or disentanglement_lib's code) or
     ``reconstruction`` (rebuilt from a paper's outline, no public code); recorded with every result."""
+    loss_terms: ClassVar[tuple[str, ...]]
+    """The keys of every dict that ``loss`` returns (always ``"loss"`` and ``"kl_per_dim"``);
+    ``term_names()`` adds those that depend on the config."""
+    schedule_names: ClassVar[tuple[str, ...]] = ()
+    """The keys of ``schedules()``."""
 
     def __init__(self, config: MethodConfig, context: MethodContext) -> None:
         super().__init__()
         self.config = config
         self.context = context
 
-    def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+    def term_names(self) -> tuple[str, ...]:
+        """The keys of this instance's ``loss`` dicts: ``loss_terms`` unless the config adds some."""
+        return self.loss_terms
 
+    @abc.abstractmethod
+    def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        """The terms ``term_names()`` on a batch ``x`` (N, C, H, W) in [0, 1] at global ``step``."""
+
+    @abc.abstractmethod
     def optimizers(self, optim: OptimConfig) -> list[tuple[str, torch.optim.Optimizer]]:
-        raise NotImplementedError
+        """(loss key, optimizer) pairs in the order the trainer steps them; the first is the VAE's."""
 
     def schedules(self) -> dict[str, Schedule]:
+        """Every schedule whose value enters a loss, keyed by ``schedule_names``."""
         return {}
 
+    def lr_factors(self, step: int) -> dict[str, list[float]]:
+        """Learning-rate factors at ``step``: one per parameter group of the optimiser of each loss
+        key listed; optimisers not listed keep factor 1 (the default lists none). The trainer applies
+        them before the step (``train.set_learning_rates``); they must be a function of ``step``
+        alone, so that resuming is exact."""
+        return {}
+
+    @abc.abstractmethod
     @torch.no_grad()
     def representation(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The code (N, d) that the metrics score."""
 
     @classmethod
     def has_posterior(cls) -> bool:
@@ -141,48 +196,35 @@ class Method(nn.Module):
         )
 
 
-class VAEMethod(Method):
-    """Gaussian VAE with the dlib conv encoder/decoder; subclasses implement ``regularizer``."""
+class GaussianAutoencoder(Method):
+    """A Gaussian encoder ``encoder(x) -> (mean, logvar)`` and a decoder of ``z`` to logits.
+
+    The networks come from ``build_encoder`` and ``build_decoder`` (the dlib conv pair by default),
+    built in that order (the order of weight initialisation); subclasses override them to change a
+    network and keep the rest of the template.
+    """
 
     def __init__(self, config: MethodConfig, context: MethodContext) -> None:
         super().__init__(config, context)
+        self.encoder = self.build_encoder(context)
+        self.decoder = self.build_decoder(context)
+
+    def build_encoder(self, context: MethodContext) -> nn.Module:
+        """The encoder, x (N, C, H, W) -> (mean, logvar), each (N, d); ``self.config`` is set."""
         channels, d, b = context.observation_shape[0], context.latent_dim, context.base_channels
-        self.encoder = ConvEncoder(channels, d, b, context.architecture)
-        self.decoder = DeconvDecoder(d, channels, b, context.architecture)
+        return ConvEncoder(channels, d, b, context.architecture)
+
+    def build_decoder(self, context: MethodContext) -> nn.Module:
+        """The decoder, z (N, d) -> logits (N, C, H, W); built after the encoder."""
+        channels, d, b = context.observation_shape[0], context.latent_dim, context.base_channels
+        return DeconvDecoder(d, channels, b, context.architecture)
 
     def sample(self, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I) from the method's generator."""
         return reparameterize(mean, logvar, self.context.generator)
 
-    def regularizer(
-        self,
-        mean: torch.Tensor,
-        logvar: torch.Tensor,
-        z: torch.Tensor,
-        kl_per_dim: torch.Tensor,
-        step: int,
-    ) -> dict[str, torch.Tensor]:
-        """Return ``{"regularizer": total, **components}``; it is added to the reconstruction."""
-        raise NotImplementedError
-
-    def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        mean, logvar = self.encoder(x)
-        z = self.sample(mean, logvar)
-        logits = self.decoder(z)
-        recon = reconstruction_loss(logits, x, self.context.recon)
-        kl_per_dim = gaussian_kl_per_dim(mean, logvar)
-        terms = self.regularizer(mean, logvar, z, kl_per_dim, step)
-        reg = terms.pop("regularizer")
-        return {
-            "loss": recon + reg,
-            "recon": recon,
-            "kl": kl_per_dim.sum(),
-            "regularizer": reg,
-            **terms,
-            "kl_per_dim": kl_per_dim,
-        }
-
     def vae_parameters(self) -> list[nn.Parameter]:
+        """The parameters the VAE optimiser trains (encoder and decoder)."""
         return [*self.encoder.parameters(), *self.decoder.parameters()]
 
     def optimizers(self, optim: OptimConfig) -> list[tuple[str, torch.optim.Optimizer]]:
@@ -202,3 +244,34 @@ class VAEMethod(Method):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Mean reconstruction sigmoid(decoder(mean)) in [0, 1]."""
         return torch.sigmoid(self.decoder(self.encoder(x)[0]))
+
+
+VAE_TERMS: tuple[str, ...] = ("loss", "recon", "kl", "regularizer", "kl_per_dim")
+"""The terms of every ``VAEMethod`` loss; subclasses append their regularizer's components."""
+
+
+class VAEMethod(GaussianAutoencoder):
+    """Gaussian VAE with the dlib conv encoder/decoder; subclasses implement ``regularizer``."""
+
+    loss_terms: ClassVar[tuple[str, ...]] = VAE_TERMS
+
+    @abc.abstractmethod
+    def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:
+        """Return ``{"regularizer": total, **components}``; it is added to the reconstruction."""
+
+    def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        mean, logvar = self.encoder(x)
+        z = self.sample(mean, logvar)
+        logits = self.decoder(z)
+        recon = reconstruction_loss(logits, x, self.context.recon)
+        kl_per_dim = gaussian_kl_per_dim(mean, logvar)
+        terms = self.regularizer(Posterior(mean, logvar, z, kl_per_dim, step))
+        reg = terms.pop("regularizer")
+        return {
+            "loss": recon + reg,
+            "recon": recon,
+            "kl": kl_per_dim.sum(),
+            "regularizer": reg,
+            **terms,
+            "kl_per_dim": kl_per_dim,
+        }

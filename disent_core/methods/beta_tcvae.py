@@ -24,7 +24,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field
 
-from disent_core.methods.base import MethodConfig, MethodContext, VAEMethod
+from disent_core.methods.base import VAE_TERMS, MethodConfig, MethodContext, Posterior, VAEMethod
 from disent_core.methods.losses import gaussian_log_density
 from disent_core.schedules import Schedule, ScheduleConfig, as_schedule
 
@@ -52,6 +52,8 @@ class BetaTCVAE(VAEMethod):
     name = "beta_tc_vae"
     config_class = BetaTCVAEConfig
     config: BetaTCVAEConfig
+    loss_terms = (*VAE_TERMS, "tc")
+    schedule_names = ("beta",)
 
     def __init__(self, config: BetaTCVAEConfig, context: MethodContext) -> None:
         super().__init__(config, context)
@@ -62,17 +64,11 @@ class BetaTCVAE(VAEMethod):
     def schedules(self) -> dict[str, Schedule]:
         return {"beta": self.beta}
 
-    def regularizer(
-        self,
-        mean: torch.Tensor,
-        logvar: torch.Tensor,
-        z: torch.Tensor,
-        kl_per_dim: torch.Tensor,
-        step: int,
-    ) -> dict[str, torch.Tensor]:
-        beta = self.beta(step)
-        tc = total_correlation(z, mean, logvar, self.context.dataset_size)
+    def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:
+        beta = self.beta(posterior.step)
+        p = posterior
+        tc = total_correlation(p.z, p.mean, p.logvar, self.context.dataset_size)
         return {
-            "regularizer": kl_per_dim.sum() + (beta - 1.0) * tc,
+            "regularizer": p.kl + (beta - 1.0) * tc,
             "tc": tc,
         }

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field
 
-from disent_core.methods.base import MethodConfig, MethodContext, VAEMethod
+from disent_core.methods.base import MethodConfig, MethodContext, Posterior, VAEMethod
 from disent_core.schedules import Schedule, ScheduleConfig, as_schedule
 
 
@@ -30,6 +30,7 @@ class BetaVAE(VAEMethod):
     name = "beta_vae"
     config_class = BetaVAEConfig
     config: BetaVAEConfig
+    schedule_names = ("beta",)
 
     def __init__(self, config: BetaVAEConfig, context: MethodContext) -> None:
         super().__init__(config, context)
@@ -38,13 +39,6 @@ class BetaVAE(VAEMethod):
     def schedules(self) -> dict[str, Schedule]:
         return {"beta": self.beta}
 
-    def regularizer(
-        self,
-        mean: torch.Tensor,
-        logvar: torch.Tensor,
-        z: torch.Tensor,
-        kl_per_dim: torch.Tensor,
-        step: int,
-    ) -> dict[str, torch.Tensor]:
-        beta = self.beta(step)
-        return {"regularizer": beta * kl_per_dim.sum()}
+    def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:
+        beta = self.beta(posterior.step)
+        return {"regularizer": beta * posterior.kl}

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from disent_core.methods.base import MethodConfig, MethodContext, VAEMethod
+from disent_core.methods.base import MethodConfig, MethodContext, Posterior, VAEMethod
 from disent_core.schedules import Schedule, StagesConfig
 
 
@@ -35,6 +35,7 @@ class CascadeVAE(VAEMethod):
     name = "cascade_vae_c"
     config_class = CascadeVAEConfig
     config: CascadeVAEConfig
+    schedule_names = ("stage",)
 
     def __init__(self, config: CascadeVAEConfig, context: MethodContext) -> None:
         super().__init__(config, context)
@@ -55,13 +56,6 @@ class CascadeVAE(VAEMethod):
         betas[:relieved] = self.config.beta_min
         return betas
 
-    def regularizer(
-        self,
-        mean: torch.Tensor,
-        logvar: torch.Tensor,
-        z: torch.Tensor,
-        kl_per_dim: torch.Tensor,
-        step: int,
-    ) -> dict[str, torch.Tensor]:
-        betas = self.betas(step).to(kl_per_dim)
-        return {"regularizer": (betas * kl_per_dim).sum()}
+    def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:
+        betas = self.betas(posterior.step).to(posterior.kl_per_dim)
+        return {"regularizer": (betas * posterior.kl_per_dim).sum()}

@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from disent_core.methods.base import MethodConfig, MethodContext, VAEMethod
+from disent_core.methods.base import VAE_TERMS, MethodConfig, MethodContext, Posterior, VAEMethod
 from disent_core.methods.controllers import PIControl
 from disent_core.schedules import Schedule
 
@@ -45,6 +45,8 @@ class ControlVAE(VAEMethod):
     name = "control_vae"
     config_class = ControlVAEConfig
     config: ControlVAEConfig
+    loss_terms = (*VAE_TERMS, "kl_target")
+    schedule_names = ("beta",)
 
     def __init__(self, config: ControlVAEConfig, context: MethodContext) -> None:
         super().__init__(config, context)
@@ -61,14 +63,7 @@ class ControlVAE(VAEMethod):
     def schedules(self) -> dict[str, Schedule]:
         return {"beta": self.controller}
 
-    def regularizer(
-        self,
-        mean: torch.Tensor,
-        logvar: torch.Tensor,
-        z: torch.Tensor,
-        kl_per_dim: torch.Tensor,
-        step: int,
-    ) -> dict[str, torch.Tensor]:
-        kl = kl_per_dim.sum()
+    def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:
+        kl, step = posterior.kl, posterior.step
         beta = self.controller.update(float(kl.detach()), step)
         return {"regularizer": beta * kl, "kl_target": kl.new_tensor(self.controller.target(step))}

@@ -65,6 +65,7 @@ multiplier scales every group alike. The base learning rate is the trainer's
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import torch
@@ -72,9 +73,9 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from disent_core.errors import ConfigError
-from disent_core.methods.base import Method, MethodConfig, MethodContext, OptimConfig, VAEMethod
+from disent_core.methods.base import MethodConfig, MethodContext, OptimConfig, Posterior, VAEMethod
 from disent_core.methods.losses import scale_gradient
-from disent_core.models.conv64 import Architecture, ConvEncoder, DeconvDecoder
+from disent_core.models.conv64 import Architecture, ConvEncoder
 from disent_core.schedules import ExponentialConfig, Schedule, StagesConfig
 
 Variant = Literal["A", "B", "C", "D"]
@@ -213,6 +214,17 @@ def scale_group_gradients(
                 param.grad.mul_(factor)
 
 
+def _nominal_lr(lr: float) -> Callable[[torch.optim.Optimizer], None]:
+    """Optimiser load-state post-hook: every group's ``base_lr`` is the nominal ``lr`` (checkpoints
+    written before ``lr_factors`` existed stored the factored learning rate there)."""
+
+    def hook(optimizer: torch.optim.Optimizer) -> None:
+        for group in optimizer.param_groups:
+            group["base_lr"] = lr
+
+    return hook
+
+
 class SharedEncoder(nn.Module):
     """Variant A: one conv encoder whose per-dimension gradient is scaled by ``grad_scale``."""
 
@@ -278,26 +290,19 @@ class DEFT(VAEMethod):
     name = "deft"
     config_class = DEFTConfig
     config: DEFTConfig
+    schedule_names = ("beta", "stage")
 
     def __init__(self, config: DEFTConfig, context: MethodContext) -> None:
-        Method.__init__(self, config, context)  # VAEMethod's single encoder is replaced below
-        channels, d = context.observation_shape[0], context.latent_dim
-        self.slices = group_slices(d, config.group_size)
-        groups = len(self.slices)
+        slices = group_slices(context.latent_dim, config.group_size)
+        groups = len(slices)
         if isinstance(config.gamma, list) and len(config.gamma) != groups:
             raise ConfigError(
-                f"method.gamma lists one factor per group: {d} latents in groups of "
+                f"method.gamma lists one factor per group: {context.latent_dim} latents in groups of "
                 f"{config.group_size} make {groups} groups, got {len(config.gamma)} factors"
             )
+        super().__init__(config, context)  # build_encoder below, then the dlib decoder
+        self.slices = slices
         self.gammas = config.gamma if isinstance(config.gamma, list) else [config.gamma] * groups
-        if config.variant == "A":
-            self.encoder = SharedEncoder(channels, d, context.base_channels, context.architecture)
-        else:
-            freeze = config.variant in ("C", "D")
-            self.encoder = GroupedEncoder(
-                channels, self.slices, config.sub_encoder_channels, freeze, context.architecture
-            )
-        self.decoder = DeconvDecoder(d, channels, context.base_channels, context.architecture)
         if config.variant == "D":
             rate = math.exp(-config.beta_decay)
             self.beta = ExponentialConfig(
@@ -310,8 +315,16 @@ class DEFT(VAEMethod):
         stages = [float(s) for s in range(len(boundaries) + 1)]
         self.stage = StagesConfig(values=stages, boundaries=boundaries).build()
         self._adam: torch.optim.Adam | None = None
-        self._lr = 0.0
         self._set_active(0)
+
+    def build_encoder(self, context: MethodContext) -> nn.Module:
+        """A: one ``SharedEncoder``; B/C/D: a ``GroupedEncoder`` (C/D freeze earlier groups)."""
+        channels, config = context.observation_shape[0], self.config
+        if config.variant == "A":
+            return SharedEncoder(channels, context.latent_dim, context.base_channels, context.architecture)
+        slices = group_slices(context.latent_dim, config.group_size)
+        freeze = config.variant in ("C", "D")
+        return GroupedEncoder(channels, slices, config.sub_encoder_channels, freeze, context.architecture)
 
     # --- stages ------------------------------------------------------------------------------
     def active_group(self, step: int) -> int:
@@ -361,12 +374,16 @@ class DEFT(VAEMethod):
         self.encoder.active.fill_(active)
         if self._adam is None:
             return
-        head = self._adam.param_groups[0]
-        multiplier = head["lr"] / head["base_lr"]
         for group in self._adam.param_groups[1:]:
-            group["base_lr"] = self._lr * self.lr_factor(group["deft_group"], active)
-            group["lr"] = group["base_lr"] * multiplier
             group["grad_factor"] = self.grad_factor(group["deft_group"], active)
+
+    def lr_factors(self, step: int) -> dict[str, list[float]]:
+        """B/C/D: the factor of each parameter group of the Adam at ``step``: 1 for the head
+        (decoder and projection), then ``lr_factor`` of each sub-encoder; A: none (all 1)."""
+        if isinstance(self.encoder, SharedEncoder):
+            return {}
+        active = self.active_group(step)
+        return {"loss": [1.0, *(self.lr_factor(i, active) for i in range(len(self.slices)))]}
 
     def schedules(self) -> dict[str, Schedule]:
         return {"beta": self.beta, "stage": self.stage}
@@ -376,21 +393,15 @@ class DEFT(VAEMethod):
         self._set_active(self.active_group(step))
         return super().loss(x, step)
 
-    def regularizer(
-        self,
-        mean: torch.Tensor,
-        logvar: torch.Tensor,
-        z: torch.Tensor,
-        kl_per_dim: torch.Tensor,
-        step: int,
-    ) -> dict[str, torch.Tensor]:
-        return {"regularizer": self.beta(step) * kl_per_dim.sum()}
+    def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:
+        return {"regularizer": self.beta(posterior.step) * posterior.kl}
 
     def optimizers(self, optim: OptimConfig) -> list[tuple[str, torch.optim.Optimizer]]:
         """One Adam over all parameters.
 
-        B/C/D put each sub-encoder in its own parameter group (``deft_group`` = i) whose ``base_lr``
-        and ``grad_factor`` follow the stage; with B's ``grad_scale`` a step pre-hook
+        B/C/D put each sub-encoder in its own parameter group (``deft_group`` = i) whose learning
+        rate factor (``lr_factors``, applied by the trainer to ``base_lr`` = ``optim.lr``) and
+        ``grad_factor`` (set by ``loss``) follow the stage; with B's ``grad_scale`` a step pre-hook
         (``scale_group_gradients``) applies the ``grad_factor``s between backward and the update.
 
         Args:
@@ -412,7 +423,7 @@ class DEFT(VAEMethod):
                 factor = self.grad_factor(i, active)
                 params = [*encoder.parameters()]
                 groups.append(
-                    {"params": params, "lr": lr, "base_lr": lr, "grad_factor": factor, "deft_group": i}
+                    {"params": params, "lr": lr, "base_lr": optim.lr, "grad_factor": factor, "deft_group": i}
                 )
         groups.insert(
             0, {"params": head, "lr": optim.lr, "base_lr": optim.lr, "grad_factor": 1.0, "deft_group": -1}
@@ -420,5 +431,5 @@ class DEFT(VAEMethod):
         self._adam = torch.optim.Adam(groups, lr=optim.lr, betas=optim.betas, eps=optim.eps)
         if self.config.variant == "B" and self.config.gamma_mode == "grad_scale":
             self._adam.register_step_pre_hook(scale_group_gradients)
-        self._lr = optim.lr
+        self._adam.register_load_state_dict_post_hook(_nominal_lr(optim.lr))
         return [("loss", self._adam)]

@@ -52,9 +52,9 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from disent_core.methods.base import Method, MethodConfig, MethodContext, OptimConfig
+from disent_core.methods.base import VAE_TERMS, GaussianAutoencoder, MethodConfig, MethodContext
 from disent_core.methods.losses import gaussian_kl_per_dim, reconstruction_loss
-from disent_core.models.conv64 import Architecture, ConvEncoder, DeconvDecoder
+from disent_core.models.conv64 import Architecture, DeconvDecoder
 
 LayerSampling = Literal["weighted_sum", "sample_one"]
 
@@ -126,22 +126,45 @@ class LayerDecoder(nn.Module):
         return self.net(torch.cat([z, e], dim=1))
 
 
-class DeVAE(Method):
+class DeVAE(GaussianAutoencoder):
+    """The template's encoder, sampling, ``representation``, ``posterior`` (space 0's (mu_0,
+    logvar_0): the representation is mu_0, the sampled representation a draw from
+    N(mu_0, exp(logvar_0))) and ``reconstruct`` (space 0's, sigmoid(decoder([mu_0 ; e_0]))), with
+    the ``LayerDecoder``, the ``DiTHierarchy`` and its own loss over the K spaces."""
+
     name = "devae"
     config_class = DeVAEConfig
     config: DeVAEConfig
+    loss_terms = VAE_TERMS
+    """Plus, per ``term_names``: ``kl_space_i`` for each space, and ``recon_space_i`` for each space
+    (``weighted_sum``) or ``space`` (``sample_one``)."""
 
     def __init__(self, config: DeVAEConfig, context: MethodContext) -> None:
-        super().__init__(config, context)
-        channels, d, k = context.observation_shape[0], context.latent_dim, len(config.betas)
+        super().__init__(config, context)  # the dlib encoder, then build_decoder's LayerDecoder
+        d, k = context.latent_dim, len(config.betas)
         self.spaces = k
-        self.encoder = ConvEncoder(channels, d, context.base_channels, context.architecture)
         self.hierarchy = DiTHierarchy(k, d)
-        self.decoder = LayerDecoder(k, d, channels, context.base_channels, context.architecture)
         weights = space_weights(config.scale, k)
         self.register_buffer("betas", torch.tensor(config.betas), persistent=False)
         self.register_buffer("objective_weights", weights.float(), persistent=False)
         self.register_buffer("probabilities", (weights / weights.sum()).float(), persistent=False)
+
+    def build_decoder(self, context: MethodContext) -> nn.Module:
+        """The shared ``LayerDecoder`` on [z ; e_space] (space 0 unless told otherwise)."""
+        channels, spaces = context.observation_shape[0], len(self.config.betas)
+        return LayerDecoder(spaces, context.latent_dim, channels, context.base_channels, context.architecture)
+
+    def term_names(self) -> tuple[str, ...]:
+        k = self.spaces
+        if self.config.layer_sampling == "weighted_sum":
+            per_space = tuple(f"recon_space_{i}" for i in range(k))
+        else:
+            per_space = ("space",)
+        return (*self.loss_terms, *per_space, *(f"kl_space_{i}" for i in range(k)))
+
+    def vae_parameters(self) -> list[nn.Parameter]:
+        """Encoder, hierarchy and decoder (the order of the Adam's parameters in checkpoints)."""
+        return [*self.encoder.parameters(), *self.hierarchy.parameters(), *self.decoder.parameters()]
 
     def _noise(self, like: torch.Tensor) -> torch.Tensor:
         return torch.randn(like.shape, generator=self.context.generator, device=like.device, dtype=like.dtype)
@@ -183,22 +206,3 @@ class DeVAE(Method):
             **terms,
             "kl_per_dim": kl[0],
         }
-
-    def optimizers(self, optim: OptimConfig) -> list[tuple[str, torch.optim.Optimizer]]:
-        adam = torch.optim.Adam(self.parameters(), lr=optim.lr, betas=optim.betas, eps=optim.eps)
-        return [("loss", adam)]
-
-    @torch.no_grad()
-    def representation(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)[0]
-
-    @torch.no_grad()
-    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Space 0's posterior (mu_0, logvar_0), each (N, d): the representation is mu_0, and the
-        sampled representation a draw from N(mu_0, exp(logvar_0))."""
-        return self.encoder(x)
-
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean reconstruction of space 0, sigmoid(decoder([mu_0 ; e_0])) in [0, 1]."""
-        return torch.sigmoid(self.decoder(self.encoder(x)[0]))

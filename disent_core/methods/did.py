@@ -172,6 +172,10 @@ class DiD(Method):
     config_class = DiDConfig
     provenance = RECONSTRUCTION
     config: DiDConfig
+    loss_terms = (
+        "loss", "generator_loss", "adversarial", "difference", "difference_accuracy", "enc",
+        "critic_loss", "wasserstein", "gradient_penalty", "information", "kl_per_dim",
+    )
 
     def __init__(self, config: DiDConfig, context: MethodContext) -> None:
         super().__init__(config, context)

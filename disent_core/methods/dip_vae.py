@@ -15,12 +15,13 @@ paper.
 
 from __future__ import annotations
 
+import abc
 from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field, ValidationInfo, field_validator
 
-from disent_core.methods.base import MethodConfig, VAEMethod
+from disent_core.methods.base import VAE_TERMS, MethodConfig, Posterior, VAEMethod
 
 
 class _DIPConfig(MethodConfig):
@@ -68,21 +69,16 @@ def dip_penalties(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 class _DIPVAE(VAEMethod):
     config: _DIPConfig
+    loss_terms = (*VAE_TERMS, "dip_off_diag", "dip_diag")
 
+    @abc.abstractmethod
     def covariance(self, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The matrix M (d, d) whose off-diagonal and diagonal the penalties read."""
 
-    def regularizer(
-        self,
-        mean: torch.Tensor,
-        logvar: torch.Tensor,
-        z: torch.Tensor,
-        kl_per_dim: torch.Tensor,
-        step: int,
-    ) -> dict[str, torch.Tensor]:
-        off_diag, diag = dip_penalties(self.covariance(mean, logvar))
+    def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:
+        off_diag, diag = dip_penalties(self.covariance(posterior.mean, posterior.logvar))
         dip = self.config.lambda_od * off_diag + self.config.lambda_d * diag
-        return {"regularizer": kl_per_dim.sum() + dip, "dip_off_diag": off_diag, "dip_diag": diag}
+        return {"regularizer": posterior.kl + dip, "dip_off_diag": off_diag, "dip_diag": diag}
 
 
 class DIPVAEI(_DIPVAE):

@@ -29,7 +29,7 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from disent_core.methods.base import MethodConfig, MethodContext, VAEMethod
+from disent_core.methods.base import VAE_TERMS, MethodConfig, MethodContext, Posterior, VAEMethod
 from disent_core.methods.controllers import IncrementalPIControl, ProportionalOn
 from disent_core.schedules import Schedule
 
@@ -61,6 +61,8 @@ class DynamicVAE(VAEMethod):
     name = "dynamic_vae"
     config_class = DynamicVAEConfig
     config: DynamicVAEConfig
+    loss_terms = (*VAE_TERMS, "kl_target", "kl_ema")
+    schedule_names = ("beta",)
 
     def __init__(self, config: DynamicVAEConfig, context: MethodContext) -> None:
         super().__init__(config, context)
@@ -79,15 +81,8 @@ class DynamicVAE(VAEMethod):
     def schedules(self) -> dict[str, Schedule]:
         return {"beta": self.controller}
 
-    def regularizer(
-        self,
-        mean: torch.Tensor,
-        logvar: torch.Tensor,
-        z: torch.Tensor,
-        kl_per_dim: torch.Tensor,
-        step: int,
-    ) -> dict[str, torch.Tensor]:
-        kl = kl_per_dim.sum()
+    def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:
+        kl, step = posterior.kl, posterior.step
         beta = self.controller.update(float(kl.detach()), step)
         return {
             "regularizer": beta * kl,

@@ -23,7 +23,15 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from disent_core.methods.base import AdamBeta, MethodConfig, MethodContext, OptimConfig, VAEMethod
+from disent_core.methods.base import (
+    VAE_TERMS,
+    AdamBeta,
+    MethodConfig,
+    MethodContext,
+    OptimConfig,
+    Posterior,
+    VAEMethod,
+)
 from disent_core.models.discriminator import FactorDiscriminator
 
 PROB_CLIP = 1e-6
@@ -51,19 +59,14 @@ class FactorVAE(VAEMethod):
     name = "factor_vae"
     config_class = FactorVAEConfig
     config: FactorVAEConfig
+    loss_terms = (*VAE_TERMS, "tc", "discriminator_loss", "discriminator_accuracy")
 
     def __init__(self, config: FactorVAEConfig, context: MethodContext) -> None:
         super().__init__(config, context)
         self.discriminator = FactorDiscriminator(context.latent_dim)
 
-    def regularizer(
-        self,
-        mean: torch.Tensor,
-        logvar: torch.Tensor,
-        z: torch.Tensor,
-        kl_per_dim: torch.Tensor,
-        step: int,
-    ) -> dict[str, torch.Tensor]:
+    def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:
+        z = posterior.z
         logits = self.discriminator(z)
         tc = (logits[:, 0] - logits[:, 1]).mean()
 
@@ -75,7 +78,7 @@ class FactorVAE(VAEMethod):
         discriminator_loss = -0.5 * log_p[:n, 0].mean() - 0.5 * log_p[n:, 1].mean()
         correct = torch.cat([d_logits[:n, 0] > d_logits[:n, 1], d_logits[n:, 1] > d_logits[n:, 0]])
         return {
-            "regularizer": kl_per_dim.sum() + self.config.gamma * tc,
+            "regularizer": posterior.kl + self.config.gamma * tc,
             "tc": tc,
             "discriminator_loss": discriminator_loss,
             "discriminator_accuracy": correct.float().mean(),

@@ -202,6 +202,15 @@ class _NoDecoder(Method):
         super().__init__(MethodConfig(), context)
         self.net = torch.nn.Linear(1, 1)
 
+    def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def optimizers(self, optim: object) -> list:
+        raise NotImplementedError
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
 
 def test_unreadable_method_is_a_clear_error(trained: Trainer, tmp_path: Path) -> None:
     dataset = trained("beta_vae").dataset

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from disent_core.methods.base import Posterior
 from disent_core.methods.beta_tcvae import total_correlation
 
 RNG = np.random.default_rng(3)
@@ -68,7 +69,8 @@ def test_regularizer_uses_context_dataset_size(build) -> None:
     assert model.context.dataset_size == 1000
     z, mean, logvar = sample_posterior(4, 5)
     kl_per_dim = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5], dtype=torch.float64)
-    terms = model.regularizer(*(torch.from_numpy(a) for a in (mean, logvar, z)), kl_per_dim, step=7)
+    posterior = Posterior(*(torch.from_numpy(a) for a in (mean, logvar, z)), kl_per_dim, step=7)
+    terms = model.regularizer(posterior)
     tc = brute_force_tc(z, mean, logvar, n=1000)
     assert terms["tc"].item() == pytest.approx(tc, rel=1e-9)
     assert model.schedules()["beta"].last_value == 6.0
@@ -80,6 +82,7 @@ def test_scheduled_beta(build) -> None:
     assert set(model.schedules()) == {"beta"}
     z, mean, logvar = (torch.from_numpy(a) for a in sample_posterior(4, 5))
     kl_per_dim = torch.ones(5, dtype=torch.float64)
-    assert model.regularizer(mean, logvar, z, kl_per_dim, step=2)["regularizer"].item() == pytest.approx(5.0)
-    model.regularizer(mean, logvar, z, kl_per_dim, step=3)
+    terms = model.regularizer(Posterior(mean, logvar, z, kl_per_dim, step=2))
+    assert terms["regularizer"].item() == pytest.approx(5.0)
+    model.regularizer(Posterior(mean, logvar, z, kl_per_dim, step=3))
     assert model.schedules()["beta"].last_value == 4.0

@@ -9,6 +9,7 @@ import pytest
 import torch
 from pydantic import TypeAdapter, ValidationError
 
+from disent_core.methods.base import Posterior
 from disent_core.methods.controllers import IncrementalPIControl, PIControl
 from disent_core.methods.registry import AnyMethodConfig
 from disent_core.train import CHECKPOINT_NAME, train
@@ -149,7 +150,7 @@ def test_dynamic_vae_regularizer_uses_the_controlled_beta(build) -> None:
     model = build({"name": "dynamic_vae", "c": 4, "total_steps": 4, "period": 2, "alpha": 0.5,
                    "k_p": 1, "k_i": 0.5, "beta_init": 10})
     # KL 4: y = 2, e = 2, dP = min(2, 0) - 0 = 0 (default undershoot), dI = 1 -> beta 11
-    terms = model.regularizer(MEAN, MEAN, MEAN, KL_PER_DIM, step=0)
+    terms = model.regularizer(Posterior(MEAN, MEAN, MEAN, KL_PER_DIM, step=0))
     assert terms["regularizer"].item() == pytest.approx(11 * 4.0)
     assert terms["kl_target"].item() == 0.0 and terms["kl_ema"].item() == pytest.approx(2.0)
     assert model.schedules()["beta"].last_value == pytest.approx(11.0)
@@ -157,7 +158,7 @@ def test_dynamic_vae_regularizer_uses_the_controlled_beta(build) -> None:
 
 def test_control_vae_regularizer_uses_the_controlled_beta(build) -> None:
     model = build({"name": "control_vae", "c": 2, "init_c": 0.5, "c_step": 0.5, "period": 2, "k_i": -0.5})
-    terms = model.regularizer(MEAN, MEAN, MEAN, KL_PER_DIM, step=0)
+    terms = model.regularizer(Posterior(MEAN, MEAN, MEAN, KL_PER_DIM, step=0))
     beta = p_term(1 - 4) + 1.5  # e = 1 - 4 = -3, I = 1.5
     assert terms["regularizer"].item() == pytest.approx(beta * 4.0)
     assert terms["kl_target"].item() == 1.0
@@ -209,7 +210,7 @@ def test_cascade_relieves_one_dimension_per_stage(build, step: int, betas: list[
     model = build({"name": "cascade_vae_c", "beta_min": 1, "beta_max": 10, "stage_steps": 3})
     assert model.betas(step).tolist() == betas
     assert model.schedules()["stage"].last_value == min(step // 3, 4)
-    terms = model.regularizer(MEAN, MEAN, MEAN, KL_PER_DIM, step=step)
+    terms = model.regularizer(Posterior(MEAN, MEAN, MEAN, KL_PER_DIM, step=step))
     assert terms["regularizer"].item() == pytest.approx(float(np.dot(betas, KL_PER_DIM.numpy())))
 
 

@@ -14,13 +14,14 @@ from disent_core.methods.base import OptimConfig
 from disent_core.methods.deft import DEFTConfig, GroupedEncoder, SharedEncoder, threshold_boundaries
 from disent_core.methods.registry import AnyMethodConfig
 from disent_core.schedules import ExponentialConfig
-from disent_core.train import CHECKPOINT_NAME, train
+from disent_core.train import CHECKPOINT_NAME, set_learning_rates, train
 
 ADAPTER = TypeAdapter(AnyMethodConfig)
 LR = 1e-3
 
 
 def _step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: torch.Tensor, step: int) -> dict:
+    set_learning_rates(model, [("loss", optimizer)], step)  # as train() does before each step
     terms = model.loss(batch, step)
     optimizer.zero_grad(set_to_none=True)
     terms["loss"].backward()
@@ -136,7 +137,8 @@ def test_variant_b_parameter_groups_follow_the_stage(build, batch, mode, slow_lr
     _step(model, adam, batch, 4)
     assert lrs() == pytest.approx([LR, slow_lr * LR, slow_lr * LR, LR])
     assert grad_factors() == [1, slow_grad, slow_grad, 1]
-    assert [g["base_lr"] for g in groups] == pytest.approx(lrs())
+    assert [LR * f for f in model.lr_factors(4)["loss"]] == pytest.approx(lrs())
+    assert [g["base_lr"] for g in groups] == pytest.approx([LR] * 4)
 
 
 @pytest.mark.parametrize(
@@ -150,8 +152,7 @@ def test_per_group_gamma_list_and_the_trainer_multiplier(
     config = {"betas": [8, 4, 1], "stage_steps": 2, "gamma": [0.5, 0.1, 0.3], "gamma_mode": mode}
     model = build({"name": "deft", **config})
     (_, adam), = model.optimizers(OptimConfig(lr=LR))
-    for group in adam.param_groups:  # what train() does with a global lr multiplier of 0.5
-        group["lr"] = group["base_lr"] * 0.5
+    set_learning_rates(model, [("loss", adam)], 4, multiplier=0.5)  # train() with a multiplier of 0.5
     model.loss(batch, 4)
     assert [g["lr"] for g in adam.param_groups] == pytest.approx([0.5 * f * LR for f in lr_factors])
     assert [g["grad_factor"] for g in adam.param_groups] == grad_factors
@@ -165,6 +166,7 @@ def _stage_two_step(build, batch, config: dict) -> tuple[Grads, Grads, list[dict
     right after backward and as Adam used them (after ``step``), and the parameter groups."""
     model = build({"name": "deft", "betas": [8, 4, 1], "stage_steps": 2, **config})
     (_, adam), = model.optimizers(OptimConfig(lr=LR))
+    set_learning_rates(model, [("loss", adam)], 4)
     terms = model.loss(batch, 4)
     adam.zero_grad(set_to_none=True)
     terms["loss"].backward()
@@ -355,3 +357,18 @@ def test_stage_is_saved_with_the_weights(build, batch) -> None:
     fresh.load_state_dict(model.state_dict())
     assert int(fresh.encoder.active) == 2
     torch.testing.assert_close(fresh.representation(batch), model.representation(batch))
+
+
+def test_lr_factors_follow_the_stage_and_survive_a_reload(build) -> None:
+    model = build({"name": "deft", "betas": [8, 4, 1], "stage_steps": 2, "gamma": 0.25, "gamma_mode": "lr"})
+    assert model.lr_factors(0) == {"loss": [1, 1, 0, 0]}
+    assert model.lr_factors(4) == {"loss": [1, 0.25, 0.25, 1]}
+    (_, adam), = model.optimizers(OptimConfig(lr=LR))
+    state = adam.state_dict()
+    for group in state["param_groups"]:  # checkpoints before lr_factors stored the factored lr
+        group["base_lr"] = group["lr"]
+    adam.load_state_dict(state)
+    assert [g["base_lr"] for g in adam.param_groups] == [LR] * 4
+    set_learning_rates(model, [("loss", adam)], 4)
+    assert [g["lr"] for g in adam.param_groups] == pytest.approx([LR, 0.25 * LR, 0.25 * LR, LR])
+    assert build({"name": "deft", "variant": "A"}).lr_factors(10**6) == {}

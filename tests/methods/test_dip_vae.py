@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from disent_core.methods.base import Posterior
 from disent_core.methods.dip_vae import DIPVAEIConfig, DIPVAEIIConfig
 
 RNG = np.random.default_rng(5)
@@ -23,7 +24,7 @@ def penalties(m: np.ndarray) -> tuple[float, float]:
 
 def regularize(model) -> dict[str, torch.Tensor]:
     mean, logvar = torch.from_numpy(MEAN), torch.from_numpy(LOGVAR)
-    return model.regularizer(mean, logvar, mean, torch.from_numpy(KL_PER_DIM), step=0)
+    return model.regularizer(Posterior(mean, logvar, mean, torch.from_numpy(KL_PER_DIM), step=0))
 
 
 def test_dip_i_uses_the_biased_covariance_of_the_means(build) -> None:

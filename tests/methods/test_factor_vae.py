@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from disent_core.methods import factor_vae
-from disent_core.methods.base import OptimConfig
+from disent_core.methods.base import OptimConfig, Posterior
 
 RNG = np.random.default_rng(11)
 
@@ -45,8 +45,8 @@ def test_tc_and_discriminator_loss_match_numpy(build, monkeypatch) -> None:
     z = RNG.normal(size=(6, 5))
     kl_per_dim = np.array([0.5, 0.5, 1.0, 0.0, 2.0])
 
-    terms = model.regularizer(torch.from_numpy(z), torch.from_numpy(z), torch.from_numpy(z),
-                              torch.from_numpy(kl_per_dim), step=0)
+    terms = model.regularizer(Posterior(torch.from_numpy(z), torch.from_numpy(z), torch.from_numpy(z),
+                                        torch.from_numpy(kl_per_dim), step=0))
 
     real_logits = z @ weight.T + bias
     fake_logits = np_roll_columns(z) @ weight.T + bias
@@ -64,7 +64,7 @@ def test_discriminator_probabilities_are_clipped_like_dlib(build) -> None:
     model = build({"name": "factor_vae"})
     model.discriminator = linear_discriminator(np.zeros((2, 5)), np.array([50.0, -50.0]))
     z = torch.from_numpy(RNG.normal(size=(4, 5)))
-    terms = model.regularizer(z, z, z, torch.zeros(5, dtype=torch.float64), step=0)
+    terms = model.regularizer(Posterior(z, z, z, torch.zeros(5, dtype=torch.float64), step=0))
     expected = -0.5 * math.log(1 - 1e-6) - 0.5 * math.log(1e-6)
     assert terms["discriminator_loss"].item() == pytest.approx(expected)
     assert terms["tc"].item() == pytest.approx(100.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
@@ -22,40 +24,13 @@ CONFIGS = {
     "deft": {"name": "deft", "betas": [4, 1], "stage_steps": 2},
     "did": {"name": "did"},
 }
-SCHEDULES = {
-    "beta_vae": {"beta"},
-    "annealed_vae": {"capacity"},
-    "factor_vae": set(),
-    "beta_tc_vae": {"beta"},
-    "dip_vae_i": set(),
-    "dip_vae_ii": set(),
-    "devae": set(),
-    "dynamic_vae": {"beta"},
-    "control_vae": {"beta"},
-    "cascade_vae_c": {"stage"},
-    "deft": {"beta", "stage"},
-    "did": set(),
-}
-COMPONENTS = {  # schedule values are reported by the trainer from schedules(), not as loss terms
-    "beta_vae": set(),
-    "annealed_vae": set(),
-    "factor_vae": {"tc", "discriminator_loss", "discriminator_accuracy"},
-    "beta_tc_vae": {"tc"},
-    "dip_vae_i": {"dip_off_diag", "dip_diag"},
-    "dip_vae_ii": {"dip_off_diag", "dip_diag"},
-    "devae": {"kl_space_0", "kl_space_1", "kl_space_2", "recon_space_0", "recon_space_1", "recon_space_2"},
-    "dynamic_vae": {"kl_target", "kl_ema"},
-    "control_vae": {"kl_target"},
-    "cascade_vae_c": set(),
-    "deft": set(),
-    "did": {"critic_loss", "adversarial", "difference", "enc", "gradient_penalty", "wasserstein",
-            "information"},
-}
-# Not VAEs: no recon / KL / regularizer terms (DiD is a WGAN-GP with encoders; its kl_per_dim is an
-# information bound, checked with its loss identities in its own test module). For them the learning
-# check follows LEARNED_TERM (the generator side's total need not fall while the critic learns; on a
-# fixed real batch the critic's loss does) and the representation is REPRESENTATION's network.
-NOT_VAE = {"did"}
+# The loss terms and schedule names are the classes' declarations (Method.loss_terms, term_names(),
+# schedule_names). Methods that declare no recon / KL / regularizer terms are not VAEs (DiD is a
+# WGAN-GP with encoders; its kl_per_dim is an information bound, checked with its loss identities in
+# its own test module). For them the learning check follows LEARNED_TERM (the generator side's total
+# need not fall while the critic learns; on a fixed real batch the critic's loss does) and the
+# representation is REPRESENTATION's network.
+VAE_TERMS = {"recon", "kl", "regularizer"}
 LEARNED_TERM = {"did": "critic_loss"}
 REPRESENTATION = {"did": lambda model, x: model.samples_encoder(x)}
 
@@ -67,14 +42,22 @@ def test_every_registered_method_is_covered(name: str) -> None:
     assert METHODS[name].name == name
 
 
-def test_loss_terms_are_finite_and_consistent(build, batch, name: str) -> None:
+def test_every_method_declares_its_contract(name: str) -> None:
+    cls = METHODS[name]
+    assert not inspect.isabstract(cls)
+    assert {"loss", "kl_per_dim"} <= set(cls.loss_terms)
+    assert len(set(cls.loss_terms)) == len(cls.loss_terms)
+    assert all(isinstance(s, str) for s in cls.schedule_names)
+
+
+def test_loss_terms_are_the_declared_ones_finite_and_consistent(build, batch, name: str) -> None:
     model = build(CONFIGS[name])
     terms = model.loss(batch, step=3)
-    vae_terms = set() if name in NOT_VAE else {"recon", "kl", "regularizer"}
-    assert {"loss", "kl_per_dim"} | vae_terms | COMPONENTS[name] <= set(terms)
+    assert set(terms) == set(model.term_names())
+    assert set(type(model).loss_terms) <= set(terms)
     assert all(torch.isfinite(t).all() for t in terms.values())
     assert terms["kl_per_dim"].shape == (model.context.latent_dim,)
-    if name not in NOT_VAE:
+    if VAE_TERMS <= set(type(model).loss_terms):
         torch.testing.assert_close(terms["kl"], terms["kl_per_dim"].sum())
         torch.testing.assert_close(terms["loss"], terms["recon"] + terms["regularizer"])
     assert all(t.ndim == 0 for key, t in terms.items() if key != "kl_per_dim")
@@ -120,5 +103,7 @@ def test_representation_is_the_posterior_mean(build, batch, name: str) -> None:
     torch.testing.assert_close(code, expected)
 
 
-def test_schedules_are_named(build, name: str) -> None:
-    assert set(build(CONFIGS[name]).schedules()) == SCHEDULES[name]
+def test_schedules_are_the_declared_ones(build, name: str) -> None:
+    model = build(CONFIGS[name])
+    assert set(model.schedules()) == set(type(model).schedule_names)
+    assert len(set(type(model).schedule_names)) == len(type(model).schedule_names)

@@ -1,12 +1,15 @@
-"""``posterior``: the Gaussian q(z|x) behind the sampled representation, and ``reparameterize``."""
+"""``posterior``: the Gaussian q(z|x) behind the sampled representation, ``reparameterize``, the
+``Posterior`` that ``VAEMethod.regularizer`` reads, and the abstract method contract."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
 
 from disent_core.errors import MetricError
-from disent_core.methods.base import VAEMethod, reparameterize
+from disent_core.methods.base import Method, MethodConfig, Posterior, VAEMethod, reparameterize
 
 POSTERIOR_CONFIGS = {
     "beta_vae": {"name": "beta_vae", "beta": 4},
@@ -52,3 +55,23 @@ def test_reparameterize_draws_from_the_generator(build, batch) -> None:
     assert isinstance(model, VAEMethod)
     model.context.generator.manual_seed(4)
     torch.testing.assert_close(model.sample(mean, logvar), z)
+
+
+def test_posterior_is_frozen_and_its_kl_is_the_sum() -> None:
+    mean, logvar = torch.randn(4, 3), torch.randn(4, 3)
+    kl_per_dim = torch.tensor([0.5, 1.0, 2.0])
+    posterior = Posterior(mean, logvar, mean, kl_per_dim, step=7)
+    assert torch.equal(posterior.kl, kl_per_dim.sum()) and posterior.step == 7
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        posterior.step = 8  # type: ignore[misc]
+
+
+def test_the_contract_is_abstract(context) -> None:
+    class NoRegularizer(VAEMethod):
+        name = "no_regularizer"
+        config_class = MethodConfig
+
+    with pytest.raises(TypeError, match="abstract"):
+        Method(MethodConfig(), context)  # type: ignore[abstract]
+    with pytest.raises(TypeError, match="regularizer"):
+        NoRegularizer(MethodConfig(), context)  # type: ignore[abstract]
