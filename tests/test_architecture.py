@@ -76,3 +76,29 @@ def test_studies_modules_import_each_other_without_cycles():
         if start not in done:
             visit(start, [start], done)
     assert cycles == []
+
+
+def test_figures_and_metrics_read_methods_through_their_interface_not_concrete_classes():
+    interface = ("disent_core.methods.base", "disent_core.methods.losses", "disent_core.latents")
+    readers = {m: d for m, d in graph("disent_core").items()
+               if m.startswith("disent_core.metrics") or m == "disent_core.analysis.figures"}
+    bad = {m: sorted(i for i in deps if within(i, ("disent_core.methods",)) and i not in interface)
+           for m, deps in readers.items()}
+    assert {m: d for m, d in bad.items() if d} == {}
+
+
+def test_every_registered_method_is_a_latent_model():
+    import torch
+
+    from disent_core.latents import LatentModel
+    from disent_core.methods.base import MethodContext
+    from disent_core.methods.registry import METHOD_CLASSES
+
+    context = MethodContext((1, 64, 64), 4, "bernoulli", 100, torch.Generator())
+    for cls in METHOD_CLASSES:
+        method = cls(cls.config_class(), context)
+        assert isinstance(method, LatentModel), cls.name
+        x = torch.rand(3, 1, 64, 64)
+        code = method.code(x)
+        assert code.shape == (3, 4) and method.decode(code).shape == (3, 1, 64, 64)
+        assert method.latent_information(x, torch.Generator().manual_seed(0)).shape == (4,)

@@ -15,7 +15,8 @@ Every function writes one PNG and returns its path; the arrays behind the two im
   per dimension; beyond that (1024 latents) they are sorted by KL, drawn as one filled step curve
   without per-dimension ticks. The y axis is linear below the threshold and logarithmic above it.
 
-How each method is read (all registered methods are supported):
+How each method is read: through ``disent_core.latents.LatentModel`` (``code``, ``decode``,
+``latent_information``), which every registered method provides:
 
 - every ``VAEMethod`` (beta-VAE, FactorVAE, DEFT ...) and DeVAE: ``encoder(x) -> (mean, logvar)``;
   the code is the mean, images are sigmoid(decoder(z)) (the Bernoulli mean for ``recon:
@@ -30,7 +31,7 @@ How each method is read (all registered methods are supported):
   per-dimension information bound on ``KL_BATCH`` codes drawn from the prior with the figure's seed
   (see ``disent_core.methods.did``), labelled "info".
 
-A method with neither structure gets a ``TypeError``. Randomness: observations come from
+A model that is not a ``LatentModel`` gets a ``TypeError``. Randomness: observations come from
 ``np.random.default_rng(seed)``, DiD's prior codes from a ``torch.Generator`` seeded with ``seed``;
 the method's own generator is never drawn from. The method runs in eval mode under ``no_grad`` on
 ``device`` and is given back in its previous mode and on its previous device.
@@ -39,7 +40,6 @@ the method's own generator is never drawn from. The method runs in eval mode und
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -52,9 +52,8 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from disent_core.data.dataset import GroundTruthDataset, to_uint8
+from disent_core.latents import LatentModel
 from disent_core.methods.base import Method
-from disent_core.methods.did import MIN_ERROR, PRIOR_ENTROPY, DiD
-from disent_core.methods.losses import gaussian_kl_per_dim
 
 MAX_ALL_DIMS = 16
 """Traversals show every dimension of codes up to this size, else the ``TOP_DIMS`` of largest KL."""
@@ -86,67 +85,14 @@ class Traversal:
     """What ``kl`` is: "KL", or "info" for DiD."""
 
 
-class _GaussianLatents:
-    """A method with ``encoder(x) -> (mean, logvar)`` and ``decoder(z) -> logits``."""
-
-    kl_name = "KL"
-    recon_label = "recon."
-    bound: float | None = None
-
-    def __init__(self, method: Method) -> None:
-        self.method = method
-
-    def code(self, x: torch.Tensor) -> torch.Tensor:
-        return self.method.encoder(x)[0]
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.method.decoder(z))
-
-    def kl_per_dim(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return gaussian_kl_per_dim(*self.method.encoder(x))
-
-
-class _GanLatents:
-    """DiD: code E(x) (clipped to the uniform prior's support), images G(code), information bound."""
-
-    kl_name = "info"
-    recon_label = "G(E(x))"
-
-    def __init__(self, method: DiD) -> None:
-        self.method = method
-        self.bound: float | None = 1.0 if method.config.prior == "uniform" else None
-
-    def code(self, x: torch.Tensor) -> torch.Tensor:
-        code = self.method.samples_encoder(x)
-        return code if self.bound is None else code.clamp(-self.bound, self.bound)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.method.generate(z)
-
-    def kl_per_dim(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """max(0, h(c_d) - 1/2 log(2 pi e mse_d)) on len(x) prior codes; x only sets the batch size."""
-        shape = (x.shape[0], self.method.context.latent_dim)
-        if self.method.config.prior == "uniform":
-            codes = 2 * torch.rand(shape, generator=generator) - 1
-        else:
-            codes = torch.randn(shape, generator=generator)
-        codes = codes.to(device=x.device, dtype=x.dtype)
-        error = (self.method.samples_encoder(self.method.generate(codes)) - codes).square().mean(0)
-        noise_entropy = 0.5 * torch.log(2 * math.pi * math.e * error.clamp(min=MIN_ERROR))
-        return (PRIOR_ENTROPY[self.method.config.prior] - noise_entropy).clamp(min=0)
-
-
-def _latents(method: Method) -> _GaussianLatents | _GanLatents:
-    if isinstance(method, DiD):
-        return _GanLatents(method)
-    if isinstance(getattr(method, "encoder", None), torch.nn.Module) and isinstance(
-        getattr(method, "decoder", None), torch.nn.Module
-    ):
-        return _GaussianLatents(method)
-    raise TypeError(
-        f"method {type(method).__name__!r} has no Gaussian encoder/decoder pair and is not DiD: "
-        "the figures cannot encode and decode its observations"
-    )
+def _latents(method: Method) -> LatentModel:
+    if not isinstance(method, LatentModel):
+        raise TypeError(
+            f"method {type(method).__name__!r} has no Gaussian encoder/decoder pair nor another way to "
+            "code, decode and measure its latents (disent_core.latents.LatentModel): the figures cannot "
+            "encode and decode its observations"
+        )
+    return method
 
 
 @contextlib.contextmanager
@@ -170,11 +116,11 @@ def _observations(dataset: GroundTruthDataset, n: int, seed: int, device: torch.
     return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(device)
 
 
-def _kl(latents: _GaussianLatents | _GanLatents, dataset: GroundTruthDataset, seed: int,
+def _kl(latents: LatentModel, dataset: GroundTruthDataset, seed: int,
         device: torch.device) -> np.ndarray:
     x = _observations(dataset, KL_BATCH, seed, device)
     generator = torch.Generator().manual_seed(seed)
-    return latents.kl_per_dim(x, generator).double().cpu().numpy()
+    return latents.latent_information(x, generator).double().cpu().numpy()
 
 
 def latent_kl(
@@ -215,7 +161,7 @@ def latent_traversal(
     with _inference(method, device) as target:
         kl = _kl(latents, dataset, seed, target)
         rows = _select_dims(kl, dims)
-        reach = limit if latents.bound is None else min(limit, latents.bound)
+        reach = limit if latents.code_bound is None else min(limit, latents.code_bound)
         values = np.linspace(-reach, reach, n_steps)
         code = latents.code(_observations(dataset, 1, seed, target))
         codes = code.repeat(len(rows) * n_steps, 1)
@@ -229,7 +175,7 @@ def latent_traversal(
         dims=rows,
         kl=kl[rows],
         values=values,
-        kl_name=latents.kl_name,
+        kl_name=latents.information_name,
     )
 
 
@@ -315,7 +261,7 @@ def reconstruction_grid(
 ) -> Path:
     """PNG with ``n`` seeded observations (top row) above their mean reconstructions (bottom row)."""
     originals, recon = reconstructions(method, dataset, n=n, seed=seed, device=device)
-    label = _latents(method).recon_label
+    label = _latents(method).reconstruction_name
     return _save_image(_grid_image(np.stack([originals, recon]), ["data", label]), path)
 
 

@@ -223,6 +223,26 @@ class GaussianAutoencoder(Method):
         """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I) from the method's generator."""
         return reparameterize(mean, logvar, self.context.generator)
 
+    # --- LatentModel (disent_core.latents): what figures read ---------------------------------
+    information_name: ClassVar[str] = "KL"
+    reconstruction_name: ClassVar[str] = "recon."
+    code_bound: ClassVar[float | None] = None
+
+    @torch.no_grad()
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        """The posterior mean (N, d)."""
+        return self.encoder(x)[0]
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """sigmoid(decoder(z)): the Bernoulli mean, or the image the squared error compares."""
+        return torch.sigmoid(self.decoder(z))
+
+    @torch.no_grad()
+    def latent_information(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The batch-mean KL of each dimension (nats); ``generator`` is not drawn from."""
+        return gaussian_kl_per_dim(*self.encoder(x))
+
     def vae_parameters(self) -> list[nn.Parameter]:
         """The parameters the VAE optimiser trains (encoder and decoder)."""
         return [*self.encoder.parameters(), *self.decoder.parameters()]

@@ -136,6 +136,13 @@ class DiDConfig(MethodConfig):
         return self
 
 
+def information_bound(squared_error: torch.Tensor, prior: str) -> torch.Tensor:
+    """Per-dimension lower bound (nats) on what a code recovered with ``squared_error`` carries:
+    max(0, h(prior) - 1/2 log(2 pi e mse_d)), the prior's entropy less a Gaussian noise's."""
+    noise_entropy = 0.5 * torch.log(2 * math.pi * math.e * squared_error.clamp(min=MIN_ERROR))
+    return (PRIOR_ENTROPY[prior] - noise_entropy).clamp(min=0)
+
+
 def gradient_penalty(
     critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, mix: torch.Tensor
 ) -> torch.Tensor:
@@ -195,6 +202,39 @@ class DiD(Method):
         """G(c): images in [0, 1]."""
         return torch.sigmoid(self.generator(codes))
 
+    # --- LatentModel (disent_core.latents): what figures read ---------------------------------
+    information_name = "info"
+    reconstruction_name = "G(E(x))"
+
+    @property
+    def code_bound(self) -> float | None:
+        """1 under the uniform prior on [-1, 1] (codes outside its support mean nothing), else None."""
+        return 1.0 if self.config.prior == "uniform" else None
+
+    @torch.no_grad()
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        """E(x), clipped to the prior's support under the uniform prior."""
+        code = self.samples_encoder(x)
+        return code if self.code_bound is None else code.clamp(-self.code_bound, self.code_bound)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """G(z): images in [0, 1]."""
+        return self.generate(z)
+
+    @torch.no_grad()
+    def latent_information(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The information bound of each dimension on len(x) prior codes drawn from ``generator``
+        (``x`` only sets the batch size): max(0, h(c_d) - 1/2 log(2 pi e mse_d))."""
+        shape = (x.shape[0], self.context.latent_dim)
+        if self.config.prior == "uniform":
+            codes = 2 * torch.rand(shape, generator=generator) - 1
+        else:
+            codes = torch.randn(shape, generator=generator)
+        codes = codes.to(device=x.device, dtype=x.dtype)
+        error = (self.samples_encoder(self.generate(codes)) - codes).square().mean(0)
+        return information_bound(error, self.config.prior)
+
     def sample_prior(self, batch: int, like: torch.Tensor) -> torch.Tensor:
         """(batch, n) codes from the prior, drawn from the context's generator."""
         shape = (batch, self.context.latent_dim)
@@ -247,9 +287,7 @@ class DiD(Method):
         v1, v2 = self.difference_encoder(torch.cat([anchors, moved], dim=1)).split(batch)
         difference, difference_accuracy = difference_infonce(v1, v2, dims, cfg.temperature)
 
-        entropy = PRIOR_ENTROPY[cfg.prior]
-        noise_entropy = 0.5 * torch.log(2 * math.pi * math.e * squared_error.detach().clamp(min=MIN_ERROR))
-        information = (entropy - noise_entropy).clamp(min=0)
+        information = information_bound(squared_error.detach(), cfg.prior)
         return {
             "loss": adversarial + difference + enc,
             "generator_loss": (adversarial + cfg.lambda_h * difference + cfg.lambda_enc * enc).detach(),
