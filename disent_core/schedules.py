@@ -1,9 +1,9 @@
 """Schedules for beta, the capacity C and learning-rate multipliers, as small stateful objects.
 
 A schedule maps the global step (VAE parameter updates, never optimiser calls) to a float. The
-open-loop schedules here are pure functions of the step; their ``state_dict`` still records the last
-value so that checkpoints of open-loop and closed-loop (controller) schedules look alike, and a
-controller subclass only has to override ``update``/``state_dict``.
+open-loop schedules here are pure functions of the step. What a method reports and checkpoints is a
+``ScheduledValue``: a ``Schedule`` here, or a closed-loop controller that reads the measured KL
+(``disent_core.methods.controllers``); both have a ``last_value`` and a ``state_dict``.
 
 Each schedule is described by a pydantic config with a ``kind`` discriminator, so a study can
 search over a schedule family and its parameters:
@@ -19,6 +19,7 @@ search over a schedule family and its parameters:
 
 from __future__ import annotations
 
+import abc
 import itertools
 import math
 from typing import Annotated, Literal
@@ -125,8 +126,23 @@ ScheduleConfig = Annotated[
 ]
 
 
-class Schedule:
-    """A value per global step, with checkpointable state."""
+class ScheduledValue(abc.ABC):
+    """A value that enters a loss (beta, C, a stage), reported every step and checkpointed."""
+
+    last_value: float | None
+    """The value of the latest step (None before the first)."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict:
+        """What a checkpoint must hold to continue step-exactly."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a ``state_dict``; raises ``ValueError`` for another kind's state."""
+
+
+class Schedule(ScheduledValue):
+    """A value per global step (open loop), with checkpointable state."""
 
     def __init__(self, config: _ScheduleConfig, fn) -> None:
         self.config = config

@@ -32,7 +32,7 @@ from disent_core.data.stream import TrainingStream
 from disent_core.errors import CheckpointError, Diverged
 from disent_core.methods.base import Method, MethodContext
 from disent_core.methods.registry import build_method
-from disent_core.schedules import Schedule
+from disent_core.schedules import ScheduledValue
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -153,7 +153,7 @@ class _Run:
         if t.channels_last:
             self.method.to(memory_format=torch.channels_last)
         self.optimizers = self.method.optimizers(t.optimizer)
-        self.schedules: dict[str, Schedule] = dict(self.method.schedules())
+        self.schedules: dict[str, ScheduledValue] = dict(self.method.schedules())
         self.lr_schedule = t.lr_multiplier.build() if t.lr_multiplier is not None else None
         self.stream = TrainingStream(self.dataset, t.batch_size, seed=t.seed, prefetch=t.prefetch)
         self.step = 0

@@ -10,7 +10,7 @@ a ``TypeError``) that owns its networks and declares:
   network add its own total (FactorVAE: ``"discriminator_loss"``).
 - ``optimizers(optim) -> list[(loss key, optimizer)]`` (abstract): which optimiser minimises which
   term, in the order the trainer steps them. Steps count updates of the first (the VAE's) optimiser.
-- ``schedules() -> dict[str, Schedule]``: every schedule whose value enters a loss (beta, C ...),
+- ``schedules() -> dict[str, ScheduledValue]``: every schedule whose value enters a loss (beta, C ...),
   checkpointed and reported by the trainer; its keys are the class's ``schedule_names``.
 - ``lr_factors(step) -> dict[loss key, list[float]]``: a factor per parameter group of an optimiser
   at ``step`` (default: none, i.e. 1). Before every step the trainer writes
@@ -44,7 +44,7 @@ from torch import nn
 from disent_core.errors import MetricError
 from disent_core.methods.losses import ReconLoss, gaussian_kl_per_dim, reconstruction_loss
 from disent_core.models.conv64 import Architecture, ConvEncoder, DeconvDecoder
-from disent_core.schedules import Schedule
+from disent_core.schedules import ScheduledValue
 
 
 def reparameterize(
@@ -155,7 +155,7 @@ class Method(nn.Module, abc.ABC):
     def optimizers(self, optim: OptimConfig) -> list[tuple[str, torch.optim.Optimizer]]:
         """(loss key, optimizer) pairs in the order the trainer steps them; the first is the VAE's."""
 
-    def schedules(self) -> dict[str, Schedule]:
+    def schedules(self) -> dict[str, ScheduledValue]:
         """Every schedule whose value enters a loss, keyed by ``schedule_names``."""
         return {}
 

@@ -27,7 +27,7 @@ from pydantic import Field
 
 from disent_core.methods.base import VAE_TERMS, MethodConfig, MethodContext, Posterior, VAEMethod
 from disent_core.methods.controllers import PIControl
-from disent_core.schedules import Schedule
+from disent_core.schedules import ScheduledValue
 
 
 class ControlVAEConfig(MethodConfig):
@@ -60,7 +60,7 @@ class ControlVAE(VAEMethod):
             beta_min=config.beta_min,
         )
 
-    def schedules(self) -> dict[str, Schedule]:
+    def schedules(self) -> dict[str, ScheduledValue]:
         return {"beta": self.controller}
 
     def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:

@@ -1,9 +1,10 @@
 """Closed-loop beta schedules: PI controllers that read the measured batch KL every step.
 
-A ``KLController`` is a ``Schedule`` whose value depends on the detached batch KL as well as on the
-global step. Its whole state (integral term, EMA, previous beta and error ...) is plain floats in
-``state_dict``, so the trainer checkpoints it and a resumed run continues step-exactly; the value
-it reports is ``last_value`` (the beta of the latest step). It advances once per global step:
+A ``KLController`` is a ``ScheduledValue`` (reported and checkpointed like a schedule) whose value
+depends on the detached batch KL as well as on the global step. Its whole state (integral term,
+EMA, previous beta and error ...) is plain floats in ``state_dict``, so the trainer checkpoints it
+and a resumed run continues step-exactly; the value it reports is ``last_value`` (the beta of the
+latest step). It advances once per global step:
 evaluating the loss again at the same step recomputes that step from the state before it.
 
 - ``PIControl``: ControlVAE (Shao et al., "ControlVAE: Controllable Variational Autoencoder", ICML
@@ -34,10 +35,11 @@ evaluating the loss again at the same step recomputes that step from the state b
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import ClassVar, Literal
 
-from disent_core.schedules import Schedule
+from disent_core.schedules import ScheduledValue
 
 ProportionalOn = Literal["overshoot", "undershoot"]
 
@@ -50,8 +52,9 @@ def logistic(x: float) -> float:
     return ex / (1.0 + ex)
 
 
-class KLController(Schedule):
-    """A schedule driven by the measured KL: ``update(kl, step)`` returns beta for that step.
+class KLController(ScheduledValue):
+    """A value driven by the measured KL: ``update(kl, step)`` returns beta for that step. It is
+    not a function of the step alone, so unlike a ``Schedule`` it cannot be called with a step.
 
     Subclasses implement ``rule(state, kl, step) -> (beta, new state)`` as a pure function of the
     state before the step, and set ``kind`` and the initial state.
@@ -60,17 +63,14 @@ class KLController(Schedule):
     kind: ClassVar[str]
 
     def __init__(self, initial_state: dict[str, float]) -> None:
-        # no Schedule.__init__: the value is not a function of the step alone
         self.state = dict(initial_state)
         self.state_before = dict(initial_state)
         self.last_step: int | None = None
         self.last_value: float | None = None
 
-    def __call__(self, step: int) -> float:
-        raise TypeError(f"{type(self).__name__} is closed-loop: call update(kl, step) with the measured KL")
-
+    @abc.abstractmethod
     def rule(self, state: dict[str, float], kl: float, step: int) -> tuple[float, dict[str, float]]:
-        raise NotImplementedError
+        """(beta, new state) of ``step`` from the state before it and the step's batch KL."""
 
     def update(self, kl: float, step: int) -> float:
         """Advance the controller with the batch KL of ``step`` and return that step's beta."""

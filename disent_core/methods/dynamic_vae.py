@@ -31,7 +31,7 @@ from pydantic import Field, model_validator
 
 from disent_core.methods.base import VAE_TERMS, MethodConfig, MethodContext, Posterior, VAEMethod
 from disent_core.methods.controllers import IncrementalPIControl, ProportionalOn
-from disent_core.schedules import Schedule
+from disent_core.schedules import ScheduledValue
 
 
 class DynamicVAEConfig(MethodConfig):
@@ -78,7 +78,7 @@ class DynamicVAE(VAEMethod):
             proportional_on=config.proportional_on,
         )
 
-    def schedules(self) -> dict[str, Schedule]:
+    def schedules(self) -> dict[str, ScheduledValue]:
         return {"beta": self.controller}
 
     def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:
