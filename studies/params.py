@@ -10,6 +10,7 @@ with the key ``search`` (``PARAM_KINDS``): ``float`` / ``log_float`` / ``int`` /
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -89,35 +90,66 @@ def is_param(value: Any) -> bool:
     return isinstance(value, dict) and "search" in value
 
 
-def all_params(template: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
-    """Like ``find_params``, and also the parameters nested inside categorical or grid choices,
-    at their spec paths (``capacity.choices[1].end``). Malformed parameters are skipped."""
-    for at, raw in find_params(template, path):
-        yield at, raw
+def param_name(prefix: str, path: tuple[str | int, ...]) -> str:
+    """A search parameter's Optuna name: ``prefix`` then ``.key`` per mapping key and ``[i]`` per
+    list item or categorical choice (``annealed_vae.capacity[1].end``).
+
+    Args:
+        prefix: the section's prefix (``model``, ``train``, or the method's name).
+        path: keys and indices from the section down to the parameter; a choice is its index.
+
+    Returns:
+        The name.
+    """
+    return prefix + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+
+
+@dataclass(frozen=True)
+class Found:
+    """A search parameter found in a template.
+
+    Attributes:
+        path: where it sits for ``param_name`` (a categorical choice counted as its index).
+        spec_path: where it sits in the YAML (``capacity.choices[1].end``), for messages.
+        raw: its ``{search: ...}`` mapping.
+    """
+
+    path: tuple[str | int, ...]
+    spec_path: tuple[str | int, ...]
+    raw: dict
+
+
+def walk(template: Any, nested: bool = True, spec_path: tuple = (), path: tuple = ()) -> Iterator[Found]:
+    """Every search parameter in a template, outermost first.
+
+    Args:
+        template: a spec section (or any value inside one).
+        nested: also the parameters inside the choices of a categorical or grid parameter, which
+            exist only once that choice is made (malformed parameters are not descended into).
+        spec_path: the template's own YAML path (prefixed to every ``spec_path``).
+        path: the template's own ``param_name`` path.
+
+    Returns:
+        An iterator of ``Found``.
+    """
+    if is_param(template):
+        yield Found(path, spec_path, template)
+        if not nested:
+            return
         try:
-            param = parse_param(raw)
+            param = parse_param(template)
         except ValidationError:
-            continue
+            return
         if isinstance(param, CategoricalParam | GridParam):
             key = "choices" if isinstance(param, CategoricalParam) else "values"
             for i, choice in enumerate(options_of(param)):
-                yield from all_params(choice, (*at, key, i))
-
-
-def find_params(template: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
-    """``(path, raw parameter mapping)`` for every search parameter in a template, outermost first.
-
-    Parameters nested inside the choices of a categorical or grid parameter are not listed: they
-    exist only once that choice is made.
-    """
-    if is_param(template):
-        yield path, template
+                yield from walk(choice, nested, (*spec_path, key, i), (*path, i))
     elif isinstance(template, dict):
         for key, value in template.items():
-            yield from find_params(value, (*path, key))
+            yield from walk(value, nested, (*spec_path, key), (*path, key))
     elif isinstance(template, list):
         for i, value in enumerate(template):
-            yield from find_params(value, (*path, i))
+            yield from walk(value, nested, (*spec_path, i), (*path, i))
 
 
 def set_path(template: Any, path: tuple, value: Any) -> Any:

@@ -33,6 +33,7 @@ from studies.params import (
     LogIntParam,
     is_param,
     options_of,
+    param_name,
     parse_param,
 )
 
@@ -56,20 +57,20 @@ class _Undecided(Exception):
         self.name, self.labels = name, labels
 
 
-def _resolve(template: Any, name: str, pick: Pick) -> Any:
-    """The template with every search parameter replaced by ``pick(name, param)``."""
+def _resolve(template: Any, prefix: str, pick: Pick, path: tuple = ()) -> Any:
+    """The template with every search parameter replaced by ``pick(param_name(prefix, path), param)``."""
     if is_param(template):
         param = parse_param(template)
         if isinstance(param, CategoricalParam | GridParam):
             options = options_of(param)
-            chosen = pick(name, param)
+            chosen = pick(param_name(prefix, path), param)
             index = [label(o) for o in options].index(chosen)
-            return _resolve(options[index], f"{name}[{index}]", pick)
-        return pick(name, param)
+            return _resolve(options[index], prefix, pick, (*path, index))
+        return pick(param_name(prefix, path), param)
     if isinstance(template, dict):
-        return {key: _resolve(value, f"{name}.{key}", pick) for key, value in template.items()}
+        return {key: _resolve(value, prefix, pick, (*path, key)) for key, value in template.items()}
     if isinstance(template, list):
-        return [_resolve(value, f"{name}[{i}]", pick) for i, value in enumerate(template)]
+        return [_resolve(value, prefix, pick, (*path, i)) for i, value in enumerate(template)]
     return template
 
 

@@ -66,12 +66,11 @@ from studies.params import (
     PARAM_KINDS,
     CategoricalParam,
     GridParam,
-    all_params,
-    find_params,
     is_param,
     options_of,
     parse_param,
     set_path,
+    walk,
 )
 from studies.space import SearchSpace
 
@@ -297,7 +296,8 @@ def _errors(exc: ValidationError, prefix: tuple = ()) -> list[tuple[tuple, str]]
 
 def _parse_params(section: tuple, template: Any, problems: list[str]) -> bool:
     ok = True
-    for path, raw in find_params(template, section):
+    for found in walk(template, nested=False, spec_path=section):
+        path, raw = found.spec_path, found.raw
         try:
             param = parse_param(raw)
         except ValidationError as exc:
@@ -328,7 +328,7 @@ def _probes(template: Any) -> Iterator[tuple[Any, dict[tuple, str]]]:
     Yields ``(concrete, origin)`` where ``origin`` maps a concrete path to the suffix (``low``,
     ``high``, ``choices[2]``) of the spec path that produced the value there.
     """
-    params = list(find_params(template))
+    params = [(found.spec_path, found.raw) for found in walk(template, nested=False)]
     if not params:
         yield template, {}
         return
@@ -451,7 +451,8 @@ def _check_consistency(spec: StudySpec, problems: list[str]) -> None:
         sections = [("model", spec.model), ("train", spec.train)]
         sections += [(f"methods.{m}", t) for m, t in spec.methods.items()]
         for section, template in sections:
-            for path, raw in all_params(template):
+            for found in walk(template):
+                path, raw = found.spec_path, found.raw
                 if raw.get("search") not in ("grid", "categorical"):
                     problems.append(
                         f"{section}.{join_path(path)}: grid search needs explicit values; "

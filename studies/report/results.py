@@ -36,7 +36,6 @@ import ast
 import math
 import os
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,9 @@ from studies.params import (
     LogIntParam,
     is_param,
     options_of,
+    param_name,
     parse_param,
+    walk,
 )
 from studies.results import (
     DATASET_PROVENANCE,
@@ -95,22 +96,6 @@ class SearchedParam:
     labels: tuple[Any, ...] = ()  # categorical/grid: the choices as the table shows them, in spec order
 
 
-def _walk(template: Any, name: str) -> Iterator[tuple[str, Any]]:
-    """``(Optuna name, typed parameter)`` of every search parameter in a template, named as ``space`` does."""
-    if is_param(template):
-        param = parse_param(template)
-        yield name, param
-        if isinstance(param, CategoricalParam | GridParam):
-            for i, option in enumerate(options_of(param)):
-                yield from _walk(option, f"{name}[{i}]")
-    elif isinstance(template, dict):
-        for key, value in template.items():
-            yield from _walk(value, f"{name}.{key}")
-    elif isinstance(template, list):
-        for i, value in enumerate(template):
-            yield from _walk(value, f"{name}[{i}]")
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -121,7 +106,8 @@ def searched_params(spec: StudySpec) -> dict[str, list[SearchedParam]]:
     for method, template in spec.methods.items():
         found = []
         for prefix, section in (("model", spec.model), ("train", spec.train), (method, template)):
-            for name, param in _walk(section, prefix):
+            for found_param in walk(section):
+                name, param = param_name(prefix, found_param.path), parse_param(found_param.raw)
                 categorical = isinstance(param, CategoricalParam | GridParam)
                 options = options_of(param) if categorical else []
                 numeric = all(_is_number(o) for o in options)
@@ -174,25 +160,25 @@ def _matches(option: Any, value: Any) -> bool:
     return option == value
 
 
-def _assign(template: Any, value: Any, name: str, out: dict[str, Any]) -> None:
+def _assign(template: Any, value: Any, prefix: str, out: dict[str, Any], path: tuple = ()) -> None:
     """Fill ``out`` with the search values a resolved config ``value`` took from ``template``."""
     if is_param(template):
         param = parse_param(template)
         if not isinstance(param, CategoricalParam | GridParam):
-            out[name] = value
+            out[param_name(prefix, path)] = value
             return
         for i, option in enumerate(options_of(param)):
             if _matches(option, value):
-                out[name] = label(option)
-                _assign(option, value, f"{name}[{i}]", out)
+                out[param_name(prefix, path)] = label(option)
+                _assign(option, value, prefix, out, (*path, i))
                 return
     elif isinstance(template, dict) and isinstance(value, dict):
         for key, sub in template.items():
             if key in value:
-                _assign(sub, value[key], f"{name}.{key}", out)
+                _assign(sub, value[key], prefix, out, (*path, key))
     elif isinstance(template, list) and isinstance(value, list):
         for i, (sub, item) in enumerate(zip(template, value, strict=False)):
-            _assign(sub, item, f"{name}[{i}]", out)
+            _assign(sub, item, prefix, out, (*path, i))
 
 
 def search_values(spec: StudySpec, method: str, config: dict[str, Any]) -> dict[str, Any]:
