@@ -32,8 +32,8 @@ import yaml
 from disent_core.analysis.figures import kl_per_dim_plot, latent_traversal_grid, reconstruction_grid
 from disent_core.metrics import evaluate
 from disent_core.train import train
-from studies.space import SearchSpace
 from studies.spec import validate_spec
+from studies.spec.space import SearchSpace
 
 CPUS = os.cpu_count() or 1
 

@@ -32,8 +32,8 @@ import pandas as pd
 
 from studies.report.build import write_report
 from studies.report.results import StudyResults
-from studies.space import METHOD, SearchSpace
 from studies.spec import StudySpec, validate_spec
+from studies.spec.space import METHOD, SearchSpace
 
 GOAL_S = 60.0
 

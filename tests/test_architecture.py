@@ -6,8 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORCHESTRATION = ("studies.runner", "studies.trainable", "studies.search", "studies.tracking",
-                 "studies.progress")
+ORCHESTRATION = ("studies.orchestration",)
 FRAMEWORKS = ("ray", "optuna", "mlflow")
 
 
@@ -53,8 +52,15 @@ def test_disent_core_imports_neither_the_studies_nor_ray_optuna_mlflow():
 
 def test_the_report_depends_on_the_results_schema_and_the_spec_not_on_the_runner():
     report = {m: d for m, d in graph("studies").items() if m.startswith("studies.report")}
-    bad = {m: sorted(i for i in deps if within(i, ORCHESTRATION) or i.endswith("_cmd") or i == "studies.cli")
+    bad = {m: sorted(i for i in deps if within(i, (*ORCHESTRATION, "studies.cli")))
            for m, deps in report.items()}
+    assert {m: d for m, d in bad.items() if d} == {}
+
+
+def test_the_spec_language_imports_no_orchestration_report_or_command_line():
+    spec = {m: d for m, d in graph("studies").items() if m.startswith("studies.spec")}
+    bad = {m: sorted(i for i in deps if within(i, (*ORCHESTRATION, "studies.cli", "studies.report")))
+           for m, deps in spec.items()}
     assert {m: d for m, d in bad.items() if d} == {}
 
 

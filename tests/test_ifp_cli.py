@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from studies.cli import build_parser, main
-from studies.ifp_cmd import PLOT_NAME, RESULTS_NAME, format_settings, resolve_settings
+from studies.cli.ifp import PLOT_NAME, RESULTS_NAME, format_settings, resolve_settings
 
 TINY = ["--option", "sizes=[3,2,4,4,4]", "--steps", "8", "--seeds", "2", "--batch-size", "4",
         "--threads", "1"]

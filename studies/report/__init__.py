@@ -2,5 +2,5 @@
 
 ``studies.report.analysis`` holds the statistics (tolerance index, Pareto fronts, importances,
 rank correlations, variance decomposition, claims); it reads a results table and writes nothing.
-It depends on ``studies.results`` (the table's columns), ``studies.claims`` and the spec.
+It depends on ``studies.results`` (the table's columns), ``studies.spec.claims`` and the spec.
 """

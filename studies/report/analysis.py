@@ -80,7 +80,7 @@ construction, and with three or fewer points the top quantile is not a distribut
 Claims: ``<method> <statistic>(<metric>) <op> <method> <statistic>(<metric>)`` or ``... <op>
 <number>``; statistic ``tolerance`` (the index), ``best`` (the best configuration median) or
 ``median`` (the median over all of the method's trials); op ``>``, ``<``, ``>=``, ``<=``. A bare
-metric name means its main score (``mig`` is ``mig.discrete_mig``, see ``studies.claims.MAIN_KEYS``). The
+metric name means its main score (``mig`` is ``mig.discrete_mig``, see ``studies.spec.claims.MAIN_KEYS``). The
 difference ``lhs - rhs`` is bootstrapped jointly: one resampling of each method's seeds per
 replicate serves both sides (a claim about one method and two metrics resamples the same seeds
 for both). Verdict: "supported" when the whole interval lies on the claimed side of 0 (``>``:
@@ -101,8 +101,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from studies.claims import Claim, Term, metric_key
 from studies.results import EVALUATION, SEARCH
+from studies.spec.claims import Claim, Term, metric_key
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution

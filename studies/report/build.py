@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from studies import claims
 from studies.report import analysis, figures, html, paper
 from studies.report.figures import FigureWriter, SavedFigure
 from studies.report.results import StudyResults
 from studies.results import EVALUATION
+from studies.spec import claims
 
 RECON_EVALUATED = "evaluation_results.reconstruction.reconstruction_error"
 RECON_TRAINING = "final.loss/recon"

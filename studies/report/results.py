@@ -46,17 +46,6 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from disent_core.errors import DisentError
-from studies.params import (
-    CategoricalParam,
-    GridParam,
-    LogFloatParam,
-    LogIntParam,
-    is_param,
-    options_of,
-    param_name,
-    parse_param,
-    walk,
-)
 from studies.results import (
     DATASET_PROVENANCE,
     EVALUATION,
@@ -71,8 +60,19 @@ from studies.results import (
     nested_runs,
     row_from_metrics,
 )
-from studies.space import SearchSpace, label
 from studies.spec import StudySpec, validate_spec
+from studies.spec.params import (
+    CategoricalParam,
+    GridParam,
+    LogFloatParam,
+    LogIntParam,
+    is_param,
+    options_of,
+    param_name,
+    parse_param,
+    walk,
+)
+from studies.spec.space import SearchSpace, label
 from studies.study_dir import StudyState, default_tracking_uri, load_study_spec
 
 COMPLETED, FAILED, RUNNING, STOPPED = "completed", "failed", "running", "stopped"

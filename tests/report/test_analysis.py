@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from disent_core.errors import ConfigError
-from studies.claims import GRAMMAR, Claim, Term, parse_claim
 from studies.report.analysis import (
     Setting,
     check_claim,
@@ -24,6 +23,7 @@ from studies.report.analysis import (
     variance_decomposition,
 )
 from studies.spec import validate_spec
+from studies.spec.claims import GRAMMAR, Claim, Term, parse_claim
 
 MIG = "evaluation_results.mig.discrete_mig"
 DCI = "evaluation_results.dci.disentanglement"

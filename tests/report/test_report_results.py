@@ -35,8 +35,8 @@ from studies.report.results import (
     search_values,
     searched_params,
 )
-from studies.space import SearchSpace
 from studies.spec import load_spec, spec_yaml, validate_spec
+from studies.spec.space import SearchSpace
 from studies.study_dir import StudyState
 
 CATALOG = Path(__file__).resolve().parents[2] / "studies" / "catalog"

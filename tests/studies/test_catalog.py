@@ -17,9 +17,9 @@ import yaml
 from disent_core.errors import ConfigError
 from disent_core.methods.base import MethodContext
 from disent_core.methods.registry import build_method
-from studies.overrides import parse_set
-from studies.space import GRID_POINT, METHOD, SearchSpace
 from studies.spec import StudySpec, load_spec, spec_yaml, validate_spec
+from studies.spec.overrides import parse_set
+from studies.spec.space import GRID_POINT, METHOD, SearchSpace
 
 CATALOG = Path(__file__).parents[2] / "studies" / "catalog"
 SPECS = sorted(CATALOG.glob("*.yaml"))

@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from studies.orchestration.tracking import tracked_metrics
 from studies.results import (
     as_text,
     cell,
@@ -14,7 +15,6 @@ from studies.results import (
     one_type_per_column,
     row_from_metrics,
 )
-from studies.tracking import tracked_metrics
 
 
 def test_score_and_training_keys():

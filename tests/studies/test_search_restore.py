@@ -3,7 +3,7 @@
 import optuna
 from optuna.trial import TrialState
 
-from studies.search import LOST_ON_RESTORE, StudySearch
+from studies.orchestration.search import LOST_ON_RESTORE, StudySearch
 
 GRID = 4
 

@@ -13,8 +13,8 @@ import pytest
 from disent_core.config import TrainConfig
 from disent_core.errors import ConfigError
 from disent_core.schedules import ExponentialConfig, LinearConfig, StagesConfig
-from studies.space import GRID_POINT, METHOD, SearchSpace, default_checkpoint_every, label
 from studies.spec import validate_spec
+from studies.spec.space import GRID_POINT, METHOD, SearchSpace, default_checkpoint_every, label
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -321,7 +321,7 @@ def tell_like_ray(study: optuna.Study, trial: optuna.Trial, value: float) -> Non
 def test_grid_sampler_visits_every_point_exactly_once(concurrent):
     space = make_space(GRID_SPEC)
     n = len(space.grid)
-    # as studies.search.make_sampler builds it for a grid study
+    # as studies.orchestration.search.make_sampler builds it for a grid study
     sampler = optuna.samplers.GridSampler({GRID_POINT: list(range(n))}, seed=0)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     visited, running = [], []

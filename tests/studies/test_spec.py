@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from disent_core.errors import ConfigError, DisentError
-from studies.overrides import parse_set
 from studies.spec import StudySpec, load_spec, spec_yaml, validate_spec
+from studies.spec.overrides import parse_set
 
 BASE: dict[str, Any] = {
     "name": "tiny",

@@ -129,7 +129,7 @@ def test_two_studies_sharing_a_root_do_not_interfere(tmp_path):
 
 
 def test_ui_serves_mlflow_for_a_runs_root(tmp_path):
-    from studies.tracking import prepare_store
+    from studies.orchestration.tracking import prepare_store
 
     root = tmp_path / "runs"
     prepare_store(f"sqlite:///{root / 'mlflow.db'}")

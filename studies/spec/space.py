@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from disent_core.config import TrainConfig
 from disent_core.errors import ConfigError
-from studies.params import (
+from studies.spec.params import (
     CategoricalParam,
     FloatParam,
     GridParam,

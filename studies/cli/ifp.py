@@ -36,7 +36,7 @@ from disent_core.analysis.annealing import (
 from disent_core.data.dataset import GroundTruthDataset
 from disent_core.data.registry import get_dataset, get_entry
 from disent_core.errors import ConfigError, DisentError
-from studies.overrides import apply_set, parse_set
+from studies.spec.overrides import apply_set, parse_set
 
 PLOT_NAME = "ifp_kl_vs_beta.png"
 RESULTS_NAME = "ifp_results.json"
@@ -78,6 +78,16 @@ The IFP is the beta at which the total KL, a running median over a window of +-W
 with --epsilon 0.05 / 0.1 / 0.2, --window 0.02 / 0.05 / 0.1 and --gamma 10 / 15.
 Dataset options go through --option, e.g. --option sizes=[3,6,10,8,8] for dsprites_procedural.
 """
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """``ifp --dataset NAME [...]``."""
+    parser = subparsers.add_parser(
+        "ifp", help="DEFT's annealing test: information freezing points per factor, plot, beta pieces",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

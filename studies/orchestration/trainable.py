@@ -42,8 +42,8 @@ from disent_core.metrics import evaluate
 from disent_core.metrics.protocol import get_protocol
 from disent_core.train import CHECKPOINT_NAME, Report, train
 from studies.results import DATASET_PROVENANCE, DIVERGED, EVALUATED, KL, LOSS, RESOURCES, SCHEDULE, STEP
-from studies.space import SearchSpace
 from studies.spec import StudySpec
+from studies.spec.space import SearchSpace
 
 DIVERGED_MARKER = "diverged.json"
 ACTIVE_KL = 0.01

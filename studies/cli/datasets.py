@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from disent_core.data.paths import data_root
 from disent_core.data.registry import DATASETS, get_dataset, get_entry
 from disent_core.data.sources import get_source
@@ -85,9 +87,28 @@ def prepare(name: str, download: bool) -> int:
     return 0
 
 
-def run(action: str, name: str | None, download: bool = True) -> int:
-    if action == "list":
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """``datasets list | info NAME | prepare NAME``."""
+    parser = subparsers.add_parser("datasets", help="list, describe and prepare datasets")
+    actions = parser.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="every registered dataset and whether it is ready")
+    for action, help_text in (("info", "factors, files, checksums and cache status"),
+                              ("prepare", "download, verify and convert once into the data root")):
+        sub = actions.add_parser(action, help=help_text)
+        sub.add_argument("name")
+        if action == "prepare":
+            sub.add_argument("--no-download", action="store_true",
+                             help="only use files already placed in the raw directory")
+    for sub in (parser, *actions.choices.values()):
+        sub.add_argument("--data-root", default=None,
+                         help="data root (default: $DISENT_DATA or ~/.cache/disent_studies/data)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``disent-study datasets``; returns the exit status."""
+    if args.action == "list":
         return list_datasets()
-    if action == "info":
-        return info(name)
-    return prepare(name, download)
+    if args.action == "info":
+        return info(args.name)
+    return prepare(args.name, download=not args.no_download)

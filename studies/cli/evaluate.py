@@ -9,6 +9,7 @@ never overwrites the mean evaluation.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from disent_core.data.registry import get_dataset, get_entry
 from disent_core.errors import DisentError
 from disent_core.metrics import evaluate
 from disent_core.metrics.protocol import get_protocol
-from disent_core.metrics.representation import RepresentationKind
+from disent_core.metrics.representation import REPRESENTATION_KINDS, RepresentationKind
 from disent_core.train import load_trained
+from studies.spec.overrides import apply_set, parse_set
 
 
 def format_table(scores: dict[str, float], timings: dict[str, float]) -> list[str]:
@@ -36,7 +38,51 @@ def format_table(scores: dict[str, float], timings: dict[str, float]) -> list[st
     return lines
 
 
-def run(
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    message = f"expected a positive integer, got {text!r}"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(message) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(message)
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """``evaluate CHECKPOINT [--dataset ...] [--protocol ...] [--representation ...] ...``."""
+    parser = subparsers.add_parser("evaluate", help="score a trained checkpoint with the metric suite")
+    parser.add_argument("checkpoint", type=Path, help="checkpoint.pt or the --out directory of `train`")
+    parser.add_argument("--dataset", default=None,
+                        help="dataset to score on (default: the one the model was trained on, same options)")
+    parser.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                        help="option of --dataset, e.g. --option source=procedural (repeatable)")
+    parser.add_argument("--protocol", default="dlib2019", help="dlib2019 (default), corrected or fast")
+    parser.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
+    parser.add_argument("--metrics", default=None, help="comma-separated metric names (default: all)")
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help="images per forward pass (default: 64 on the CPU, the protocol's chunk on a "
+                             "GPU)")
+    parser.add_argument("--representation", choices=REPRESENTATION_KINDS, default="mean",
+                        help="score the posterior mean (default) or a sample from the posterior")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON output (default: evaluation_<protocol>[_sampled]_seed<seed>.json "
+                             "beside the checkpoint)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``disent-study evaluate``; returns the exit status."""
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    options = apply_set({}, parse_set(args.options))
+    return evaluate_checkpoint(
+        args.checkpoint, args.dataset, options, args.protocol, args.seed, metrics, args.out,
+        batch_size=args.batch_size, representation=args.representation,
+    )
+
+
+def evaluate_checkpoint(
     checkpoint: Path,
     dataset_name: str | None,
     dataset_options: dict,

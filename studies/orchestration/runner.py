@@ -32,7 +32,10 @@ from ray.tune.search.repeater import TRIAL_INDEX
 
 from disent_core.errors import DisentError
 from disent_core.methods.registry import METHODS
-from studies.progress import Progress
+from studies.orchestration.progress import Progress
+from studies.orchestration.search import StudySearch, fail_running_trials, make_sampler
+from studies.orchestration.tracking import StudyTracker, close_open_runs, ensure_experiment, prepare_store
+from studies.orchestration.trainable import run_trial
 from studies.results import (
     DATASET_PROVENANCE,
     METHOD_PROVENANCE,
@@ -41,12 +44,9 @@ from studies.results import (
     one_type_per_column,
     row_from_metrics,
 )
-from studies.search import StudySearch, fail_running_trials, make_sampler
-from studies.space import METHOD, SearchSpace
 from studies.spec import StudySpec, spec_yaml
+from studies.spec.space import METHOD, SearchSpace
 from studies.study_dir import TUNE_NAME, StudyState, default_tracking_uri, load_study_spec
-from studies.tracking import StudyTracker, close_open_runs, ensure_experiment, prepare_store
-from studies.trainable import run_trial
 
 log = logging.getLogger(__name__)
 STOPPED_BEFORE_END = "the study stopped before this trial finished; `disent-study resume` continues it"

@@ -48,8 +48,8 @@ from studies.results import (
     is_score_key,
     is_training_key,
 )
-from studies.space import SearchSpace
 from studies.spec import StudySpec
+from studies.spec.space import SearchSpace
 
 
 def git_commit() -> str:

@@ -13,6 +13,7 @@ and after a crash: running, failed and stopped trials are left out and counted i
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -27,7 +28,29 @@ from studies.report.results import StudyResults, load_experiment, load_study_dir
 ARTIFACT_PATH = "report"
 
 
-def run(study_dir: Path | None, experiment: str | None, tracking_uri: str | None, out: Path | None) -> int:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """``report [STUDY_DIR] [--experiment NAME] [--tracking-uri URI] [--out DIR]``."""
+    parser = subparsers.add_parser(
+        "report", help="a study's HTML report, figures and results table, logged to MLflow"
+    )
+    parser.add_argument("study_dir", type=Path, nargs="?", default=None,
+                        help="the study directory, <root>/<study name> (or give --experiment)")
+    parser.add_argument("--experiment", default=None, help="build it from this MLflow experiment alone")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="with --experiment: the MLflow tracking URI "
+                             "(default: sqlite under $DISENT_RUNS_ROOT, else ./runs)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output directory (default: <study dir>/report, or ./<study name>-report)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``disent-study report``; returns the exit status."""
+    return report(args.study_dir, args.experiment, args.tracking_uri, args.out)
+
+
+def report(study_dir: Path | None, experiment: str | None, tracking_uri: str | None, out: Path | None) -> int:
+    """Build and log the report of a study directory or of an MLflow experiment."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if study_dir is not None and (experiment is not None or tracking_uri is not None):
         raise DisentError("give a study directory or --experiment NAME [--tracking-uri URI], not both; "

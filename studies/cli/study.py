@@ -9,6 +9,7 @@ sqlite plus artifacts in the root, unless the spec names a cluster's storage and
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -19,13 +20,42 @@ import optuna
 from mlflow.tracking import MlflowClient
 
 from disent_core.errors import DisentError
+from studies.orchestration.runner import resume_study, run_study
 from studies.results import TRIAL_TAG, nested_runs
-from studies.runner import resume_study, run_study
 from studies.spec import load_spec
+from studies.spec.overrides import parse_set
 from studies.study_dir import StudyState, default_tracking_uri, load_study_spec
 
 
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """``run``, ``resume``, ``status`` and ``ui``."""
+    address_help = "Ray cluster address (default: $RAY_ADDRESS if set, else an embedded local Ray)"
+    default_root = Path(os.environ.get("DISENT_RUNS_ROOT", "runs"))
+    root_help = "runs root (default: $DISENT_RUNS_ROOT, else ./runs)"
+    run_parser = subparsers.add_parser(
+        "run", help="run a study spec: Optuna search in Ray Tune, tracked in MLflow"
+    )
+    run_parser.add_argument("spec", type=Path, help="study spec YAML (see studies/catalog/)")
+    run_parser.add_argument("--set", dest="set", action="append", default=[], metavar="KEY=VALUE",
+                            help="override a spec field, e.g. --set train.steps=2000 (repeatable)")
+    run_parser.add_argument("--root", type=Path, default=default_root, help=root_help)
+    run_parser.add_argument("--address", default=None, help=address_help)
+    run_parser.set_defaults(handler=lambda args: run(args.spec, parse_set(args.set), args.root, args.address))
+    resume_parser = subparsers.add_parser("resume", help="continue a study after a crash or interruption")
+    resume_parser.add_argument("study_dir", type=Path, help="the study directory, <root>/<study name>")
+    resume_parser.add_argument("--address", default=None, help=address_help)
+    resume_parser.set_defaults(handler=lambda args: resume(args.study_dir, args.address))
+    status_parser = subparsers.add_parser("status", help="a table of a study's trials")
+    status_parser.add_argument("study_dir", type=Path, help="the study directory, <root>/<study name>")
+    status_parser.set_defaults(handler=lambda args: status(args.study_dir))
+    ui_parser = subparsers.add_parser("ui", help="start MLflow's UI for a runs root on 127.0.0.1")
+    ui_parser.add_argument("--root", type=Path, default=default_root, help=root_help)
+    ui_parser.add_argument("--port", type=int, default=5000)
+    ui_parser.set_defaults(handler=lambda args: ui(args.root, args.port))
+
+
 def run(spec_path: Path, overrides: list[tuple[list[str], Any]], root: Path, address: str | None) -> int:
+    """Validate a spec (with ``--set`` overrides) and run its study under ``root``."""
     spec = load_spec(spec_path, overrides)
     print(f"study {spec.name}: {', '.join(spec.methods)} on {spec.dataset.name}, seeds {spec.seeds}, "
           f"{spec.search.algorithm} search, objective "

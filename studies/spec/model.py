@@ -60,9 +60,9 @@ from disent_core.metrics.representation import RepresentationKind
 from disent_core.registry import suggest
 from disent_core.schedules import ScheduleConfig
 from disent_core.validation import CONTAINER_TYPES, NOT_A_MAPPING, error_message, join_path
-from studies.claims import parse_claim
-from studies.overrides import apply_set
-from studies.params import (
+from studies.spec.claims import parse_claim
+from studies.spec.overrides import apply_set
+from studies.spec.params import (
     PARAM_KINDS,
     CategoricalParam,
     GridParam,
@@ -72,7 +72,7 @@ from studies.params import (
     set_path,
     walk,
 )
-from studies.space import SearchSpace
+from studies.spec.space import SearchSpace
 
 
 class _Strict(BaseModel):

@@ -16,9 +16,9 @@ from typing import Any
 from ray import tune
 from ray.tune.search.repeater import TRIAL_INDEX
 
-from studies.space import GRID_POINT, METHOD
+from studies.orchestration.tracking import failure_reason
 from studies.spec import StudySpec
-from studies.tracking import failure_reason
+from studies.spec.space import GRID_POINT, METHOD
 
 STATUS_EVERY_S = 15.0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import yaml
 from disent_core.config import load_config, read_config_file
 from disent_core.errors import DisentError
 from disent_core.train import CHECKPOINT_NAME, Report, train
-from studies.overrides import apply_set
+from studies.spec.overrides import apply_set, parse_set
 
 
 def format_report(report: Report, total_steps: int) -> str:
@@ -24,7 +25,28 @@ def format_report(report: Report, total_steps: int) -> str:
     )
 
 
-def run(config_path: Path, overrides: list[tuple[list[str], Any]], out: Path | None, resume: bool) -> int:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """``train CONFIG.yaml [--set ...] [--out DIR] [--resume]``."""
+    parser = subparsers.add_parser(
+        "train", help="train one model (no Ray), printing losses and per-dimension KL"
+    )
+    parser.add_argument("config", type=Path, help="training config YAML")
+    parser.add_argument("--set", dest="set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set train.steps=2000 (repeatable)")
+    parser.add_argument("--out", type=Path, default=None, help="directory for checkpoint.pt and config.yaml")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``disent-study train``; returns the exit status."""
+    return train_model(args.config, parse_set(args.set), args.out, args.resume)
+
+
+def train_model(
+    config_path: Path, overrides: list[tuple[list[str], Any]], out: Path | None, resume: bool
+) -> int:
+    """Train the config at ``config_path`` (with ``overrides``) into ``out``, printing every report."""
     config = load_config(apply_set(read_config_file(config_path), overrides))
     resume_from = None
     if resume:

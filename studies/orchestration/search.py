@@ -43,8 +43,8 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.repeater import TRIAL_INDEX
 
-from studies.space import SearchSpace
 from studies.spec import StudySpec
+from studies.spec.space import SearchSpace
 
 log = logging.getLogger(__name__)
 LOST_ON_RESTORE = "lost: asked after the last snapshot before the driver stopped; asked again"

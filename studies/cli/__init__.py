@@ -1,0 +1,60 @@
+"""The ``disent-study`` command line.
+
+    disent-study datasets list
+    disent-study datasets info NAME
+    disent-study datasets prepare NAME [--data-root DIR] [--no-download]
+    disent-study train CONFIG.yaml [--set train.steps=2000 ...] [--out DIR] [--resume]
+    disent-study evaluate CHECKPOINT [--dataset NAME] [--protocol dlib2019] [--seed 0] [--metrics mig,dci]
+                          [--batch-size N] [--representation mean|sampled]
+    disent-study ifp --dataset NAME [--steps N --seeds K --schedule linear|exponential --epsilon E ...]
+    disent-study run SPEC.yaml [--root ./runs] [--set search.num_trials=20 ...] [--address ADDR]
+    disent-study resume STUDY_DIR
+    disent-study status STUDY_DIR
+    disent-study ui [--root ./runs] [--port 5000]
+    disent-study report STUDY_DIR [--out DIR]
+    disent-study report --experiment NAME [--tracking-uri URI] [--out DIR]
+
+Each command group is one module of this package with ``add_parser(subparsers)``, which sets the
+parser's ``handler``, and ``run(args)``. Errors the user can fix print one message and exit with
+status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from disent_core.errors import DisentError
+from studies.cli import datasets, evaluate, ifp, report, study, train
+
+COMMANDS = (datasets, train, ifp, evaluate, study, report)
+"""The command modules, in the order ``--help`` lists them."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``disent-study`` parser with every command's subparser."""
+    parser = argparse.ArgumentParser(
+        prog="disent-study",
+        description="Disentanglement studies: datasets, training, evaluation and studies."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``disent-study`` with ``argv`` (default: the process's); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if getattr(args, "data_root", None):
+        os.environ["DISENT_DATA"] = str(Path(args.data_root).expanduser().resolve())
+    try:
+        return args.handler(args)
+    except DisentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

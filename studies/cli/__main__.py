@@ -1,0 +1,7 @@
+"""``python -m studies.cli``: the ``disent-study`` command line."""
+
+import sys
+
+from studies.cli import main
+
+sys.exit(main())
