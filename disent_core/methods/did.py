@@ -11,8 +11,8 @@ Networks (n = ``latent_dim``):
 
 - [CONFIRMED] a generator G: c -> x with c drawn from an n-dimensional prior, trained as a WGAN-GP
   against a critic D on real images. [INFERRED] G is a DCGAN-style generator with
-  BatchNorm followed by a sigmoid (images in [0, 1] like the data; ``models.gan64.DCGANGenerator``;
-  the dlib ``DeconvDecoder`` was tried and stays stuck, see that module); D is the dlib encoder
+  BatchNorm followed by a sigmoid (images in [0, 1] like the data; ``models.gan64.DCGANGenerator``,
+  whose docstring says why not the dlib ``DeconvDecoder``); D is the dlib encoder
   trunk with LeakyReLU(0.2) and a scalar head, no normalisation layers (``models.gan64.ConvNet``);
   prior U(-1, 1)^n (``prior``).
 - [CONFIRMED] a Samples Encoder E mapping generated images back to their code;
