@@ -1,82 +1,26 @@
 """DiD (Zhang et al., "Disentanglement in Difference: Directly Learning Semantically Disentangled
-Representations by Maximizing Inter-Factor Differences", arXiv 2502.03123).
+Representations by Maximizing Inter-Factor Differences", arXiv 2502.03123): a reconstruction.
 
-THIS IS A RECONSTRUCTION FROM THE PUBLISHED OUTLINE, NOT A PORT. Neither the full text nor code of
-the paper could be read; docs/provenance.md ("DiD (a reconstruction)") lists what its abstract and
-two summaries say. Its results carry ``method_provenance: reconstruction`` (``Method.provenance``).
-Each piece below is tagged [CONFIRMED] (stated by the abstract/summaries) or [INFERRED] (our choice,
-a config option where it is a number).
+Neither the full text nor code of the paper could be read, so this is rebuilt from its abstract
+and two summaries (``method_provenance: reconstruction``); docs/methods.md ("DiD") gives every
+design choice with what is confirmed and what is ours, and docs/provenance.md the sources.
 
-Networks (n = ``latent_dim``):
+Networks: a generator G (``models.gan64.DCGANGenerator``, sigmoid output) of codes c from the prior
+(``prior``), a WGAN-GP critic D and a Samples Encoder E (``models.gan64.ConvNet``, the dlib encoder
+trunk), and a Difference Encoder H on channel-concatenated pairs, L2-normalised output. Per batch:
 
-- [CONFIRMED] a generator G: c -> x with c drawn from an n-dimensional prior, trained as a WGAN-GP
-  against a critic D on real images. [INFERRED] G is a DCGAN-style generator with
-  BatchNorm followed by a sigmoid (images in [0, 1] like the data; ``models.gan64.DCGANGenerator``,
-  whose docstring says why not the dlib ``DeconvDecoder``); D is the dlib encoder
-  trunk with LeakyReLU(0.2) and a scalar head, no normalisation layers (``models.gan64.ConvNet``);
-  prior U(-1, 1)^n (``prior``).
-- [CONFIRMED] a Samples Encoder E mapping generated images back to their code;
-  [INFERRED] E is the dlib encoder trunk with an n-dimensional linear head.
-- [CONFIRMED] a Difference Encoder H mapping a pair of generated images to a vector;
-  [INFERRED] H is the same trunk on the channel-concatenated pair [x, x'] with an m-dimensional
-  head (``difference_dim``, default n), and its output is L2-normalised.
+    L_D   = mean D(G(c)) - mean D(x_real) + lambda_gp * mean (|grad D(x_mix)|_2 - 1)^2
+    L_enc = mean_batch sum_d (E(G(c))_d - c_d)^2
+    L_H   = 1/2 [InfoNCE(v1 -> v2) + InfoNCE(v2 -> v1)],  v = H(G(c), G(c shifted along one dim k))
+    L_G   = -mean D(G(c)) + lambda_H * L_H + lambda_enc * L_enc
 
-Losses, per batch of B real images x_real:
-
-- critic [CONFIRMED WGAN-GP; weights INFERRED, the standard WGAN-GP ones]:
-      L_D = mean D(G(c)) - mean D(x_real) + lambda_gp * mean (|grad D(x_mix)|_2 - 1)^2,
-      x_mix = u * x_real + (1 - u) * G(c),  u ~ U(0, 1) per sample,  lambda_gp = ``lambda_gp``.
-- samples encoder [CONFIRMED: "the output code should be as close as possible to the original
-  code"; the squared error is INFERRED]:  L_enc = mean_batch sum_d (E(G(c))_d - c_d)^2.
-- difference encoder [CONFIRMED: pairs (G(c), G(c')) with c' = c perturbed along one dimension; a
-  contrastive loss pushing apart the H-vectors of pairs perturbed along different dimensions,
-  minimal form -|H(g1) - H(g2)|^2; a review implies same-dimension pairs are pulled together.
-  INFERRED: everything below]. For each row pick a dimension k uniformly and two independent shifts
-  of c along k, giving c' and c'' (|shift| ~ U(``shift_range``), random sign; under the uniform prior
-  a shift that would leave [-1, 1] is taken in the other direction). v1 = H(G(c), G(c')) and
-  v2 = H(G(c), G(c'')) are positives; the pairs of rows built on a different dimension are
-  negatives; other rows built on the same dimension are left out of the denominator:
-      L_H = 1/2 [InfoNCE(v1 -> v2) + InfoNCE(v2 -> v1)],  temperature tau = ``temperature``.
-  On normalised vectors the negatives push exactly on the minimal form's |v1 - v2|^2 (which is
-  unbounded without normalisation, hence InfoNCE). ``difference_accuracy`` is how often a row's
-  positive scores highest.
-- generator [CONFIRMED: L_G, L_H, L_enc all present; the sum and the weights are INFERRED, both
-  weights UNKNOWN in the sources, default 1]:
-      L_G = -mean D(G(c)) + lambda_H * L_H + lambda_enc * L_enc.
-
-Optimisation, within the trainer's loop (one ``loss`` call per step, then each optimiser in order:
-zero_grad, backward of its own term, step):
-
-1. ``"loss"`` (Adam on G, E and H; lr and eps from ``train.optimizer``, betas ``generator_betas``)
-   minimises L_adv + L_H + L_enc, built so that each network receives its own gradient: the images
-   pass to E and H through a gradient scale (identity forward, backward times lambda), so G gets
-   grad L_G, E gets grad L_enc and H gets grad L_H. A weight of 0 thus removes a term from G's
-   objective without freezing E or H.
-2. ``"critic_loss"`` (Adam on D, ``critic_lr`` / ``critic_betas``) minimises L_D on *detached*
-   fakes, so its graph is separate from the first term's and never reaches G.
-
-The generator term uses the critic as it is before this step's critic update (simultaneous
-updates): the critic is stepped second because stepping it first would modify weights that the
-generator's graph saved. [INFERRED, standard WGAN-GP] The critic is updated ``critic_steps`` times
-per generator update: G receives gradient only on steps with (step + 1) % critic_steps == 0 (on the
-others G runs under ``no_grad``, its parameters get no gradient and Adam leaves them untouched);
-E, H and D are updated every step. So for DiD a trainer step is one critic update, and training for
-S steps makes floor(S / critic_steps) generator updates. On critic-only steps ``adversarial`` is
-reported from the critic's scores but is a constant in ``"loss"``. Each step generates 3B images
-(G(c), G(c'), G(c'')) in one batch, so G's BatchNorm statistics are shared by the pairs.
-
-``kl_per_dim`` (DiD has no KL): per latent dimension, a Gaussian-channel lower bound on the
-information E recovers about c_d from G(c), max(0, h(c_d) - 1/2 log(2 pi e mse_d)) nats, with
-mse_d = mean_batch (E(G(c))_d - c_d)^2 and h the prior's differential entropy; like a VAE's KL per
-dimension it is 0 for a dimension that carries nothing (a batch estimate: noisy for small batches).
-``information`` is its sum; ``generator_loss`` is the value of L_G, ``wasserstein`` the critic's
-estimate mean D(x_real) - mean D(G(c)).
-
-Representation for the metrics [INFERRED]: E(x) on real images. E gives a point
-estimate, not a posterior, so DiD has no sampled representation: ``posterior`` (``Method``'s)
-raises ``MetricError`` naming the method and pointing to the mean representation.
+where two shifts of the same dimension are positives and pairs built on other dimensions negatives.
+``"loss"`` (one Adam on G, E, H) routes each network its own gradient through ``scale_gradient``;
+``"critic_loss"`` (the critic's Adam) sees detached fakes. Deviations from the VAE conventions: a
+step is one critic update and G is updated every ``critic_steps`` steps; ``kl_per_dim`` is a
+Gaussian-channel lower bound on what E recovers of each code dimension (``information_bound``), as
+DiD has no KL. The representation is E(x); it has no posterior, so no sampled representation.
 """
-
 from __future__ import annotations
 
 import contextlib
