@@ -262,19 +262,15 @@ def train(
     if t.threads is not None:
         torch.set_num_threads(t.threads)
     run = _Run(config)
-    if check_dataset is not None:
-        try:
-            check_dataset(run.dataset)
-        except BaseException:
-            run.stream.close()
-            raise
-    if resume_from is not None:
-        run.load_state_dict(load_checkpoint(resume_from))
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    result = TrainResult(run.step, run.method, run.dataset, config, None)
-    window_start, window_images = time.perf_counter(), 0
-    run.method.train()
     try:
+        if check_dataset is not None:
+            check_dataset(run.dataset)
+        if resume_from is not None:
+            run.load_state_dict(load_checkpoint(resume_from))
+        result = TrainResult(run.step, run.method, run.dataset, config, None)
+        window_start, window_images = time.perf_counter(), 0
+        run.method.train()
         while run.step < t.steps:
             x = _as_float_batch(next(run.stream), run.device, t.channels_last)
             multiplier = run.lr_schedule(run.step) if run.lr_schedule is not None else 1.0
