@@ -116,6 +116,17 @@ class EvaluationResult(dict[str, float]):
         tags.update({f"note.{k}": v for k, v in self.notes.items()})
         return tags
 
+    def record(self) -> dict[str, Any]:
+        """The scores with their provenance, as one JSON-ready mapping (what evaluation files hold).
+
+        Returns:
+            ``scores``, the provenance of ``metadata`` (versions and notes as mappings of their own)
+            and the per-metric ``timings``.
+        """
+        provenance = {k: v for k, v in self.metadata().items() if not k.startswith(("note.", "version."))}
+        return {"scores": dict(self), **provenance, "versions": self.versions, "notes": self.notes,
+                "timings": self.timings}
+
 
 def metric_names() -> list[str]:
     """Names of every metric, in evaluation order."""

@@ -141,12 +141,8 @@ def evaluate_checkpoint(
         "checkpoint": str(Path(checkpoint).resolve()),
         "method": config.method.name,
         "dataset": {"name": name, "options": options, "provenance": dataset.provenance.as_dict()},
-        "scores": dict(result),
         "batch_size": batch_size,
-        **{k: v for k, v in result.metadata().items() if not k.startswith(("note.", "version."))},
-        "versions": result.versions,
-        "notes": result.notes,
-        "timings": result.timings,
+        **result.record(),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")

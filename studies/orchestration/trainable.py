@@ -62,11 +62,9 @@ def report_metrics(report: Report) -> dict[str, float]:
 def _write_final_files(directory: Path, report: Report, config: Any, scores: Any) -> None:
     (directory / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     payload = {
-        "scores": dict(scores),
         "dataset": {**config.dataset.model_dump(mode="json"),
                     "provenance": report.dataset.provenance.as_dict()},
-        **{k: v for k, v in scores.metadata().items() if not k.startswith("note.")},
-        "notes": scores.notes,
+        **scores.record(),
     }
     (directory / "scores.json").write_text(json.dumps(payload, indent=2))
     device = next(report.method.parameters()).device
