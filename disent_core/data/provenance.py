@@ -16,9 +16,12 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from disent_core.data.registry import DATASETS, get_entry
+from disent_core.data.sources import get_source
 from disent_core.errors import ConfigError
 
 PROCEDURAL = "procedural"
+_TEXTURE = "; texture: "
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,6 @@ class DatasetProvenance:
         Returns:
             A real provenance listing every source file with its SHA-256.
         """
-        from disent_core.data.sources import get_source
-
         meta = get_source(name).load_meta(data_root)
         files = tuple((f["filename"], f["sha256"]) for f in meta.get("files", []))
         return cls(kind="real", source=name, files=files)
@@ -57,7 +58,7 @@ class DatasetProvenance:
     @property
     def comparable(self) -> bool:
         """True when the observations are the real data (and the real painting, where one is used)."""
-        return self.kind == "real" and (self.texture is None or self.texture.startswith("painting "))
+        return _comparable(self.kind, self.texture)
 
     def label(self) -> str:
         """One line: ``procedural``, or ``real <source>: <file> sha256:<hex>, ...``, plus the texture."""
@@ -66,7 +67,7 @@ class DatasetProvenance:
         else:
             files = ", ".join(f"{filename} sha256:{digest}" for filename, digest in self.files)
             text = f"real {self.source}: {files}" if files else f"real {self.source}"
-        return f"{text}; texture: {self.texture}" if self.texture else text
+        return f"{text}{_TEXTURE}{self.texture}" if self.texture else text
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping (the label included)."""
@@ -80,6 +81,24 @@ class DatasetProvenance:
         }
 
 
+def label_is_comparable(label: str) -> bool:
+    """``comparable`` of the provenance that ``DatasetProvenance.label`` wrote as ``label`` (results
+    tables and MLflow tags keep the label only).
+
+    Args:
+        label: a provenance label.
+
+    Returns:
+        True for real data (and the real painting, where one is used).
+    """
+    text, _, texture = label.partition(_TEXTURE)
+    return _comparable("real" if text.startswith("real ") else PROCEDURAL, texture or None)
+
+
+def _comparable(kind: str, texture: str | None) -> bool:
+    return kind == "real" and (texture is None or texture.startswith("painting "))
+
+
 def declared_provenance(dataset_name: str, options: dict[str, Any]) -> DatasetProvenance | None:
     """The provenance a dataset config implies before anything is loaded.
 
@@ -91,8 +110,6 @@ def declared_provenance(dataset_name: str, options: dict[str, Any]) -> DatasetPr
         A procedural provenance (or one with a procedural texture) when the config alone says so;
         None when it asks for real data, whose files are known only once loaded.
     """
-    from disent_core.data.registry import get_entry
-
     entry = get_entry(dataset_name)
     procedural = entry.kind == "procedural" or options.get("source") == PROCEDURAL
     texture = None
@@ -119,9 +136,6 @@ def require_real_data(dataset_name: str, provenance: DatasetProvenance, protocol
     """
     if provenance.comparable:
         return
-    from disent_core.data.registry import DATASETS
-    from disent_core.data.sources import get_source
-
     entry = DATASETS.get(dataset_name)
     if provenance.kind == PROCEDURAL and (entry is None or entry.source is None):
         what = f"{dataset_name} is procedural and has no real counterpart"

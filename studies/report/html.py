@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from disent_core.data.provenance import label_is_comparable
 from disent_core.methods.base import REIMPLEMENTATION
 from disent_core.metrics.protocol import get_protocol
 from studies.report.figures import SavedFigure, param_label, short
@@ -124,8 +125,7 @@ def _provenance(trials: Any) -> str:
     if not labels:
         return "<span class='detail'>not recorded by any trial</span>"
     out = "<br>".join(escape(label) for label in labels)
-    if any(not label.startswith("real ") or ("; texture: " in label and "; texture: painting " not in label)
-           for label in labels):
+    if not all(label_is_comparable(label) for label in labels):
         out += " <span class='detail'>(procedural data: not comparable with published numbers)</span>"
     return out
 

@@ -8,7 +8,7 @@ import pytest
 from data_fixtures import sha256_of, spec_for
 
 from disent_core.data.files import FileSpec
-from disent_core.data.provenance import DatasetProvenance, require_real_data
+from disent_core.data.provenance import DatasetProvenance, label_is_comparable, require_real_data
 from disent_core.data.registry import get_dataset
 from disent_core.data.sources import get_source
 from disent_core.data.variants import scream_dsprites
@@ -70,3 +70,18 @@ def test_a_comparable_protocol_refuses_stand_ins_with_a_way_out():
     texture = DatasetProvenance(kind="real", source="dsprites", files=(("a.npz", "0"),), texture="procedural")
     with pytest.raises(ConfigError, match=r"texture: painting.*The_Scream"):
         require_real_data("scream_dsprites", texture, "dlib2019")
+
+
+@pytest.mark.parametrize(
+    "provenance",
+    [
+        DatasetProvenance(),
+        DatasetProvenance(kind="real", source="dsprites", files=(("a.npz", "0f"),)),
+        DatasetProvenance(kind="real", source="dsprites", texture="painting sha256:1"),
+        DatasetProvenance(kind="real", source="dsprites", files=(("a.npz", "0f"),), texture="procedural"),
+        DatasetProvenance(kind="real", source="dsprites", texture="image sha256:2"),
+        DatasetProvenance(texture="painting sha256:1"),
+    ],
+)
+def test_a_label_says_whether_its_data_is_comparable(provenance):
+    assert label_is_comparable(provenance.label()) == provenance.comparable
