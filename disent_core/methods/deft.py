@@ -65,7 +65,6 @@ multiplier scales every group alike. The base learning rate is the trainer's
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import torch
@@ -212,17 +211,6 @@ def scale_group_gradients(
         for param in group["params"]:
             if param.grad is not None:
                 param.grad.mul_(factor)
-
-
-def _nominal_lr(lr: float) -> Callable[[torch.optim.Optimizer], None]:
-    """Optimiser load-state post-hook: every group's ``base_lr`` is the nominal ``lr`` (checkpoints
-    written before ``lr_factors`` existed stored the factored learning rate there)."""
-
-    def hook(optimizer: torch.optim.Optimizer) -> None:
-        for group in optimizer.param_groups:
-            group["base_lr"] = lr
-
-    return hook
 
 
 class SharedEncoder(nn.Module):
@@ -431,5 +419,4 @@ class DEFT(VAEMethod):
         self._adam = torch.optim.Adam(groups, lr=optim.lr, betas=optim.betas, eps=optim.eps)
         if self.config.variant == "B" and self.config.gamma_mode == "grad_scale":
             self._adam.register_step_pre_hook(scale_group_gradients)
-        self._adam.register_load_state_dict_post_hook(_nominal_lr(optim.lr))
         return [("loss", self._adam)]
