@@ -20,17 +20,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class FloatParam(_Strict):
+class _Range(_Strict):
+    """A numeric range: ``low`` must be smaller than ``high``."""
+
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _range(self) -> _Range:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be smaller than high ({self.high})")
+        return self
+
+
+class FloatParam(_Range):
     search: Literal["float"]
     low: float
     high: float
     step: float | None = Field(None, gt=0)
-
-    @model_validator(mode="after")
-    def _range(self) -> FloatParam:
-        if not self.low < self.high:
-            raise ValueError(f"low ({self.low}) must be smaller than high ({self.high})")
-        return self
 
 
 class LogFloatParam(FloatParam):
@@ -39,17 +46,11 @@ class LogFloatParam(FloatParam):
     step: None = None
 
 
-class IntParam(_Strict):
+class IntParam(_Range):
     search: Literal["int"]
     low: int
     high: int
     step: int = Field(1, ge=1)
-
-    @model_validator(mode="after")
-    def _range(self) -> IntParam:
-        if not self.low < self.high:
-            raise ValueError(f"low ({self.low}) must be smaller than high ({self.high})")
-        return self
 
 
 class LogIntParam(IntParam):
