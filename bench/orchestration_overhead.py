@@ -81,7 +81,7 @@ def run_direct(spec_data: dict, workdir: Path) -> float:
                  metrics=spec.evaluation.metrics, n_jobs=CPUS)
         latent_traversal_grid(result.method, result.dataset, out / "latent_traversals.png")
         reconstruction_grid(result.method, result.dataset, out / "reconstructions.png")
-        kl_per_dim_plot(result.last_report.kl_per_dim, out / "kl_per_dim.png")
+        kl_per_dim_plot(result.last_report.latent_information, out / "kl_per_dim.png")
     return time.perf_counter() - start
 
 

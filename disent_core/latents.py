@@ -1,10 +1,18 @@
-"""``LatentModel``: what the figures read of a trained model, whatever its method.
+"""What metrics and figures read of a trained model, whatever its method: four protocols.
 
-A latent model maps observations to codes and codes back to images, and says how much information
-each code dimension carries. A Gaussian VAE (``GaussianAutoencoder``, DeVAE) gives its posterior
-mean, the decoded Bernoulli mean and the KL of each dimension; DiD, a GAN without a posterior,
-gives its samples encoder's code, its generator's images and a per-dimension information bound.
-Figures depend on this protocol, not on method classes.
+- ``Encoder``: ``representation(x)``, the code the metrics score (every method).
+- ``GaussianEncoder``: an ``Encoder`` with a Gaussian posterior q(z|x) = N(mean, diag exp(logvar)),
+  ``posterior(x) -> (mean, logvar)``, whose mean is the representation. disentanglement_lib's
+  sampled representation draws ``reparameterize(mean, logvar, generator)`` from it; a method
+  without a posterior (DiD) raises ``MetricError`` there.
+- ``Autoencoder``: a ``GaussianEncoder`` whose decoder is trained with a reconstruction loss,
+  ``reconstruction_loss(x, z)``; the reconstruction metric reads it.
+- ``LatentModel``: codes, their decoded images and the information of each code dimension, which
+  the figures draw. A Gaussian VAE gives its posterior mean, the decoded Bernoulli mean and the KL
+  of each dimension; DiD, a GAN without a posterior, gives its samples encoder's code, its
+  generator's images and a per-dimension information bound.
+
+Metrics and figures depend on these protocols, not on method classes.
 """
 
 from __future__ import annotations
@@ -12,6 +20,51 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 import torch
+
+
+def reparameterize(
+    mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """A sample of N(mean, diag exp(logvar)): z = mean + exp(logvar / 2) * eps.
+
+    Args:
+        mean: posterior means (N, d).
+        logvar: posterior log-variances (N, d).
+        generator: where eps ~ N(0, I) is drawn from, on ``mean``'s device, in its dtype.
+
+    Returns:
+        z (N, d), in ``mean``'s dtype and device.
+    """
+    eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    return mean + torch.exp(0.5 * logvar) * eps
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """A model whose ``representation`` the metrics score."""
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        """Codes (N, d) of observations ``x`` (N, C, H, W) in [0, 1]."""
+        ...
+
+
+@runtime_checkable
+class GaussianEncoder(Encoder, Protocol):
+    """An encoder with a Gaussian posterior whose mean is its representation."""
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, logvar), each (N, d), of q(z|x) for observations ``x`` (N, C, H, W) in [0, 1]."""
+        ...
+
+
+@runtime_checkable
+class Autoencoder(GaussianEncoder, Protocol):
+    """A Gaussian encoder with a decoder trained by a reconstruction loss."""
+
+    def reconstruction_loss(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The training reconstruction term of decoding ``z`` (N, d) against ``x``: summed over
+        pixels, averaged over the batch (a scalar)."""
+        ...
 
 
 @runtime_checkable

@@ -46,7 +46,10 @@ class Report:
 
     step: int
     terms: dict[str, float]
-    kl_per_dim: list[float]
+    latent_information: list[float]
+    """The information in each latent dimension (the method's ``information_term``)."""
+    information_name: str
+    """What ``latent_information`` measures: ``"KL"`` for a VAE, ``"info"`` for DiD's bound."""
     schedules: dict[str, float]
     images_per_sec: float
     checkpoint: Path | None = None
@@ -315,7 +318,8 @@ def _report(run: _Run, terms: dict[str, torch.Tensor], ips: float, checkpoint: P
     return Report(
         step=run.step,
         terms=scalars,
-        kl_per_dim=terms["kl_per_dim"].detach().cpu().tolist(),
+        latent_information=terms[run.method.information_term].detach().cpu().tolist(),
+        information_name=run.method.information_name,
         schedules=schedules,
         images_per_sec=ips,
         checkpoint=checkpoint,

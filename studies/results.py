@@ -33,8 +33,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-LOSS, KL, SCHEDULE, RESOURCES, CONFIG = "loss/", "kl/", "schedule/", "resources/", "config/"
-TRAINING_PREFIXES = (LOSS, KL, SCHEDULE)
+LOSS, KL, INFO, SCHEDULE = "loss/", "kl/", "info/", "schedule/"
+"""Training series: loss terms, the KL of each latent dimension (``kl/<d>``; a method without a KL,
+DiD, reports its information bound as ``info/<d>``), schedule values."""
+RESOURCES, CONFIG = "resources/", "config/"
+TRAINING_PREFIXES = (LOSS, KL, INFO, SCHEDULE)
 TRAINING_KEYS = ("images_per_sec", "active_dims")
 STEP, EVALUATED, DIVERGED = "step", "evaluated", "diverged"
 DATASET_PROVENANCE = "dataset_provenance"

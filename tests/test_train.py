@@ -53,8 +53,8 @@ def test_reports_carry_terms_kl_per_dim_schedules_and_speed():
     assert [r.step for r in reports] == [10, 20]
     report = reports[-1]
     assert {"loss", "recon", "kl"} <= report.terms.keys()
-    assert len(report.kl_per_dim) == 4
-    assert report.terms["kl"] == pytest.approx(sum(report.kl_per_dim), rel=1e-5)
+    assert len(report.latent_information) == 4 and report.information_name == "KL"
+    assert report.terms["kl"] == pytest.approx(sum(report.latent_information), rel=1e-5)
     assert report.schedules["beta"] == 4.0
     assert report.schedules["lr.loss"] == pytest.approx(1e-4)
     assert report.images_per_sec > 0

@@ -53,7 +53,6 @@ from PIL import Image, ImageDraw, ImageFont
 
 from disent_core.data.dataset import GroundTruthDataset, to_uint8
 from disent_core.latents import LatentModel
-from disent_core.methods.base import Method
 
 MAX_ALL_DIMS = 16
 """Traversals show every dimension of codes up to this size, else the ``TOP_DIMS`` of largest KL."""
@@ -85,7 +84,7 @@ class Traversal:
     """What ``kl`` is: "KL", or "info" for DiD."""
 
 
-def _latents(method: Method) -> LatentModel:
+def _latents(method: torch.nn.Module) -> LatentModel:
     if not isinstance(method, LatentModel):
         raise TypeError(
             f"method {type(method).__name__!r} has no Gaussian encoder/decoder pair nor another way to "
@@ -96,7 +95,7 @@ def _latents(method: Method) -> LatentModel:
 
 
 @contextlib.contextmanager
-def _inference(method: Method, device: str | torch.device) -> Iterator[torch.device]:
+def _inference(method: torch.nn.Module, device: str | torch.device) -> Iterator[torch.device]:
     """Eval mode, no_grad, on ``device``; restores the method's mode and device afterwards."""
     was_training = method.training
     original = next(method.parameters()).device
@@ -124,7 +123,7 @@ def _kl(latents: LatentModel, dataset: GroundTruthDataset, seed: int,
 
 
 def latent_kl(
-    method: Method, dataset: GroundTruthDataset, *, seed: int = 0, device: str | torch.device = "cpu"
+    method: torch.nn.Module, dataset: GroundTruthDataset, *, seed: int = 0, device: str | torch.device = "cpu"
 ) -> np.ndarray:
     """(d,) mean KL per latent dimension (DiD: information bound) on ``KL_BATCH`` seeded observations."""
     latents = _latents(method)
@@ -145,7 +144,7 @@ def _select_dims(kl: np.ndarray, dims: Sequence[int] | None) -> np.ndarray:
 
 
 def latent_traversal(
-    method: Method,
+    method: torch.nn.Module,
     dataset: GroundTruthDataset,
     *,
     n_steps: int = 9,
@@ -180,7 +179,7 @@ def latent_traversal(
 
 
 def reconstructions(
-    method: Method,
+    method: torch.nn.Module,
     dataset: GroundTruthDataset,
     *,
     n: int = 8,
@@ -227,7 +226,7 @@ def _save_image(image: Image.Image, path: str | os.PathLike[str]) -> Path:
 
 
 def latent_traversal_grid(
-    method: Method,
+    method: torch.nn.Module,
     dataset: GroundTruthDataset,
     path: str | os.PathLike[str],
     *,
@@ -251,7 +250,7 @@ def latent_traversal_grid(
 
 
 def reconstruction_grid(
-    method: Method,
+    method: torch.nn.Module,
     dataset: GroundTruthDataset,
     path: str | os.PathLike[str],
     *,
@@ -271,8 +270,21 @@ def kl_per_dim_plot(
     *,
     threshold: float = 0.01,
     title: str | None = None,
+    name: str = "KL",
 ) -> Path:
-    """PNG bar chart of the KL (nats) of each latent dimension with the active ``threshold`` line."""
+    """PNG bar chart of the information (nats) of each latent dimension with the active
+    ``threshold`` line.
+
+    Args:
+        kl_per_dim: (d,) nats per dimension: a VAE's KL, or the measure ``name`` says.
+        path: where the PNG goes (parents are created).
+        threshold: nats above which a dimension counts as active.
+        title: the plot's title (default: how many dimensions are active).
+        name: what the values measure, for the labels (``Report.information_name``).
+
+    Returns:
+        ``path``.
+    """
     kl = np.asarray(kl_per_dim, dtype=np.float64)
     if kl.ndim != 1 or kl.size == 0:
         raise ValueError(f"kl_per_dim must be a non-empty 1-D sequence, got shape {kl.shape}")
@@ -296,13 +308,13 @@ def kl_per_dim_plot(
         if active < latent_dim:
             ax.stairs(ranked[active:], edges[active:], fill=True, color="C7", label="inactive")
         ax.set_xlim(edges[0], edges[-1])
-        ax.set_xlabel(f"latent dimensions sorted by KL (of {latent_dim})")
+        ax.set_xlabel(f"latent dimensions sorted by {name} (of {latent_dim})")
     ax.axhline(threshold, color="C3", ls="--", lw=1.0, label=f"threshold {threshold:g} nats")
     if threshold > 0:
         ax.set_yscale("symlog", linthresh=threshold)
-    ax.set_ylabel("KL (nats)")
+    ax.set_ylabel(f"{name} (nats)")
     figure.legend(loc="outside lower center", ncols=3, fontsize="small", frameon=False)
-    ax.set_title(title or f"KL per latent dimension: {active} of {latent_dim} active")
+    ax.set_title(title or f"{name} per latent dimension: {active} of {latent_dim} active")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, format="png", dpi=100)

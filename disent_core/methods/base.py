@@ -6,8 +6,10 @@ a ``TypeError``) that owns its networks and declares:
 - ``loss(x, step) -> dict[str, Tensor]`` (abstract): named terms, exactly the class's ``loss_terms``
   (``term_names()`` for a method whose terms depend on its config). ``"loss"`` is the total that the
   VAE optimiser minimises; every component (``recon``, ``kl``, ``tc`` ...) is there for logging; the
-  vector ``"kl_per_dim"`` (d,) is the batch-mean KL of each latent dimension. Methods with a second
-  network add its own total (FactorVAE: ``"discriminator_loss"``).
+  vector named by the class's ``information_term`` (d,) is the batch-mean information of each latent
+  dimension that the trainer reports, named ``information_name`` (a VAE's ``"kl_per_dim"``, the
+  KL of each dimension; DiD's ``"information_per_dim"``, an information bound). Methods with a
+  second network add its own total (FactorVAE: ``"discriminator_loss"``).
 - ``optimizers(optim) -> list[(loss key, optimizer)]`` (abstract): which optimiser minimises which
   term, in the order the trainer steps them. Steps count updates of the first (the VAE's) optimiser.
 - ``schedules() -> dict[str, ScheduledValue]``: every schedule whose value enters a loss (beta, C ...),
@@ -42,27 +44,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from disent_core.errors import MetricError
+from disent_core.latents import reparameterize
 from disent_core.methods.losses import ReconLoss, gaussian_kl_per_dim, reconstruction_loss
 from disent_core.models.conv64 import Architecture, ConvEncoder, DeconvDecoder
 from disent_core.schedules import ScheduledValue
-
-
-def reparameterize(
-    mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator
-) -> torch.Tensor:
-    """A sample of N(mean, diag exp(logvar)): z = mean + exp(logvar / 2) * eps.
-
-    Args:
-        mean: posterior means (N, d).
-        logvar: posterior log-variances (N, d).
-        generator: where eps ~ N(0, I) is drawn from, on ``mean``'s device, in its dtype.
-
-    Returns:
-        z (N, d), in ``mean``'s dtype and device.
-    """
-    eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-    return mean + torch.exp(0.5 * logvar) * eps
-
 
 REIMPLEMENTATION = "reimplementation"
 RECONSTRUCTION = "reconstruction"
@@ -133,8 +118,12 @@ class Method(nn.Module, abc.ABC):
     """``reimplementation`` (of a paper with its authors' or disentanglement_lib's code) or
     ``reconstruction`` (rebuilt from a paper's outline, no public code); recorded with every result."""
     loss_terms: ClassVar[tuple[str, ...]]
-    """The keys of every dict that ``loss`` returns (always ``"loss"`` and ``"kl_per_dim"``);
+    """The keys of every dict that ``loss`` returns (always ``"loss"`` and ``information_term``);
     ``term_names()`` adds those that depend on the config."""
+    information_term: ClassVar[str] = "kl_per_dim"
+    """The key of ``loss``'s (d,) vector of the information in each latent dimension."""
+    information_name: ClassVar[str] = "KL"
+    """What that vector measures, for labels and result keys ("KL", "info")."""
     schedule_names: ClassVar[tuple[str, ...]] = ()
     """The keys of ``schedules()``."""
 
@@ -224,7 +213,6 @@ class GaussianAutoencoder(Method):
         return reparameterize(mean, logvar, self.context.generator)
 
     # --- LatentModel (disent_core.latents): what figures read ---------------------------------
-    information_name: ClassVar[str] = "KL"
     reconstruction_name: ClassVar[str] = "recon."
     code_bound: ClassVar[float | None] = None
 
@@ -242,6 +230,18 @@ class GaussianAutoencoder(Method):
     def latent_information(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The batch-mean KL of each dimension (nats); ``generator`` is not drawn from."""
         return gaussian_kl_per_dim(*self.encoder(x))
+
+    def reconstruction_loss(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The training reconstruction term of ``decoder(z)`` against ``x``.
+
+        Args:
+            x: observations (N, C, H, W) in [0, 1].
+            z: codes (N, d).
+
+        Returns:
+            The loss ``context.recon`` summed over pixels, averaged over the batch (a scalar).
+        """
+        return reconstruction_loss(self.decoder(z), x, self.context.recon)
 
     def vae_parameters(self) -> list[nn.Parameter]:
         """The parameters the VAE optimiser trains (encoder and decoder)."""
@@ -282,8 +282,7 @@ class VAEMethod(GaussianAutoencoder):
     def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         mean, logvar = self.encoder(x)
         z = self.sample(mean, logvar)
-        logits = self.decoder(z)
-        recon = reconstruction_loss(logits, x, self.context.recon)
+        recon = self.reconstruction_loss(x, z)
         kl_per_dim = gaussian_kl_per_dim(mean, logvar)
         terms = self.regularizer(Posterior(mean, logvar, z, kl_per_dim, step))
         reg = terms.pop("regularizer")

@@ -17,9 +17,10 @@ trunk), and a Difference Encoder H on channel-concatenated pairs, L2-normalised 
 where two shifts of the same dimension are positives and pairs built on other dimensions negatives.
 ``"loss"`` (one Adam on G, E, H) routes each network its own gradient through ``scale_gradient``;
 ``"critic_loss"`` (the critic's Adam) sees detached fakes. Deviations from the VAE conventions: a
-step is one critic update and G is updated every ``critic_steps`` steps; ``kl_per_dim`` is a
-Gaussian-channel lower bound on what E recovers of each code dimension (``information_bound``), as
-DiD has no KL. The representation is E(x); it has no posterior, so no sampled representation.
+step is one critic update and G is updated every ``critic_steps`` steps; DiD has no KL, so the
+information the trainer reports (``information_per_dim``, named ``info``) is a Gaussian-channel
+lower bound on what E recovers of each code dimension (``information_bound``). The representation
+is E(x); it has no posterior, so no sampled representation.
 """
 from __future__ import annotations
 
@@ -125,8 +126,10 @@ class DiD(Method):
     config: DiDConfig
     loss_terms = (
         "loss", "generator_loss", "adversarial", "difference", "difference_accuracy", "enc",
-        "critic_loss", "wasserstein", "gradient_penalty", "information", "kl_per_dim",
+        "critic_loss", "wasserstein", "gradient_penalty", "information", "information_per_dim",
     )
+    information_term = "information_per_dim"
+    information_name = "info"
 
     def __init__(self, config: DiDConfig, context: MethodContext) -> None:
         super().__init__(config, context)
@@ -147,7 +150,6 @@ class DiD(Method):
         return torch.sigmoid(self.generator(codes))
 
     # --- LatentModel (disent_core.latents): what figures read ---------------------------------
-    information_name = "info"
     reconstruction_name = "G(E(x))"
 
     @property
@@ -243,7 +245,7 @@ class DiD(Method):
             "wasserstein": wasserstein.detach(),
             "gradient_penalty": penalty.detach(),
             "information": information.sum(),
-            "kl_per_dim": information,
+            "information_per_dim": information,
         }
 
     def optimizers(self, optim: OptimConfig) -> list[tuple[str, torch.optim.Optimizer]]:

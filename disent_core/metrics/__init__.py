@@ -2,8 +2,8 @@
 
 ``evaluate(representation, dataset, protocol="dlib2019", seed=0, metrics=None)`` scores a
 representation with the BetaVAE and FactorVAE scores, MIG, DCI, SAP, modularity and
-explicitness, the unsupervised scores, IRS and (for disent_core Methods) the held-out
-reconstruction error and active latents. Protocols (``PROTOCOLS``, ``get_protocol``) pin every
+explicitness, the unsupervised scores, IRS and (for autoencoders, such as the disent_core VAEs)
+the held-out reconstruction error and active latents. Protocols (``PROTOCOLS``, ``get_protocol``) pin every
 choice that changes a number; see ``disent_core.metrics.protocol``. ``representation_kind="mean"``
 (default) or ``"sampled"`` picks disentanglement_lib's mean or sampled representation of a Gaussian
 encoder; see ``disent_core.metrics.representation``.

@@ -30,7 +30,7 @@ from disent_core.metrics.protocol import Protocol
 from disent_core.metrics.sampling import spawn_seed, stream_rng, stream_seed
 
 if TYPE_CHECKING:
-    from disent_core.methods.base import Method
+    from disent_core.latents import Autoencoder
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -76,7 +76,8 @@ class EvalContext:
     scored: np.ndarray
     """Latent factor columns that metrics score (one-value factors dropped under ``drop``)."""
     n_jobs: int = -1
-    method: Method | None = None
+    autoencoder: Autoencoder | None = None
+    """The representation when it is an ``Autoencoder`` (the reconstruction metric reads it)."""
     batch_size: int | None = None
     """Observations per call of the representation (None: a whole chunk)."""
     deterministic: bool = True

@@ -5,10 +5,11 @@
 2. Wrap the representation into one function from float32 observations (N, C, H, W) in [0, 1] to
    float64 codes (N, D) of the requested kind, ``mean`` or ``sampled`` (disentanglement_lib's
    mean and sampled representations; ``disent_core.metrics.representation``): a disent_core
-   Method, any ``nn.Module`` returning codes or (mean, logvar), or a numpy callable. Modules run in
-   eval mode under ``torch.inference_mode`` on ``device`` (CUDA when available), and are restored
-   afterwards. The wrapped function says whether it is deterministic; only then, and on a dataset
-   whose observations are a function of their grid point, are codes of a grid point reused.
+   method (an ``Encoder``), any ``nn.Module`` returning codes or (mean, logvar), or a numpy
+   callable. Modules run in eval mode under ``torch.inference_mode`` on ``device`` (CUDA when
+   available), and are restored afterwards. The wrapped function says whether it is
+   deterministic; only then, and on a dataset whose observations are a function of their grid
+   point, are codes of a grid point reused.
 3. Draw and encode the union of the shared point sets once (per role the largest request).
 4. Run each metric on the shared context and prefix its keys with its name
    (``mig.discrete_mig``). Per-factor fits run in parallel over ``n_jobs`` workers.
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 
 from disent_core.errors import MetricError
-from disent_core.methods.base import Method
+from disent_core.latents import Autoencoder
 from disent_core.metrics import (
     beta_vae_score,
     dci,
@@ -148,7 +149,8 @@ def evaluate(
     """Score ``representation`` on ``dataset`` with every metric (or ``metrics``) of ``protocol``.
 
     Args:
-        representation: a disent_core Method, an ``nn.Module`` returning codes or (mean, logvar),
+        representation: an ``Encoder`` (``disent_core.latents``: every disent_core method), an
+            ``nn.Module`` returning codes or (mean, logvar),
             or a callable mapping a float32 numpy batch (N, C, H, W) in [0, 1] to codes (N, D) or
             to (mean, logvar). A callable or module whose codes are random declares
             ``deterministic = False``.
@@ -161,7 +163,7 @@ def evaluate(
         batch_size: observations per call of the representation (default: ``CPU_BATCH_SIZE`` for
             a module on the CPU, else the protocol's whole chunk); no score depends on it beyond
             floating-point rounding.
-        representation_kind: ``"mean"`` scores the posterior mean (a Method's ``representation``,
+        representation_kind: ``"mean"`` scores the posterior mean (an Encoder's ``representation``,
             the first of a (mean, logvar) pair, or the codes); ``"sampled"`` scores
             mean + exp(logvar / 2) * eps with fresh eps for every observation encoded, drawn from
             generators seeded from ``seed`` (``disent_core.metrics.representation``).
@@ -198,7 +200,7 @@ def evaluate(
                 f"{type(representation).__name__}"
             )
             log.info("%s %s", spec.name, notes[spec.name])
-    method = representation if isinstance(representation, Method) else None
+    autoencoder = representation if isinstance(representation, Autoencoder) else None
     scored = _scored_factors(dataset, protocol, [s.name for s in specs if s.uses_factors], notes)
     timings: dict[str, float] = {}
     scores: dict[str, float] = {}
@@ -210,7 +212,7 @@ def evaluate(
             encode,
             scored,
             n_jobs=n_jobs,
-            method=method,
+            autoencoder=autoencoder,
             batch_size=encode.batch_size,
             deterministic=encode.deterministic,
         )

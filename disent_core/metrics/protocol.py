@@ -141,7 +141,7 @@ class IRSSettings(_Settings):
 
 
 class ReconstructionSettings(_Settings):
-    """Held-out reconstruction error and active latents of a disent_core Method."""
+    """Held-out reconstruction error and active latents of an autoencoder."""
 
     num_points: int = Field(5_000, ge=1)
     kl_threshold: float = Field(0.01, ge=0, description="a latent is active when its mean KL exceeds it")

@@ -1,17 +1,17 @@
-"""Held-out reconstruction error, KL and number of active latents of a disent_core Method.
+"""Held-out reconstruction error, KL and number of active latents of an autoencoder.
 
 Not a disentanglement_lib metric. On ``num_points`` fresh i.i.d. observations x:
 
-    reconstruction_error = mean_x sum_pixels loss(decoder(mu(x)), x)
+    reconstruction_error = mean_x reconstruction_loss(x, mu(x))
     kl = mean_x sum_j KL( N(mu_j(x), sigma_j^2(x)) || N(0, 1) )
     num_active_latents = #{ j : mean_x KL_j > kl_threshold }      (0.01, as dlib's UDR filter)
 
-``loss`` is the method's training reconstruction term (``method.context.recon``: Bernoulli
-cross-entropy on logits, or squared error of sigmoid(logits)), at the training scale (sum over
-pixels). The decoder is fed the posterior mean, not a sample, so the number is deterministic, and
-the same whichever representation kind the other metrics score.
-Computed only when the representation is a disent_core Method with an ``encoder`` returning
-(mean, logvar) and a ``decoder``; otherwise the engine skips it with a note.
+``reconstruction_loss`` is the model's training reconstruction term (for a disent_core method,
+Bernoulli cross-entropy on logits or squared error of sigmoid(logits), summed over pixels). The
+decoder is fed the posterior mean, not a sample, so the number is deterministic, and the same
+whichever representation kind the other metrics score.
+Computed only when the representation is an ``Autoencoder`` (``disent_core.latents``: a posterior
+and a reconstruction loss); otherwise the engine skips it with a note.
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from disent_core.methods.base import Method
-from disent_core.methods.losses import gaussian_kl_per_dim, reconstruction_loss
+from disent_core.latents import Autoencoder
+from disent_core.methods.losses import gaussian_kl_per_dim
 from disent_core.metrics.base import EvalContext, MetricSpec, require
 
 
 def compute(ctx: EvalContext) -> dict[str, float]:
     settings = ctx.protocol.reconstruction
-    method = ctx.method
-    require(method is not None and supports(method), f"reconstruction needs {SPEC.requirement}")
-    device = next(method.parameters()).device
+    model = ctx.autoencoder
+    require(model is not None and supports(model), f"reconstruction needs {SPEC.requirement}")
+    device = next(model.parameters()).device
     rng = ctx.rng("reconstruction")
     factors = ctx.sample_latent(settings.num_points, rng)
     recon_sum, kl_sum, count = 0.0, None, 0
@@ -40,10 +40,9 @@ def compute(ctx: EvalContext) -> dict[str, float]:
             for start in range(0, len(observations), step):
                 batch = np.ascontiguousarray(observations[start : start + step], dtype=np.float32)
                 x = torch.from_numpy(batch).to(device)
-                mean, logvar = method.encoder(x)
-                logits = method.decoder(mean)
+                mean, logvar = model.posterior(x)
                 n = len(x)
-                recon_sum += float(reconstruction_loss(logits, x, method.context.recon)) * n
+                recon_sum += float(model.reconstruction_loss(x, mean)) * n
                 kl = gaussian_kl_per_dim(mean, logvar).double().cpu().numpy() * n
                 kl_sum = kl if kl_sum is None else kl_sum + kl
                 count += n
@@ -56,12 +55,8 @@ def compute(ctx: EvalContext) -> dict[str, float]:
 
 
 def supports(representation: object) -> bool:
-    """True for a disent_core Method with the encoder, decoder and reconstruction kind used here."""
-    return (
-        isinstance(representation, Method)
-        and all(hasattr(representation, name) for name in ("encoder", "decoder"))
-        and hasattr(representation.context, "recon")
-    )
+    """True for an ``Autoencoder`` module (a posterior, a reconstruction loss and parameters)."""
+    return isinstance(representation, Autoencoder) and isinstance(representation, torch.nn.Module)
 
 
 SPEC = MetricSpec(
@@ -70,6 +65,6 @@ SPEC = MetricSpec(
     compute=compute,
     uses_factors=False,
     accepts=supports,
-    requirement="a disent_core Method with an encoder returning (mean, logvar), a decoder and "
-    "context.recon",
+    requirement="an autoencoder module with posterior(x) -> (mean, logvar) and "
+    "reconstruction_loss(x, z)",
 )

@@ -13,9 +13,10 @@ study scores every model twice (``config/unsupervised_study_v1/postprocess_confi
 
 What is scored, per kind of representation given to ``evaluate``:
 
-- a disent_core ``Method``: ``representation(x)`` (mean), or a draw from ``posterior(x)``
+- an ``Encoder`` module (``disent_core.latents``; every disent_core method is one):
+  ``representation(x)`` (mean), or a draw from ``posterior(x)`` of a ``GaussianEncoder``
   (sampled; a method without a posterior, such as DiD, raises ``MetricError``);
-- an ``nn.Module``: its output, or the first of a (mean, logvar) pair (mean); sampled needs the
+- another ``nn.Module``: its output, or the first of a (mean, logvar) pair (mean); sampled needs the
   (mean, logvar) pair;
 - a callable on numpy observations: likewise.
 
@@ -46,7 +47,7 @@ import numpy as np
 import torch
 
 from disent_core.errors import MetricError
-from disent_core.methods.base import Method, reparameterize
+from disent_core.latents import Encoder, GaussianEncoder, reparameterize
 
 RepresentationKind = Literal["mean", "sampled"]
 
@@ -66,7 +67,7 @@ def declared_deterministic(representation: Representation) -> bool:
     """Whether ``representation`` maps an observation to the same code on every call.
 
     Args:
-        representation: a Method, module or callable.
+        representation: an Encoder, module or callable.
 
     Returns:
         Its ``deterministic`` attribute, True when it has none.
@@ -179,7 +180,7 @@ def representation_function(
     afterwards. A callable gets ``batch_size`` observations per call (default: the whole chunk).
 
     Args:
-        representation: a disent_core Method, an ``nn.Module``, or a numpy callable.
+        representation: an ``Encoder`` module, another ``nn.Module``, or a numpy callable.
         kind: ``"mean"`` or ``"sampled"`` (``REPRESENTATION_KINDS``).
         device: where a module runs.
         batch_size: observations per call of the representation.
@@ -200,8 +201,10 @@ def representation_function(
         else:
             target = torch.device("cuda") if torch.cuda.is_available() else original
         was_training = module.training
-        if isinstance(module, Method):
-            forward = module.posterior if kind == "sampled" else module.representation
+        if kind == "sampled" and isinstance(module, GaussianEncoder):
+            forward = module.posterior
+        elif isinstance(module, Encoder):
+            forward = module.representation
         else:
             forward = module
         module.to(target).eval()

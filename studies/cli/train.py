@@ -15,13 +15,14 @@ from studies.spec.overrides import apply_set, parse_set
 
 
 def format_report(report: Report, total_steps: int) -> str:
-    """One progress line: step, every loss term, schedule values, speed, then KL per dimension."""
+    """One progress line: step, every loss term, schedule values, speed, then the information (KL)
+    of each latent dimension."""
     terms = " ".join(f"{k}={v:.4g}" for k, v in report.terms.items())
     scheds = " ".join(f"{k}={v:.4g}" for k, v in report.schedules.items())
-    kl = " ".join(f"{v:.2f}" for v in report.kl_per_dim)
+    information = " ".join(f"{v:.2f}" for v in report.latent_information)
     return (
         f"step {report.step:>{len(str(total_steps))}}/{total_steps}  {terms}  [{scheds}]  "
-        f"{report.images_per_sec:.0f} img/s\n    kl/dim: {kl}"
+        f"{report.images_per_sec:.0f} img/s\n    {report.information_name.lower()}/dim: {information}"
     )
 
 

@@ -3,12 +3,13 @@
 The trial's config holds only what the search decided (``method``, ``beta_vae.beta``, ...) and
 Tune's repeat index, which picks the seed; the spec travels with ``tune.with_parameters``. Every
 trainer report becomes one ``tune.report``: loss terms (``loss/<term>``), KL per dimension
-(``kl/<i>``), schedule values and learning rates (``schedule/<name>``), images per second, and at
-the configured steps the evaluation scores (``mig.discrete_mig``, ...; ``evaluated`` is 1 then),
-and the data's provenance (``dataset_provenance``: ``procedural`` or the real files' SHA-256). Under a
-protocol comparable with published numbers the trial refuses procedural data before training.
-The objective keys are present in every report, NaN before the first evaluation, because Tune
-requires them; ASHA is validated to compare trials only after their first evaluation.
+(``kl/<i>``, or ``info/<i>`` for a method without a KL), schedule values and learning rates
+(``schedule/<name>``), images per second, and at the configured steps the evaluation scores
+(``mig.discrete_mig``, ...; ``evaluated`` is 1 then), and the data's provenance
+(``dataset_provenance``: ``procedural`` or the real files' SHA-256). Under a protocol comparable
+with published numbers the trial refuses procedural data before training. The objective keys are
+present in every report, NaN before the first evaluation, because Tune requires them; ASHA is
+validated to compare trials only after their first evaluation.
 
 Checkpoints are reported with ``tune.Checkpoint`` whenever the trainer writes one, and a retried
 trial resumes from ``tune.get_checkpoint()`` step-exactly. The final checkpoint also holds the
@@ -41,7 +42,17 @@ from disent_core.errors import Diverged
 from disent_core.metrics import evaluate
 from disent_core.metrics.protocol import get_protocol
 from disent_core.train import CHECKPOINT_NAME, Report, train
-from studies.results import DATASET_PROVENANCE, DIVERGED, EVALUATED, KL, LOSS, RESOURCES, SCHEDULE, STEP
+from studies.results import (
+    DATASET_PROVENANCE,
+    DIVERGED,
+    EVALUATED,
+    INFO,
+    KL,
+    LOSS,
+    RESOURCES,
+    SCHEDULE,
+    STEP,
+)
 from studies.spec import StudySpec
 from studies.spec.space import SearchSpace
 
@@ -53,9 +64,10 @@ def report_metrics(report: Report) -> dict[str, float]:
     """The training part of one Tune result."""
     metrics: dict[str, float] = {STEP: report.step, "images_per_sec": report.images_per_sec}
     metrics.update({f"{LOSS}{k}": v for k, v in report.terms.items()})
-    metrics.update({f"{KL}{i}": v for i, v in enumerate(report.kl_per_dim)})
+    prefix = KL if report.information_name == "KL" else INFO
+    metrics.update({f"{prefix}{i}": v for i, v in enumerate(report.latent_information)})
     metrics.update({f"{SCHEDULE}{k}": v for k, v in report.schedules.items()})
-    metrics["active_dims"] = sum(v > ACTIVE_KL for v in report.kl_per_dim)
+    metrics["active_dims"] = sum(v > ACTIVE_KL for v in report.latent_information)
     return metrics
 
 
@@ -70,7 +82,7 @@ def _write_final_files(directory: Path, report: Report, config: Any, scores: Any
     device = next(report.method.parameters()).device
     latent_traversal_grid(report.method, report.dataset, directory / "latent_traversals.png", device=device)
     reconstruction_grid(report.method, report.dataset, directory / "reconstructions.png", device=device)
-    kl_per_dim_plot(report.kl_per_dim, directory / "kl_per_dim.png")
+    kl_per_dim_plot(report.latent_information, directory / "kl_per_dim.png", name=report.information_name)
 
 
 def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:

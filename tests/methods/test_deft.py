@@ -314,7 +314,7 @@ def test_trains_through_train_and_reports_stage_and_beta() -> None:
     assert [r.schedules["beta"] for r in reports] == [8, 1, 1]
     assert reports[-1].schedules["lr.loss"] == pytest.approx(1e-3)
     assert all(math.isfinite(v) for r in reports for v in r.terms.values())
-    assert reports[0].kl_per_dim[2:] == [0.0, 0.0]  # group 1 is switched off in stage 0
+    assert reports[0].latent_information[2:] == [0.0, 0.0]  # group 1 is switched off in stage 0
 
 
 @pytest.mark.parametrize("variant", list(METHODS))

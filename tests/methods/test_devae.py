@@ -251,7 +251,7 @@ def test_trains_and_resumes_bit_exactly(tmp_path, layer_sampling: str) -> None:
     straight = train(_config(method, steps=40))
     assert all(np.isfinite(r.terms["loss"]) for r in straight.reports)
     assert {"kl_space_0", "kl_space_1", "kl_space_2"} <= straight.last_report.terms.keys()
-    assert len(straight.last_report.kl_per_dim) == 4
+    assert len(straight.last_report.latent_information) == 4
     train(_config(method, steps=20), checkpoint_dir=tmp_path)
     resumed = train(_config(method, steps=40), resume_from=tmp_path / CHECKPOINT_NAME)
     a, b = straight.method.state_dict(), resumed.method.state_dict()

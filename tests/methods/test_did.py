@@ -55,11 +55,11 @@ def test_loss_terms_are_finite(make, batch, step: int) -> None:
     model = make()
     terms = model.loss(batch, step=step)
     assert {"loss", "critic_loss", "adversarial", "difference", "enc", "gradient_penalty",
-            "wasserstein", "information", "kl_per_dim"} <= set(terms)
+            "wasserstein", "information", "information_per_dim"} <= set(terms)
     assert all(torch.isfinite(t).all() for t in terms.values())
-    assert terms["kl_per_dim"].shape == (model.context.latent_dim,)
-    assert (terms["kl_per_dim"] >= 0).all()
-    torch.testing.assert_close(terms["information"], terms["kl_per_dim"].sum())
+    assert terms["information_per_dim"].shape == (model.context.latent_dim,)
+    assert (terms["information_per_dim"] >= 0).all()
+    torch.testing.assert_close(terms["information"], terms["information_per_dim"].sum())
     torch.testing.assert_close(terms["loss"], terms["adversarial"] + terms["difference"] + terms["enc"])
     torch.testing.assert_close(
         terms["critic_loss"], -terms["wasserstein"] + 10.0 * terms["gradient_penalty"]
@@ -255,7 +255,7 @@ def test_trains_through_the_trainer() -> None:
     assert result.step == 36 and [r.step for r in reports] == [12, 24, 36]
     report = reports[-1]
     assert {"loss", "critic_loss", "enc", "difference", "information"} <= report.terms.keys()
-    assert len(report.kl_per_dim) == 4
+    assert len(report.latent_information) == 4 and report.information_name == "info"
     assert report.schedules["lr.loss"] == pytest.approx(1e-4)
     assert report.schedules["lr.critic_loss"] == pytest.approx(1e-4)
     assert all(math.isfinite(v) for v in report.terms.values())

@@ -26,7 +26,7 @@ CONFIGS = {
 }
 # The loss terms and schedule names are the classes' declarations (Method.loss_terms, term_names(),
 # schedule_names). Methods that declare no recon / KL / regularizer terms are not VAEs (DiD is a
-# WGAN-GP with encoders; its kl_per_dim is an information bound, checked with its loss identities in
+# WGAN-GP with encoders; its information_per_dim is an information bound, checked with its loss identities in
 # its own test module). For them the learning check follows LEARNED_TERM (the generator side's total
 # need not fall while the critic learns; on a fixed real batch the critic's loss does) and the
 # representation is REPRESENTATION's network.
@@ -45,7 +45,7 @@ def test_every_registered_method_is_covered(name: str) -> None:
 def test_every_method_declares_its_contract(name: str) -> None:
     cls = METHODS[name]
     assert not inspect.isabstract(cls)
-    assert {"loss", "kl_per_dim"} <= set(cls.loss_terms)
+    assert {"loss", cls.information_term} <= set(cls.loss_terms)
     assert len(set(cls.loss_terms)) == len(cls.loss_terms)
     assert all(isinstance(s, str) for s in cls.schedule_names)
 
@@ -56,11 +56,11 @@ def test_loss_terms_are_the_declared_ones_finite_and_consistent(build, batch, na
     assert set(terms) == set(model.term_names())
     assert set(type(model).loss_terms) <= set(terms)
     assert all(torch.isfinite(t).all() for t in terms.values())
-    assert terms["kl_per_dim"].shape == (model.context.latent_dim,)
+    assert terms[model.information_term].shape == (model.context.latent_dim,)
     if VAE_TERMS <= set(type(model).loss_terms):
         torch.testing.assert_close(terms["kl"], terms["kl_per_dim"].sum())
         torch.testing.assert_close(terms["loss"], terms["recon"] + terms["regularizer"])
-    assert all(t.ndim == 0 for key, t in terms.items() if key != "kl_per_dim")
+    assert all(t.ndim == 0 for key, t in terms.items() if key != model.information_term)
 
 
 def test_loss_draws_only_from_the_context_generator(build, batch, name: str) -> None:

@@ -14,6 +14,7 @@ from disent_core.errors import MetricError, UnknownNameError
 from disent_core.metrics import METRICS, base, evaluate, get_protocol, metric_names
 from disent_core.metrics.base import EvalContext, prefetched
 from disent_core.metrics.representation import CPU_BATCH_SIZE
+from disent_core.metrics.sampling import stream_rng
 
 POINT_METRICS = ["mig", "dci", "sap", "modularity", "unsupervised", "irs"]
 FAST_METRICS = ["beta_vae", "factor_vae", "mig", "sap", "modularity", "unsupervised", "irs"]
@@ -284,12 +285,38 @@ def test_module_returning_mean_and_logvar(data4):
     assert "reconstruction" in scores.notes and "reconstruction.reconstruction_error" not in scores
 
 
+class _Autoencoder(_GaussianEncoder):
+    """Not a disent_core method: an ``Autoencoder`` by its posterior and reconstruction loss."""
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x)[0]
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self(x)
+
+    def reconstruction_loss(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return (z.sum(dim=1) - x.flatten(1).sum(dim=1)).square().mean()
+
+
+def test_any_autoencoder_gets_reconstruction_through_the_protocol(data4):
+    module = _Autoencoder()
+    scores = evaluate(module, data4, small(), metrics=["reconstruction"])
+    assert "reconstruction" not in scores.notes
+    factors = data4.sample_factors(small().reconstruction.num_points, stream_rng(0, "reconstruction"))
+    x = torch.from_numpy(data4.observations_from_full_factors(factors, None))
+    with torch.no_grad():
+        mean = module(x)[0]
+        expected = float(module.reconstruction_loss(x, mean))
+    assert scores["reconstruction.reconstruction_error"] == pytest.approx(expected, rel=1e-5)
+    assert scores["reconstruction.kl"] == pytest.approx(
+        float(0.5 * (mean.double() ** 2).mean(dim=0).sum()), rel=1e-5)
+
+
 def test_method_gets_reconstruction_and_active_latents():
     from disent_core.data.stores import ArrayStore
     from disent_core.methods.base import MethodContext
     from disent_core.methods.beta_vae import BetaVAE, BetaVAEConfig
     from disent_core.methods.losses import gaussian_kl_per_dim, reconstruction_loss
-    from disent_core.metrics.sampling import stream_rng
 
     space = FactorSpace(("a", "b"), (4, 4))
     images = np.zeros((16, 1, 64, 64), dtype=np.uint8)

@@ -54,3 +54,19 @@ def test_tracking_logs_training_series_always_and_scores_only_when_evaluated():
                                                              "diverged": 1.0}
     evaluated = {**result, "mig.discrete_mig": 0.25, "evaluated": 1}
     assert tracked_metrics(evaluated, ["mig.discrete_mig"])["mig.discrete_mig"] == 0.25
+
+
+def test_a_method_without_a_kl_reports_its_information_under_its_own_name():
+    from disent_core.train import Report
+    from studies.orchestration.trainable import report_metrics
+    from studies.results import is_score_key, is_training_key
+
+    def metrics(name: str) -> dict[str, float]:
+        return report_metrics(Report(step=3, terms={"loss": 1.0}, latent_information=[0.5, 0.0],
+                                     information_name=name, schedules={}, images_per_sec=10.0))
+
+    assert {"kl/0", "kl/1"} <= metrics("KL").keys()
+    info = metrics("info")
+    assert {"info/0", "info/1"} <= info.keys() and not any(k.startswith("kl/") for k in info)
+    assert info["active_dims"] == 1
+    assert is_training_key("info/0") and not is_score_key("info/0")
