@@ -71,9 +71,7 @@ def test_random_state_draws_dlibs_numbers():
     np.testing.assert_array_equal(full[:, 0], dlib.randint(5, size=40))
 
 
-def test_fixed_factor_and_traversal(space):
-    fixed = space.sample_factors_fixed(1, 50, np.random.default_rng(2))
-    assert len(set(fixed[:, 1])) == 1
+def test_traversal(space):
     trav = space.traversal(2, [1, 2, 3])
     np.testing.assert_array_equal(trav[:, 2], np.arange(5))
     assert (trav[:, :2] == [1, 2]).all()

@@ -27,7 +27,7 @@ from disent_core.data.dataset import GroundTruthDataset
 from disent_core.data.factor_space import FactorSpace
 from disent_core.data.provenance import DatasetProvenance
 from disent_core.data.sources import get_source
-from disent_core.data.stores import PackedBitsStore
+from disent_core.data.stores import PackedBitsStore, packed_row_bytes
 from disent_core.errors import ConfigError, DataError
 
 NAMES = ("color", "shape", "scale", "orientation", "posX", "posY")
@@ -88,9 +88,8 @@ def convert_dsprites(raw: dict[str, Path], out_dir: Path) -> dict[str, Any]:
         if packed is None:
             if shape[0] != n_images or len(shape) != 3:
                 raise DataError(f"{path}: imgs has shape {shape}, expected ({n_images}, H, W)")
-            row_bytes = (shape[1] * shape[2] + 7) // 8
             packed = np.lib.format.open_memmap(out_dir / PACKED_FILE, mode="w+", dtype=np.uint8,
-                                               shape=(n_images, row_bytes))
+                                               shape=(n_images, packed_row_bytes(shape[1:])))
         if block.max(initial=0) > 1:
             raise DataError(f"{path}: imgs must hold 0/1 pixels, found {int(block.max())}")
         packed[start:start + len(block)] = np.packbits(block.reshape(len(block), -1), axis=1)
@@ -105,11 +104,6 @@ def convert_dsprites(raw: dict[str, Path], out_dir: Path) -> dict[str, Any]:
         "images": PACKED_FILE,
         "title": _text(metadata.get("title", "")),
     }
-
-
-def packed_row_bytes(image_shape: tuple[int, int, int] = (1, 64, 64)) -> int:
-    """Bytes per bit-packed image (512 for 64x64)."""
-    return (int(np.prod(image_shape)) + 7) // 8
 
 
 def _real(data_root: str | os.PathLike | None, download: bool) -> GroundTruthDataset:

@@ -36,7 +36,7 @@ import numpy as np
 
 from disent_core.data.dataset import GroundTruthDataset
 from disent_core.data.factor_space import FactorSpace
-from disent_core.data.stores import PackedBitsStore, ProceduralStore
+from disent_core.data.stores import PackedBitsStore, ProceduralStore, packed_row_bytes
 
 IMAGE_SIZE = 64
 FACTOR_NAMES = ("color", "shape", "scale", "orientation", "posX", "posY")
@@ -221,12 +221,13 @@ def dsprites_procedural(
             render, space.index_to_factors, space.size, (1, IMAGE_SIZE, IMAGE_SIZE), binary=True
         )
     elif cache == "packed":
-        packed = np.empty((space.size, IMAGE_SIZE * IMAGE_SIZE // 8), dtype=np.uint8)
+        shape = (1, IMAGE_SIZE, IMAGE_SIZE)
+        packed = np.empty((space.size, packed_row_bytes(shape)), dtype=np.uint8)
         for start in range(0, space.size, _PACK_CHUNK):
             index = np.arange(start, min(start + _PACK_CHUNK, space.size))
             images = render(space.index_to_factors(index))
             packed[index] = np.packbits(images.reshape(len(index), -1) != 0, axis=1)
-        store = PackedBitsStore(packed, (1, IMAGE_SIZE, IMAGE_SIZE))
+        store = PackedBitsStore(packed, shape)
     else:
         raise ValueError(f"cache must be 'lazy' or 'packed', got {cache!r}")
     return GroundTruthDataset("dsprites_procedural", space, store)

@@ -163,12 +163,6 @@ class FactorSpace:
             full[:, nuisance] = uniform_columns(rng, [self.sizes[i] for i in nuisance], n)
         return full
 
-    def sample_factors_fixed(self, k: int, n: int, rng: Rng) -> np.ndarray:
-        """``n`` latent vectors sharing one random value of latent factor ``k`` (BetaVAE/FactorVAE)."""
-        factors = self.sample_factors(n, rng)
-        factors[:, k] = randint(rng, self.latent_sizes[k], (1,))[0]
-        return factors
-
     def traversal(self, k: int, base: Sequence[int]) -> np.ndarray:
         """All latent vectors that equal ``base`` except latent factor ``k``, which sweeps its range."""
         base = np.asarray(base, dtype=np.int64)

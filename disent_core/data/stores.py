@@ -54,14 +54,27 @@ class ArrayStore(ObservationStore):
         return int(self.images.nbytes)
 
 
+def packed_row_bytes(image_shape: tuple[int, ...]) -> int:
+    """Bytes of one image packed 8 pixels per byte (``np.packbits`` of its flattened pixels).
+
+    Args:
+        image_shape: the image's shape, e.g. (1, 64, 64).
+
+    Returns:
+        ceil(pixels / 8): 512 for a 64x64 binary image.
+    """
+    return (int(np.prod(image_shape)) + 7) // 8
+
+
 class PackedBitsStore(ObservationStore):
     """Binary images packed 8 pixels per byte; unpacked to {0, 255} on access."""
 
     def __init__(self, packed: np.ndarray, shape: tuple[int, int, int]) -> None:
         pixels = int(np.prod(shape))
-        if packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] != (pixels + 7) // 8:
+        row_bytes = packed_row_bytes(shape)
+        if packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] != row_bytes:
             raise ValueError(
-                f"expected uint8 packed rows of {(pixels + 7) // 8} bytes for images of shape "
+                f"expected uint8 packed rows of {row_bytes} bytes for images of shape "
                 f"{shape}, got {packed.dtype} {packed.shape}"
             )
         self.packed = packed

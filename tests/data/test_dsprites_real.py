@@ -14,7 +14,7 @@ from disent_core.data.dataset import GroundTruthDataset
 from disent_core.data.factor_space import FactorSpace
 from disent_core.data.registry import get_dataset
 from disent_core.data.sources import get_source
-from disent_core.data.stores import ArrayStore, PackedBitsStore
+from disent_core.data.stores import ArrayStore, PackedBitsStore, packed_row_bytes
 from disent_core.errors import ConfigError, DataNotFoundError
 
 
@@ -75,7 +75,7 @@ def test_registry_builds_real_dsprites(dsprites_npz, data_dir):
 
 
 def test_packed_store_memory_bound_for_the_full_grid(dsprites_npz, data_dir):
-    assert dsprites.packed_row_bytes((1, 64, 64)) == 512
+    assert packed_row_bytes((1, 64, 64)) == 512
     full_images = int(np.prod(dsprites.SIZES))
     assert full_images == 737_280 and full_images * 512 <= 400_000_000
     get_source("dsprites").prepare(data_dir, files=[spec_for(dsprites_npz.path)])
