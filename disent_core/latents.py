@@ -44,7 +44,14 @@ class Encoder(Protocol):
     """A model whose ``representation`` the metrics score."""
 
     def representation(self, x: torch.Tensor) -> torch.Tensor:
-        """Codes (N, d) of observations ``x`` (N, C, H, W) in [0, 1]."""
+        """Codes (N, d) of observations ``x`` (N, C, H, W) in [0, 1].
+
+        Args:
+            x: observations (N, C, H, W), float in [0, 1].
+
+        Returns:
+            The codes (N, d) that the metrics score.
+        """
         ...
 
 
@@ -53,7 +60,14 @@ class GaussianEncoder(Encoder, Protocol):
     """An encoder with a Gaussian posterior whose mean is its representation."""
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean, logvar), each (N, d), of q(z|x) for observations ``x`` (N, C, H, W) in [0, 1]."""
+        """(mean, logvar), each (N, d), of q(z|x) for observations ``x`` (N, C, H, W) in [0, 1].
+
+        Args:
+            x: observations (N, C, H, W), float in [0, 1].
+
+        Returns:
+            (mean, logvar), each (N, d): the means and log-variances of q(z|x).
+        """
         ...
 
 
@@ -62,8 +76,15 @@ class Autoencoder(GaussianEncoder, Protocol):
     """A Gaussian encoder with a decoder trained by a reconstruction loss."""
 
     def reconstruction_loss(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """The training reconstruction term of decoding ``z`` (N, d) against ``x``: summed over
-        pixels, averaged over the batch (a scalar)."""
+        """The training reconstruction term of decoding ``z`` (N, d) against ``x``.
+
+        Args:
+            x: observations (N, C, H, W), float in [0, 1].
+            z: codes (N, d) to decode.
+
+        Returns:
+            The loss summed over pixels, averaged over the batch (a scalar tensor).
+        """
         ...
 
 
@@ -82,13 +103,35 @@ class LatentModel(Protocol):
     code_bound: float | None
 
     def code(self, x: torch.Tensor) -> torch.Tensor:
-        """Codes (N, d) of observations ``x`` (N, C, H, W) in [0, 1]."""
+        """Codes (N, d) of observations ``x`` (N, C, H, W) in [0, 1].
+
+        Args:
+            x: observations (N, C, H, W), float in [0, 1].
+
+        Returns:
+            Codes (N, d).
+        """
         ...
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Images (N, C, H, W) in [0, 1] of codes ``z`` (N, d)."""
+        """Images (N, C, H, W) in [0, 1] of codes ``z`` (N, d).
+
+        Args:
+            z: codes (N, d).
+
+        Returns:
+            Images (N, C, H, W), float in [0, 1].
+        """
         ...
 
     def latent_information(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """(d,) nats per code dimension on the batch ``x``, drawing any randomness from ``generator``."""
+        """The information of each code dimension on the batch ``x``.
+
+        Args:
+            x: observations (N, C, H, W), float in [0, 1].
+            generator: where any randomness the estimate needs is drawn from.
+
+        Returns:
+            (d,) float tensor: nats per code dimension.
+        """
         ...

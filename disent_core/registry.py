@@ -35,18 +35,50 @@ CUTOFF = 0.4
 def close_matches(
     name: object, valid: Iterable[str], n: int = SUGGESTIONS, cutoff: float = CUTOFF
 ) -> list[str]:
-    """Up to ``n`` names of ``valid`` closest to ``name``, best first (difflib's ratio >= ``cutoff``)."""
+    """Up to ``n`` names of ``valid`` closest to ``name``, best first (difflib's ratio >= ``cutoff``).
+
+    Args:
+        name: the name asked for (converted with ``str``).
+        valid: the names to choose from.
+        n: the most matches to return.
+        cutoff: the least similarity, in [0, 1].
+
+    Returns:
+        The matches, best first (possibly empty).
+    """
     return difflib.get_close_matches(str(name), list(valid), n=n, cutoff=cutoff)
 
 
 def suggest(name: object, valid: Iterable[str], n: int = SUGGESTIONS, cutoff: float = CUTOFF) -> str:
-    """``"did you mean a, b? "`` for the close matches of ``name`` in ``valid``, or ``""`` if none."""
+    """``"did you mean a, b? "`` for the close matches of ``name`` in ``valid``, or ``""`` if none.
+
+    Args:
+        name: the name asked for (converted with ``str``).
+        valid: the names to choose from.
+        n: the most matches to offer.
+        cutoff: the least similarity, in [0, 1].
+
+    Returns:
+        The suggestion, ending in a space, or ``""``.
+    """
     close = close_matches(name, valid, n=n, cutoff=cutoff)
     return f"did you mean {', '.join(close)}? " if close else ""
 
 
 def import_attr(target: str) -> Any:
-    """The object a ``"package.module:attr"`` string names, importing its module."""
+    """The object a ``"package.module:attr"`` string names, importing its module.
+
+    Args:
+        target: ``"package.module:attr"``; attr may be dotted (``"Class.method"``).
+
+    Returns:
+        The object.
+
+    Raises:
+        ValueError: ``target`` is not of that form.
+        ImportError: the module cannot be imported.
+        AttributeError: the module has no such attribute.
+    """
     module, sep, attr = target.partition(":")
     if not sep or not module or not attr:
         raise ValueError(f"expected 'package.module:attr', got {target!r}")
@@ -104,13 +136,30 @@ class Registry(Mapping[str, T], Generic[T]):
 
     # --- registration ------------------------------------------------------------------------
     def register(self, name: str, entry: T | Lazy[T]) -> None:
-        """Add ``entry`` (or a ``Lazy``) as ``name``; a name or alias is registered once."""
+        """Add ``entry`` (or a ``Lazy``) as ``name``; a name or alias is registered once.
+
+        Args:
+            name: the new name.
+            entry: the entry, or a ``Lazy`` imported on first lookup.
+
+        Raises:
+            ValueError: ``name`` is already a name or alias.
+        """
         if name in self._entries or name in self._aliases:
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = entry
 
     def alias(self, alias: str, name: str) -> None:
-        """Make ``alias`` another name of the registered ``name``."""
+        """Make ``alias`` another name of the registered ``name``.
+
+        Args:
+            alias: the new name.
+            name: a registered name (not an alias).
+
+        Raises:
+            ValueError: ``alias`` is already a name or alias.
+            UnknownNameError: ``name`` is not registered.
+        """
         if alias in self._entries or alias in self._aliases:
             raise ValueError(f"{self.kind} {alias!r} is already registered")
         if name not in self._entries:
@@ -128,7 +177,17 @@ class Registry(Mapping[str, T], Generic[T]):
         return dict(self._aliases)
 
     def resolve(self, name: str) -> str:
-        """The registered name ``name`` is or aliases; ``UnknownNameError`` if neither."""
+        """The registered name ``name`` is or aliases; ``UnknownNameError`` if neither.
+
+        Args:
+            name: a name or alias.
+
+        Returns:
+            The registered name.
+
+        Raises:
+            UnknownNameError: ``name`` is neither.
+        """
         if name in self._entries:
             return name
         if name in self._aliases:
@@ -136,7 +195,17 @@ class Registry(Mapping[str, T], Generic[T]):
         raise self.unknown(name)
 
     def is_loaded(self, name: str) -> bool:
-        """Whether ``name``'s entry is in memory (False while a lazy entry is not yet imported)."""
+        """Whether ``name``'s entry is in memory (False while a lazy entry is not yet imported).
+
+        Args:
+            name: a name or alias.
+
+        Returns:
+            True unless the entry is a ``Lazy`` not yet looked up.
+
+        Raises:
+            UnknownNameError: ``name`` is neither a name nor an alias.
+        """
         return not isinstance(self._entries[self.resolve(name)], Lazy)
 
     def __getitem__(self, name: str) -> T:
@@ -165,10 +234,24 @@ class Registry(Mapping[str, T], Generic[T]):
         return sorted(valid) if self.sort_valid_names else valid
 
     def unknown_message(self, name: object) -> str:
-        """``unknown <kind> 'x'; did you mean a, b? valid names: ...``."""
+        """``unknown <kind> 'x'; did you mean a, b? valid names: ...``.
+
+        Args:
+            name: the name that is not registered.
+
+        Returns:
+            The message.
+        """
         valid = self.valid_names()
         return f"unknown {self.kind} {name!r}; {suggest(name, valid)}valid names: {', '.join(valid)}"
 
     def unknown(self, name: object) -> UnknownNameError:
-        """The error for a name that is not registered (returned, for the caller to raise)."""
+        """The error for a name that is not registered (returned, for the caller to raise).
+
+        Args:
+            name: the name that is not registered.
+
+        Returns:
+            An ``UnknownNameError`` with ``unknown_message(name)``.
+        """
         return UnknownNameError(self.unknown_message(name))

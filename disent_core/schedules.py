@@ -78,7 +78,14 @@ class StagesConfig(_ScheduleConfig):
         return self
 
     def stage(self, t: int) -> int:
-        """Index of the stage that step ``t`` belongs to."""
+        """Index of the stage that step ``t`` belongs to.
+
+        Args:
+            t: the global step.
+
+        Returns:
+            The number of boundaries <= ``t``, in [0, len(values) - 1].
+        """
         return sum(t >= b for b in self.boundaries)
 
     def build(self) -> Schedule:
@@ -138,7 +145,14 @@ class ScheduledValue(abc.ABC):
 
     @abc.abstractmethod
     def load_state_dict(self, state: dict) -> None:
-        """Continue from a ``state_dict``; raises ``ValueError`` for another kind's state."""
+        """Continue from a ``state_dict``; raises ``ValueError`` for another kind's state.
+
+        Args:
+            state: a dict returned by ``state_dict``.
+
+        Raises:
+            ValueError: ``state`` is another kind's.
+        """
 
 
 class Schedule(ScheduledValue):
@@ -158,6 +172,14 @@ class Schedule(ScheduledValue):
         return {"kind": self.config.kind, "last_value": self.last_value}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore ``last_value`` from a ``state_dict`` of a schedule of the same kind.
+
+        Args:
+            state: a dict returned by ``state_dict``.
+
+        Raises:
+            ValueError: ``state`` holds another kind of schedule than the config.
+        """
         if state.get("kind") != self.config.kind:
             raise ValueError(
                 f"checkpoint holds a {state.get('kind')!r} schedule, config has {self.config.kind!r}"
@@ -166,7 +188,14 @@ class Schedule(ScheduledValue):
 
 
 def as_schedule(value: float | _ScheduleConfig) -> Schedule:
-    """A float becomes a constant schedule; a schedule config is built."""
+    """A float becomes a constant schedule; a schedule config is built.
+
+    Args:
+        value: a constant, or a schedule config.
+
+    Returns:
+        The schedule.
+    """
     if isinstance(value, _ScheduleConfig):
         return value.build()
     return ConstantConfig(value=float(value)).build()

@@ -125,7 +125,20 @@ def _kl(latents: LatentModel, dataset: GroundTruthDataset, seed: int,
 def latent_kl(
     method: torch.nn.Module, dataset: GroundTruthDataset, *, seed: int = 0, device: str | torch.device = "cpu"
 ) -> np.ndarray:
-    """(d,) mean KL per latent dimension (DiD: information bound) on ``KL_BATCH`` seeded observations."""
+    """(d,) mean KL per latent dimension (DiD: information bound) on ``KL_BATCH`` seeded observations.
+
+    Args:
+        method: a ``LatentModel`` module (every registered method).
+        dataset: where the observations are drawn from.
+        seed: seeds the observations (and DiD's prior codes).
+        device: where the method runs.
+
+    Returns:
+        (d,) float64 nats per dimension.
+
+    Raises:
+        TypeError: ``method`` is not a ``LatentModel``.
+    """
     latents = _latents(method)
     with _inference(method, device) as target:
         return _kl(latents, dataset, seed, target)
@@ -153,7 +166,25 @@ def latent_traversal(
     dims: Sequence[int] | None = None,
     device: str | torch.device = "cpu",
 ) -> Traversal:
-    """The decoded images of ``latent_traversal_grid`` (see the module docstring)."""
+    """The decoded images of ``latent_traversal_grid`` (see the module docstring).
+
+    Args:
+        method: a ``LatentModel`` module (every registered method).
+        dataset: where the seeded observation is drawn from.
+        n_steps: values per row, >= 1.
+        limit: the sweep covers [-limit, limit] (clipped to ``code_bound``), > 0.
+        seed: seeds the observation and the KL batch.
+        dims: the dimensions to sweep, one row each (default: all, or the ``TOP_DIMS`` of largest KL).
+        device: where the method runs.
+
+    Returns:
+        A ``Traversal``: images (rows, n_steps, C, H, W) float32 in [0, 1], dims, their KL (nats),
+        the swept values and the KL's name.
+
+    Raises:
+        ValueError: ``n_steps < 1``, ``limit <= 0`` or ``dims`` out of range or empty.
+        TypeError: ``method`` is not a ``LatentModel``.
+    """
     if n_steps < 1 or limit <= 0:
         raise ValueError(f"need n_steps >= 1 and limit > 0, got n_steps={n_steps}, limit={limit}")
     latents = _latents(method)
@@ -186,7 +217,22 @@ def reconstructions(
     seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(originals, reconstructions), each (n, C, H, W) float32 in [0, 1], of ``n`` seeded observations."""
+    """(originals, reconstructions), each (n, C, H, W) float32 in [0, 1], of ``n`` seeded observations.
+
+    Args:
+        method: a ``LatentModel`` module (every registered method).
+        dataset: where the observations are drawn from.
+        n: how many observations, >= 1.
+        seed: seeds the observations.
+        device: where the method runs.
+
+    Returns:
+        (originals, decode(code(originals))), each (n, C, H, W) float32 in [0, 1].
+
+    Raises:
+        ValueError: ``n < 1``.
+        TypeError: ``method`` is not a ``LatentModel``.
+    """
     if n < 1:
         raise ValueError(f"need n >= 1 observations, got {n}")
     latents = _latents(method)
@@ -240,6 +286,23 @@ def latent_traversal_grid(
 
     Size: (LABEL_WIDTH + n_steps * (W + PAD) + PAD) x (rows * (H + PAD) + PAD) pixels, grey (mode
     "L") for 1-channel data and RGB for 3-channel data.
+
+    Args:
+        method: a ``LatentModel`` module (every registered method).
+        dataset: where the seeded observation is drawn from.
+        path: where the PNG goes (parents are created).
+        n_steps: values per row, >= 1.
+        limit: the sweep covers [-limit, limit] (clipped to ``code_bound``), > 0.
+        seed: seeds the observation and the KL batch.
+        dims: the dimensions to sweep (default: all, or the ``TOP_DIMS`` of largest KL).
+        device: where the method runs.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: as ``latent_traversal``, or images with neither 1 nor 3 channels.
+        TypeError: ``method`` is not a ``LatentModel``.
     """
     traversal = latent_traversal(
         method, dataset, n_steps=n_steps, limit=limit, seed=seed, dims=dims, device=device
@@ -258,7 +321,23 @@ def reconstruction_grid(
     seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> Path:
-    """PNG with ``n`` seeded observations (top row) above their mean reconstructions (bottom row)."""
+    """PNG with ``n`` seeded observations (top row) above their mean reconstructions (bottom row).
+
+    Args:
+        method: a ``LatentModel`` module (every registered method).
+        dataset: where the observations are drawn from.
+        path: where the PNG goes (parents are created).
+        n: how many observations, >= 1.
+        seed: seeds the observations.
+        device: where the method runs.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: ``n < 1``, or images with neither 1 nor 3 channels.
+        TypeError: ``method`` is not a ``LatentModel``.
+    """
     originals, recon = reconstructions(method, dataset, n=n, seed=seed, device=device)
     label = _latents(method).reconstruction_name
     return _save_image(_grid_image(np.stack([originals, recon]), ["data", label]), path)
@@ -284,6 +363,9 @@ def kl_per_dim_plot(
 
     Returns:
         ``path``.
+
+    Raises:
+        ValueError: ``kl_per_dim`` is not a non-empty 1-D sequence, or ``threshold < 0``.
     """
     kl = np.asarray(kl_per_dim, dtype=np.float64)
     if kl.ndim != 1 or kl.size == 0:

@@ -60,13 +60,28 @@ def bin_centres() -> np.ndarray:
 
 
 def orientation_bin(angle: np.ndarray) -> np.ndarray:
-    """Angles (radians, any range) -> bins 0..31 of [-pi, pi)."""
+    """Angles (radians, any range) -> bins 0..31 of [-pi, pi).
+
+    Args:
+        angle: angles in radians, any shape; wrapped into [-pi, pi).
+
+    Returns:
+        int64 bins in [0, 31], of ``angle``'s shape.
+    """
     wrapped = np.mod(np.asarray(angle, dtype=np.float64) + np.pi, 2 * np.pi)
     return np.minimum((wrapped / (2 * np.pi) * ORIENTATION_BINS).astype(np.int64), ORIENTATION_BINS - 1)
 
 
 def position_angle(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The angle of (x - 16, y - 16) in image coordinates (y down), radians in (-pi, pi]."""
+    """The angle of (x - 16, y - 16) in image coordinates (y down), radians in (-pi, pi].
+
+    Args:
+        x: grid x positions (0..31), any shape broadcast against ``y``.
+        y: grid y positions (0..31).
+
+    Returns:
+        float64 angles in radians, in (-pi, pi].
+    """
     return np.arctan2(np.asarray(y, dtype=np.float64) - 16.0, np.asarray(x, dtype=np.float64) - 16.0)
 
 
@@ -78,6 +93,17 @@ class CorrelatedFactorSpace(FactorSpace):
     correlated: bool = True
 
     def sample_all_factors(self, n: int, rng: Rng) -> np.ndarray:
+        """(orientation, x, y) with x, y uniform and orientation the noisy bin of their angle.
+
+        Uniform and independent instead when ``correlated`` is False.
+
+        Args:
+            n: how many factor vectors.
+            rng: a numpy ``Generator`` or ``RandomState``.
+
+        Returns:
+            (n, 3) int64 factor indices (orientation bin 0..31, x 0..31, y 0..31).
+        """
         if not self.correlated:
             return super().sample_all_factors(n, rng)
         position = randint(rng, GRID, (n, 2))
@@ -86,6 +112,15 @@ class CorrelatedFactorSpace(FactorSpace):
         return np.column_stack([orientation, position])
 
     def sample_factors(self, n: int, rng: Rng) -> np.ndarray:
+        """The same draw as ``sample_all_factors``: every factor is latent.
+
+        Args:
+            n: how many factor vectors.
+            rng: a numpy ``Generator`` or ``RandomState``.
+
+        Returns:
+            (n, 3) int64 factor indices (orientation bin, x, y).
+        """
         return self.sample_all_factors(n, rng)  # every factor is latent
 
 
@@ -98,7 +133,16 @@ def _normal(rng: Rng, n: int) -> np.ndarray:
 def render_triangles(orientation: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Triangles at grid positions ``x``, ``y`` (0..31) pointing along ``orientation`` (radians).
 
-    Returns uint8 (N, 1, 64, 64) with pixels 0 or 255.
+    Args:
+        orientation: the tip's direction in radians (image coordinates, y down), (N,) or a scalar.
+        x: grid x positions in 0..31, broadcast against ``orientation``.
+        y: grid y positions in 0..31, broadcast against ``orientation``.
+
+    Returns:
+        uint8 (N, 1, 64, 64) with pixels 0 or 255.
+
+    Raises:
+        ValueError: a position lies outside 0..31.
     """
     orientation, x, y = np.broadcast_arrays(
         np.atleast_1d(np.asarray(orientation, dtype=np.float64)),
@@ -145,6 +189,16 @@ def dsprites_correlated(
 
     ``sampling="correlated"`` (default) draws orientation from the angle of the position plus
     N(0, ``noise_deg``) noise; ``"uniform"`` draws all factors independently.
+
+    Args:
+        sampling: ``"correlated"`` or ``"uniform"``: how ``sample_factors`` draws.
+        noise_deg: standard deviation of the orientation noise, degrees, >= 0.
+
+    Returns:
+        The procedural dataset ``"dsprites_correlated"``.
+
+    Raises:
+        ValueError: an unknown ``sampling`` or a negative ``noise_deg``.
     """
     if sampling not in ("correlated", "uniform"):
         raise ValueError(f"sampling must be 'correlated' or 'uniform', got {sampling!r}")

@@ -35,12 +35,26 @@ class ObservationTransform:
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 0..255 -> float32 0..1."""
+    """uint8 0..255 -> float32 0..1.
+
+    Args:
+        images: uint8 images, any shape.
+
+    Returns:
+        float32 images in [0, 1], of the same shape.
+    """
     return images.astype(np.float32) * np.float32(1.0 / 255.0)
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
-    """float 0..1 -> uint8 0..255 (rounded)."""
+    """float 0..1 -> uint8 0..255 (rounded).
+
+    Args:
+        images: float images in [0, 1] (values outside are clipped), any shape.
+
+    Returns:
+        uint8 images in 0..255, of the same shape.
+    """
     return np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -93,7 +107,15 @@ class GroundTruthDataset(torch.utils.data.Dataset):
 
     # --- sampling ----------------------------------------------------------------------------
     def sample_factors(self, n: int, rng: Rng) -> np.ndarray:
-        """Uniform latent factors (n, num_factors)."""
+        """Latent factors (n, num_factors), as the factor space draws them (uniform unless it says otherwise).
+
+        Args:
+            n: how many factor vectors.
+            rng: a numpy ``Generator`` or ``RandomState``.
+
+        Returns:
+            (n, num_factors) int64 latent factor indices.
+        """
         return self.factor_space.sample_factors(n, rng)
 
     @property
@@ -103,11 +125,28 @@ class GroundTruthDataset(torch.utils.data.Dataset):
 
     def grid_index(self, factors: np.ndarray, rng: Rng) -> np.ndarray:
         """Grid indices (N,) of latent factors, nuisance factors drawn from ``rng`` exactly as
-        ``sample_observations_from_factors`` draws them."""
+        ``sample_observations_from_factors`` draws them.
+
+        Args:
+            factors: (N, num_factors) integer latent factor indices.
+            rng: a numpy ``Generator`` or ``RandomState`` the nuisance factors are drawn from.
+
+        Returns:
+            (N,) int64 flat C-order indices into the full grid.
+        """
         return self.factor_space.factors_to_index(self.factor_space.complete(factors, rng))
 
     def observations_at(self, index: np.ndarray, rng: Rng, as_uint8: bool = False) -> np.ndarray:
-        """Images of grid indices (N,); a transform draws from ``rng``."""
+        """Images of grid indices (N,); a transform draws from ``rng``.
+
+        Args:
+            index: (N,) integer flat C-order grid indices.
+            rng: a numpy ``Generator`` or ``RandomState`` a transform draws from (else unused).
+            as_uint8: return uint8 in 0..255 instead of float32 in [0, 1].
+
+        Returns:
+            Images (N, C, H, W): float32 in [0, 1], or uint8.
+        """
         images = self.store[index]
         if self.transform is None:
             return images if as_uint8 else to_float(images)
@@ -117,21 +156,58 @@ class GroundTruthDataset(torch.utils.data.Dataset):
     def observations_from_full_factors(
         self, full_factors: np.ndarray, rng: Rng, as_uint8: bool = False
     ) -> np.ndarray:
-        """Images of full factor vectors (nuisance included)."""
+        """Images of full factor vectors (nuisance included).
+
+        Args:
+            full_factors: (N, num_factors of the factor space) integer indices, nuisance included.
+            rng: a numpy ``Generator`` or ``RandomState`` a transform draws from (else unused).
+            as_uint8: return uint8 in 0..255 instead of float32 in [0, 1].
+
+        Returns:
+            Images (N, C, H, W): float32 in [0, 1], or uint8.
+        """
         return self.observations_at(self.factor_space.factors_to_index(full_factors), rng, as_uint8)
 
     def sample_observations_from_factors(
         self, factors: np.ndarray, rng: Rng, as_uint8: bool = False
     ) -> np.ndarray:
-        """Observations (N, C, H, W) of latent factors; nuisance factors drawn from ``rng``."""
+        """Observations (N, C, H, W) of latent factors; nuisance factors drawn from ``rng``.
+
+        Args:
+            factors: (N, num_factors) integer latent factor indices.
+            rng: a numpy ``Generator`` or ``RandomState`` (nuisance factors, then any transform).
+            as_uint8: return uint8 in 0..255 instead of float32 in [0, 1].
+
+        Returns:
+            Images (N, C, H, W): float32 in [0, 1], or uint8.
+        """
         return self.observations_at(self.grid_index(factors, rng), rng, as_uint8)
 
     def sample(self, n: int, rng: Rng, as_uint8: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(latent factors, observations) of ``n`` uniform draws."""
+        """(latent factors, observations) of ``n`` draws of ``sample_factors``.
+
+        Args:
+            n: how many points.
+            rng: a numpy ``Generator`` or ``RandomState``.
+            as_uint8: return uint8 observations in 0..255 instead of float32 in [0, 1].
+
+        Returns:
+            (factors (n, num_factors) int64, observations (n, C, H, W)).
+        """
         factors = self.sample_factors(n, rng)
         return factors, self.sample_observations_from_factors(factors, rng, as_uint8=as_uint8)
 
     def sample_observations(self, n: int, rng: Rng, as_uint8: bool = False) -> np.ndarray:
+        """Observations of ``n`` draws of ``sample_factors`` (dlib's ``sample_observations``).
+
+        Args:
+            n: how many observations.
+            rng: a numpy ``Generator`` or ``RandomState``.
+            as_uint8: return uint8 in 0..255 instead of float32 in [0, 1].
+
+        Returns:
+            Images (n, C, H, W): float32 in [0, 1], or uint8.
+        """
         return self.sample(n, rng, as_uint8=as_uint8)[1]
 
     # --- torch Dataset over the canonical grid -----------------------------------------------

@@ -66,7 +66,19 @@ def _iter_npy_member(
 
 
 def convert_dsprites(raw: dict[str, Path], out_dir: Path) -> dict[str, Any]:
-    """Converter of the ``dsprites`` source: npz -> bit-packed images + factor info."""
+    """Converter of the ``dsprites`` source: npz -> bit-packed images + factor info.
+
+    Args:
+        raw: {filename: path} of the one verified raw file, the dSprites npz.
+        out_dir: the directory the packed ``images_packed.npy`` is written to.
+
+    Returns:
+        The cache's ``content``: factors (names, sizes, values), image shape (1, 64, 64), the images
+        file name and the npz's title.
+
+    Raises:
+        DataError: the npz's factors, grid order or images are not dSprites'.
+    """
     (path,) = raw.values()
     with np.load(path, allow_pickle=True, encoding="latin1") as npz:
         metadata = {_text(k): v for k, v in npz["metadata"][()].items()}
@@ -129,6 +141,20 @@ def dsprites_base(
 
     ``sizes`` and ``kw`` go to ``dsprites_procedural`` (reduced grids and renderer options); the
     real dataset is always the full grid and takes neither.
+
+    Args:
+        source: ``"real"`` (the npz, prepared once) or ``"procedural"`` (rendered).
+        data_root: the data root of the real data (default: ``data_root()``).
+        download: whether the real npz may be downloaded when absent.
+        sizes: levels per factor of a reduced procedural grid (5 or 6 sizes; default: full).
+        **kw: further ``dsprites_procedural`` options (``cache``).
+
+    Returns:
+        The dataset, named ``"dsprites_full"``.
+
+    Raises:
+        ConfigError: an unknown ``source``, or ``sizes``/``kw`` with the real data.
+        DataError: the real data is missing, corrupt or cannot be downloaded.
     """
     if source == "procedural":
         from disent_core.data.dsprites_render import dsprites_procedural
@@ -155,7 +181,22 @@ def dsprites_full(
     sizes: tuple[int, ...] | None = None,
     **kw: Any,
 ) -> GroundTruthDataset:
-    """dlib's ``dsprites_full``: latent shape, scale, orientation, posX, posY."""
+    """dlib's ``dsprites_full``: latent shape, scale, orientation, posX, posY.
+
+    Args:
+        source: ``"real"`` or ``"procedural"``.
+        data_root: the data root of the real data (default: ``data_root()``).
+        download: whether the real npz may be downloaded when absent.
+        sizes: levels per factor of a reduced procedural grid (default: full).
+        **kw: further ``dsprites_procedural`` options.
+
+    Returns:
+        The dataset ``"dsprites_full"``.
+
+    Raises:
+        ConfigError: an unknown ``source``, or ``sizes``/``kw`` with the real data.
+        DataError: the real data is missing, corrupt or cannot be downloaded.
+    """
     return dsprites_base(source, data_root, download, sizes, **kw)
 
 
@@ -166,7 +207,22 @@ def dsprites_noshape(
     sizes: tuple[int, ...] | None = None,
     **kw: Any,
 ) -> GroundTruthDataset:
-    """dlib's ``dsprites_noshape``: latent scale, orientation, posX, posY; shape is a nuisance."""
+    """dlib's ``dsprites_noshape``: latent scale, orientation, posX, posY; shape is a nuisance.
+
+    Args:
+        source: ``"real"`` or ``"procedural"``.
+        data_root: the data root of the real data (default: ``data_root()``).
+        download: whether the real npz may be downloaded when absent.
+        sizes: levels per factor of a reduced procedural grid (default: full).
+        **kw: further ``dsprites_procedural`` options.
+
+    Returns:
+        The dataset ``"dsprites_noshape"``.
+
+    Raises:
+        ConfigError: an unknown ``source``, or ``sizes``/``kw`` with the real data.
+        DataError: the real data is missing, corrupt or cannot be downloaded.
+    """
     dataset = dsprites_base(source, data_root, download, sizes, **kw)
     space = dataset.factor_space
     return replace(dataset, name="dsprites_noshape", factor_space=FactorSpace(

@@ -127,8 +127,20 @@ def render_dsprites(
 ) -> np.ndarray:
     """Render sprites from factor *values* (shape 1/2/3, scale in (0, 1], radians, posX, posY in [0, 1]).
 
-    All arguments are broadcast to one batch of length N. Returns uint8 (N, 1, 64, 64) with
-    pixels 0 or 255, the store convention for binary images.
+    All arguments are broadcast to one batch of length N.
+
+    Args:
+        shape: 1 (square), 2 (ellipse) or 3 (heart).
+        scale: length factor in (0, 1].
+        orientation: counter-clockwise rotation on screen, radians (2 pi renders as 0).
+        pos_x: horizontal position in [0, 1] (0: left).
+        pos_y: vertical position in [0, 1] (0: top).
+
+    Returns:
+        uint8 (N, 1, 64, 64) with pixels 0 or 255, the store convention for binary images.
+
+    Raises:
+        ValueError: a value out of range.
     """
     shape, scale, orientation, pos_x, pos_y = np.broadcast_arrays(
         *(np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in (shape, scale, orientation, pos_x, pos_y))
@@ -213,6 +225,16 @@ def dsprites_procedural(
     that many levels spread over its full range (``FactorSpace.reduced``). ``cache="lazy"`` renders
     on demand; ``"packed"`` renders the grid once into bit-packed memory (the full grid: about
     20 s on one core and 360 MiB).
+
+    Args:
+        sizes: 5 or 6 levels per factor (default: the full grid).
+        cache: ``"lazy"`` or ``"packed"``.
+
+    Returns:
+        The dataset ``"dsprites_procedural"`` (binary 64x64 images, latent factors 1..5).
+
+    Raises:
+        ValueError: wrong ``sizes`` or an unknown ``cache``.
     """
     space, _ = full_factor_space().reduced(_grid_sizes(sizes))
     render = GridRenderer(space)

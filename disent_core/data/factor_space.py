@@ -23,7 +23,19 @@ Rng = np.random.Generator | np.random.RandomState
 
 
 def randint(rng: Rng, high: int, size: tuple[int, ...]) -> np.ndarray:
-    """Uniform integers in ``[0, high)`` from either numpy RNG flavour, as int64."""
+    """Uniform integers in ``[0, high)`` from either numpy RNG flavour, as int64.
+
+    Args:
+        rng: a numpy ``Generator`` or ``RandomState``.
+        high: the exclusive upper bound (>= 1).
+        size: the output shape.
+
+    Returns:
+        int64 array of shape ``size``.
+
+    Raises:
+        TypeError: ``rng`` is neither RNG flavour.
+    """
     if isinstance(rng, np.random.Generator):
         return rng.integers(0, high, size=size, dtype=np.int64)
     if isinstance(rng, np.random.RandomState):
@@ -40,6 +52,14 @@ def uniform_columns(rng: Rng, sizes: Sequence[int], n: int) -> np.ndarray:
     This is dlib's order (``SplitDiscreteStateSpace`` draws one factor at a time), so a
     ``RandomState`` gives dlib's numbers; it is also about 4 times faster than one ``integers``
     call with an array of bounds, numpy's slow path.
+
+    Args:
+        rng: a numpy ``Generator`` or ``RandomState``.
+        sizes: the number of levels of each column.
+        n: the number of rows.
+
+    Returns:
+        (n, len(sizes)) int64 array.
     """
     out = np.empty((n, len(sizes)), dtype=np.int64)
     for k, size in enumerate(sizes):
@@ -112,7 +132,17 @@ class FactorSpace:
 
     # --- indexing ----------------------------------------------------------------------------
     def factors_to_index(self, factors: np.ndarray) -> np.ndarray:
-        """Full factor vectors (N, num_factors) -> flat C-order indices (N,)."""
+        """Full factor vectors (N, num_factors) -> flat C-order indices (N,).
+
+        Args:
+            factors: (N, num_factors) integer factor indices, nuisance included.
+
+        Returns:
+            (N,) int64 indices in [0, size).
+
+        Raises:
+            ValueError: a wrong shape, or a factor index outside [0, sizes[k]).
+        """
         factors = np.asarray(factors, dtype=np.int64)
         if factors.ndim != 2 or factors.shape[1] != self.num_factors:
             raise ValueError(
@@ -123,14 +153,31 @@ class FactorSpace:
         return factors @ np.asarray(self.bases, dtype=np.int64)
 
     def index_to_factors(self, index: np.ndarray) -> np.ndarray:
-        """Flat C-order indices (N,) -> full factor vectors (N, num_factors)."""
+        """Flat C-order indices (N,) -> full factor vectors (N, num_factors).
+
+        Args:
+            index: (N,) integer indices in [0, size).
+
+        Returns:
+            (N, num_factors) int64 factor indices.
+
+        Raises:
+            ValueError: an index outside [0, size).
+        """
         index = np.asarray(index, dtype=np.int64)
         if np.any(index < 0) or np.any(index >= self.size):
             raise ValueError(f"indices must lie in [0, {self.size})")
         return np.stack(np.unravel_index(index, self.sizes), axis=-1).astype(np.int64)
 
     def factor_values(self, factors: np.ndarray) -> np.ndarray:
-        """Full factor indices (N, num_factors) -> their real values (N, num_factors)."""
+        """Full factor indices (N, num_factors) -> their real values (N, num_factors).
+
+        Args:
+            factors: (N, num_factors) integer factor indices.
+
+        Returns:
+            (N, num_factors) float64: the ``values`` of each level, or the indices when there are none.
+        """
         if self.values is None:
             return np.asarray(factors, dtype=np.float64)
         factors = np.asarray(factors, dtype=np.int64)
@@ -140,15 +187,42 @@ class FactorSpace:
 
     # --- sampling ----------------------------------------------------------------------------
     def sample_all_factors(self, n: int, rng: Rng) -> np.ndarray:
-        """Uniform full factor vectors (n, num_factors)."""
+        """Uniform full factor vectors (n, num_factors).
+
+        Args:
+            n: how many vectors.
+            rng: a numpy ``Generator`` or ``RandomState``.
+
+        Returns:
+            (n, num_factors) int64 factor indices, nuisance included.
+        """
         return uniform_columns(rng, self.sizes, n)
 
     def sample_factors(self, n: int, rng: Rng) -> np.ndarray:
-        """Uniform latent factor vectors (n, num_latent), as dlib's ``sample_factors``."""
+        """Uniform latent factor vectors (n, num_latent), as dlib's ``sample_factors``.
+
+        Args:
+            n: how many vectors.
+            rng: a numpy ``Generator`` or ``RandomState``.
+
+        Returns:
+            (n, num_latent) int64 latent factor indices, in ``latent_indices`` order.
+        """
         return uniform_columns(rng, self.latent_sizes, n)
 
     def complete(self, latent_factors: np.ndarray, rng: Rng) -> np.ndarray:
-        """Latent factors (n, num_latent) -> full factors with nuisance factors drawn uniformly."""
+        """Latent factors (n, num_latent) -> full factors with nuisance factors drawn uniformly.
+
+        Args:
+            latent_factors: (n, num_latent) integer latent factor indices.
+            rng: a numpy ``Generator`` or ``RandomState`` the nuisance factors are drawn from.
+
+        Returns:
+            (n, num_factors) int64 full factor indices.
+
+        Raises:
+            ValueError: ``latent_factors`` is not (n, num_latent).
+        """
         latent_factors = np.asarray(latent_factors, dtype=np.int64)
         if latent_factors.ndim != 2 or latent_factors.shape[1] != len(self.latent_indices):
             raise ValueError(
@@ -164,7 +238,15 @@ class FactorSpace:
         return full
 
     def traversal(self, k: int, base: Sequence[int]) -> np.ndarray:
-        """All latent vectors that equal ``base`` except latent factor ``k``, which sweeps its range."""
+        """All latent vectors that equal ``base`` except latent factor ``k``, which sweeps its range.
+
+        Args:
+            k: position of the swept factor among the latent factors.
+            base: a latent factor vector (num_latent,).
+
+        Returns:
+            (latent_sizes[k], num_latent) int64, row i with factor k at level i.
+        """
         base = np.asarray(base, dtype=np.int64)
         out = np.repeat(base[None, :], self.latent_sizes[k], axis=0)
         out[:, k] = np.arange(self.latent_sizes[k])
@@ -175,6 +257,15 @@ class FactorSpace:
 
         Returns the new space and, per factor, the levels of this space that it keeps, so that a
         renderer can map reduced indices back to the full grid's values.
+
+        Args:
+            sizes: the new number of levels of every factor, each in [1, its full size].
+
+        Returns:
+            (the reduced space, per factor an int64 array of the kept levels of this space).
+
+        Raises:
+            ValueError: not one size per factor, or a size out of range.
         """
         if len(sizes) != self.num_factors:
             raise ValueError(f"need {self.num_factors} reduced sizes, got {len(sizes)}")

@@ -131,7 +131,15 @@ class FileRecord:
 
 
 def hash_file(path: str | os.PathLike, algorithms: tuple[str, ...] = ("sha256", "md5")) -> dict[str, str]:
-    """Hex digests of a file, computed in one sequential pass."""
+    """Hex digests of a file, computed in one sequential pass.
+
+    Args:
+        path: the file.
+        algorithms: ``hashlib`` algorithm names.
+
+    Returns:
+        {algorithm: lowercase hex digest}.
+    """
     hashers = {name: hashlib.new(name) for name in algorithms}
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
@@ -143,8 +151,13 @@ def hash_file(path: str | os.PathLike, algorithms: tuple[str, ...] = ("sha256", 
 def check_file(path: Path, spec: FileSpec) -> tuple[str | None, dict[str, str]]:
     """Verify ``path`` against ``spec``: size first, then hash.
 
-    Returns ``(problem, digests)``: ``problem`` is None for a good file, else what is wrong;
-    ``digests`` holds the file's sha256 and md5 when it was hashed (empty after a size mismatch).
+    Args:
+        path: the file to verify.
+        spec: its expected size and digests.
+
+    Returns:
+        ``(problem, digests)``: ``problem`` is None for a good file, else what is wrong;
+        ``digests`` holds the file's sha256 and md5 when it was hashed (empty after a size mismatch).
     """
     size = path.stat().st_size
     if spec.size is not None and size != spec.size:
@@ -159,7 +172,14 @@ def check_file(path: Path, spec: FileSpec) -> tuple[str | None, dict[str, str]]:
 
 
 def move_aside(path: Path) -> Path:
-    """Rename a rejected file to ``<name>.bad-<UTC timestamp>`` next to it; never delete it."""
+    """Rename a rejected file to ``<name>.bad-<UTC timestamp>`` next to it; never delete it.
+
+    Args:
+        path: the rejected file (a trailing ``.part`` is dropped from the new name).
+
+    Returns:
+        Where it now is.
+    """
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     name = path.name.removesuffix(".part")
     target = path.with_name(f"{name}.bad-{stamp}")
@@ -214,7 +234,15 @@ def _download(url: str, part: Path, timeout: float) -> None:
 
 
 def manual_instructions(spec: FileSpec, target: Path) -> str:
-    """How to put the file in place by hand."""
+    """How to put the file in place by hand.
+
+    Args:
+        spec: the file's URLs and name.
+        target: where the file must end up.
+
+    Returns:
+        A multi-line message for an error.
+    """
     urls = "\n".join(f"    {u}" for u in spec.urls) or "    (no known URL)"
     return (
         f"To install it by hand, download {spec.filename!r} on a machine with internet access from\n"
@@ -235,8 +263,21 @@ def fetch(
     """Make sure a verified ``spec.filename`` sits in ``directory`` and return its record.
 
     An existing file is verified and used; a bad one is moved aside. Otherwise each URL is tried in
-    order (resuming ``<name>.part``). Raises ``ChecksumError`` when the only copies found were bad
-    (each is moved aside, and the message says where), else ``DataNotFoundError``.
+    order (resuming ``<name>.part``).
+
+    Args:
+        spec: the file's name, URLs, size and digests.
+        directory: where the file must sit (created if absent).
+        download: whether URLs may be tried when no good copy is there.
+        timeout: seconds per network operation of each download.
+
+    Returns:
+        The verified file's record (path, size, sha256, md5, and the URL or ``"local"``).
+
+    Raises:
+        ChecksumError: the only copies found were bad (each is moved aside, and the message says
+            where).
+        DataNotFoundError: no copy could be had.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -101,12 +101,35 @@ def dataset_names() -> list[str]:
 
 
 def get_entry(name: str) -> DatasetEntry:
-    """The registry entry of ``name``, or an error listing the closest valid names."""
+    """The registry entry of ``name``, or an error listing the closest valid names.
+
+    Args:
+        name: a dataset name or alias (``"dsprites"``).
+
+    Returns:
+        The entry (factory path, summary, kind, source).
+
+    Raises:
+        UnknownNameError: ``name`` is not registered.
+    """
     return DATASETS[name]
 
 
 def get_dataset(name: str, **options: Any):
-    """Build the registered dataset ``name`` with the given options."""
+    """Build the registered dataset ``name`` with the given options.
+
+    Args:
+        name: a dataset name or alias.
+        **options: keyword options of the dataset's factory (``source``, ``data_root``, ``sizes`` ...).
+
+    Returns:
+        The ``GroundTruthDataset``.
+
+    Raises:
+        UnknownNameError: ``name`` is not registered.
+        ConfigError: an option the factory does not take (or one it rejects).
+        DataError: real data is missing, corrupt or cannot be downloaded.
+    """
     entry = get_entry(name)
     factory = entry.load_factory()
     try:

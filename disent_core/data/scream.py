@@ -25,7 +25,16 @@ IMAGE_FILE = "scream.npy"
 
 
 def convert_scream(raw: dict[str, Path], out_dir: Path) -> dict[str, Any]:
-    """Converter of the ``scream`` source: JPEG -> thumbnail as uint8 (H, W, 3) npy."""
+    """Converter of the ``scream`` source: JPEG -> thumbnail as uint8 (H, W, 3) npy.
+
+    Args:
+        raw: {filename: path} of the one verified raw file, ``The_Scream.jpg``.
+        out_dir: the directory ``scream.npy`` is written to.
+
+    Returns:
+        The cache's ``content``: the image file name, its (H, W, 3) shape, the thumbnail bound and
+        the resampling filter.
+    """
     (path,) = raw.values()
     with Image.open(path) as image:
         rgb = image.convert("RGB")
@@ -41,8 +50,18 @@ def load_scream_image(
 ) -> np.ndarray:
     """The Scream as float32 (H, W, 3) in [0, 1], downloading and preparing it when needed.
 
-    Raises ``DataNotFoundError`` when the image is not available (offline and not placed by hand);
-    ``ChecksumError`` when a copy does not match the pinned or first-seen SHA-256.
+    Args:
+        data_root: the data root (default: ``data_root()``).
+        download: whether the JPEG may be downloaded when absent.
+        sha256: a SHA-256 (hex) to pin instead of the one trusted on first use; a cache prepared
+            from another copy is rebuilt.
+
+    Returns:
+        float32 (H, W, 3) in [0, 1] (about 274 x 221).
+
+    Raises:
+        DataNotFoundError: the image is not available (offline and not placed by hand).
+        ChecksumError: a copy does not match the pinned or first-seen SHA-256.
     """
     source = get_source("scream")
     files, force = None, False

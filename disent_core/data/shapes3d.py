@@ -34,7 +34,14 @@ _BLOCK_ROWS = 4096
 
 
 def labels_to_classes(labels: np.ndarray) -> tuple[np.ndarray, list[list[float]]]:
-    """Float label values (N, K) -> class indices (N, K) by rank, and each column's sorted values."""
+    """Float label values (N, K) -> class indices (N, K) by rank, and each column's sorted values.
+
+    Args:
+        labels: (N, K) float factor values (rounded to 6 decimals before ranking).
+
+    Returns:
+        (classes (N, K) int64, per column the sorted unique values).
+    """
     classes = np.empty(labels.shape, dtype=np.int64)
     values = []
     for k in range(labels.shape[1]):
@@ -44,7 +51,19 @@ def labels_to_classes(labels: np.ndarray) -> tuple[np.ndarray, list[list[float]]
 
 
 def convert_shapes3d(raw: dict[str, Path], out_dir: Path) -> dict[str, Any]:
-    """Converter of the ``shapes3d`` source: h5 -> uint8 (N, 3, 64, 64) npy + factor info."""
+    """Converter of the ``shapes3d`` source: h5 -> uint8 (N, 3, 64, 64) npy + factor info.
+
+    Args:
+        raw: {filename: path} of the one verified raw file, ``3dshapes.h5``.
+        out_dir: the directory ``images.npy`` is written to.
+
+    Returns:
+        The cache's ``content``: factors (names, sizes, values), image shape (C, H, W) and the
+        images file name.
+
+    Raises:
+        DataError: the h5's images or labels are not a full C-order grid of the expected form.
+    """
     (path,) = raw.values()
     with h5py.File(path, "r") as f:
         images, labels = f["images"], f["labels"][()]
@@ -75,7 +94,18 @@ def convert_shapes3d(raw: dict[str, Path], out_dir: Path) -> dict[str, Any]:
 
 
 def shapes3d(data_root: str | os.PathLike | None = None, download: bool = True) -> GroundTruthDataset:
-    """3DShapes over a memory-mapped uint8 cache, preparing it first when needed."""
+    """3DShapes over a memory-mapped uint8 cache, preparing it first when needed.
+
+    Args:
+        data_root: the data root (default: ``data_root()``).
+        download: whether ``3dshapes.h5`` may be downloaded when absent.
+
+    Returns:
+        The dataset ``"shapes3d"``: 480,000 RGB (3, 64, 64) images, all six factors latent.
+
+    Raises:
+        DataError: the data is missing, corrupt or cannot be downloaded.
+    """
     source = get_source("shapes3d")
     cache = source.prepare(data_root, download=download)
     content = source.load_meta(data_root)["content"]

@@ -51,7 +51,16 @@ def full_factor_space() -> FactorSpace:
 
 
 def hsv_to_rgb(hue: np.ndarray, saturation: float | np.ndarray, value: float | np.ndarray) -> np.ndarray:
-    """HSV in [0, 1] -> RGB in [0, 1], shape ``hue.shape + (3,)`` (the standard six-sector formula)."""
+    """HSV in [0, 1] -> RGB in [0, 1], shape ``hue.shape + (3,)`` (the standard six-sector formula).
+
+    Args:
+        hue: hues, any shape; wrapped into [0, 1).
+        saturation: saturation in [0, 1], broadcast against ``hue``.
+        value: value (brightness) in [0, 1], broadcast against ``hue``.
+
+    Returns:
+        float64 RGB in [0, 1], of the broadcast shape + (3,).
+    """
     hue, saturation, value = np.broadcast_arrays(
         np.asarray(hue, dtype=np.float64), np.asarray(saturation, dtype=np.float64),
         np.asarray(value, dtype=np.float64),
@@ -111,8 +120,22 @@ def render_shapes3d(
 ) -> np.ndarray:
     """Render scenes from factor *values* (hues in [0, 1), scale, shape 0..3, degrees).
 
-    All arguments are broadcast to one batch of length N; returns uint8 (N, 3, 64, 64). Each pixel
-    gets a label (sky, wall face, floor row, object face) that indexes the image's palette.
+    All arguments are broadcast to one batch of length N. Each pixel gets a label (sky, wall face,
+    floor row, object face) that indexes the image's palette.
+
+    Args:
+        floor_hue: floor hue in [0, 1).
+        wall_hue: wall hue in [0, 1).
+        object_hue: object hue in [0, 1).
+        scale: object size factor (the real grid: 0.75..1.25).
+        shape: 0 cube, 1 cylinder, 2 sphere, 3 capsule (rounded to integers).
+        orientation: the room's turn in degrees (the real grid: -30..30).
+
+    Returns:
+        uint8 (N, 3, 64, 64) RGB images.
+
+    Raises:
+        ValueError: a shape outside 0..3.
     """
     floor_hue, wall_hue, object_hue, scale, shape, orientation = np.broadcast_arrays(
         *(np.atleast_1d(np.asarray(v, dtype=np.float64))
@@ -164,6 +187,15 @@ def shapes3d_procedural(sizes: Sequence[int] | None = None) -> GroundTruthDatase
 
     ``sizes`` gives the number of levels of each of the six factors; each keeps its full value
     range (``FactorSpace.reduced``). Images are rendered on demand (the full grid would be 5.9 GB).
+
+    Args:
+        sizes: six level counts, each in [1, the full size] (default: the full grid).
+
+    Returns:
+        The dataset ``"shapes3d_procedural"`` (RGB 64x64, all six factors latent).
+
+    Raises:
+        ValueError: not six sizes, or a size out of range.
     """
     space, _ = full_factor_space().reduced(FULL_SIZES if sizes is None else tuple(int(s) for s in sizes))
     store = ProceduralStore(

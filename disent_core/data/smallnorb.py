@@ -71,6 +71,17 @@ def read_norb_matrix(path: str | os.PathLike, camera: int | None = None) -> np.n
 
     With ``camera``, the matrix must be (N, 2, H, W) stereo pairs and only that camera is kept,
     read in blocks so the other camera is never held in memory.
+
+    Args:
+        path: the file, gzip'd or not (detected from its first bytes).
+        camera: 0 or 1 to keep one camera of stereo pairs; None reads the whole matrix.
+
+    Returns:
+        The matrix in its element type (uint8 images, int32 labels ...): of the stored shape, or
+        (N, H, W) with ``camera``.
+
+    Raises:
+        DataError: a bad header, a truncated file, or no stereo pairs with ``camera``.
     """
     path = Path(path)
     with _open(path) as f:
@@ -112,7 +123,19 @@ def _chunk(raw: dict[str, Path], chunk: str) -> tuple[np.ndarray, np.ndarray, np
 
 
 def convert_smallnorb(raw: dict[str, Path], out_dir: Path) -> dict[str, Any]:
-    """Converter of the ``smallnorb`` source: 6 binary matrices -> sorted uint8 64x64 npy."""
+    """Converter of the ``smallnorb`` source: 6 binary matrices -> sorted uint8 64x64 npy.
+
+    Args:
+        raw: {filename: path} of the six verified ``*-{training,testing}-{dat,cat,info}.mat.gz``.
+        out_dir: the directory ``images.npy`` (N, 1, 64, 64) is written to.
+
+    Returns:
+        The cache's ``content``: factors (names, sizes, values: elevation and azimuth in degrees),
+        the training instances, image shape, images file name and a note on the processing.
+
+    Raises:
+        DataError: a missing or malformed matrix, or rows that do not form a full factor grid.
+    """
     train, test = _chunk(raw, "training"), _chunk(raw, "testing")
     images = np.concatenate([train[0], test[0]])
     category = np.concatenate([train[1], test[1]])
@@ -156,7 +179,21 @@ def convert_smallnorb(raw: dict[str, Path], out_dir: Path) -> dict[str, Any]:
 def smallnorb(
     data_root: str | os.PathLike | None = None, download: bool = True, split: str = "all"
 ) -> GroundTruthDataset:
-    """SmallNORB: ``split="all"`` (dlib, instance a nuisance), ``"train"`` or ``"test"`` (disent)."""
+    """SmallNORB: ``split="all"`` (dlib, instance a nuisance), ``"train"`` or ``"test"`` (disent).
+
+    Args:
+        data_root: the data root (default: ``data_root()``).
+        download: whether the raw files may be downloaded when absent.
+        split: ``"all"`` (48,600 images, memory-mapped), ``"train"`` or ``"test"`` (24,300 each,
+            held in RAM, the instance a 5-valued latent factor).
+
+    Returns:
+        The dataset ``"smallnorb"`` or ``"smallnorb_<split>"``: greyscale (1, 64, 64) images.
+
+    Raises:
+        ConfigError: an unknown ``split``.
+        DataError: the data is missing, corrupt or cannot be downloaded.
+    """
     if split not in ("all", "train", "test"):
         raise ConfigError(f"SmallNORB split must be 'all', 'train' or 'test', got {split!r}")
     source = get_source("smallnorb")

@@ -69,19 +69,48 @@ class DataSource:
 
     # --- layout --------------------------------------------------------------------------
     def source_dir(self, root: PathLike | None = None) -> Path:
+        """This source's directory under the data root.
+
+        Args:
+            root: the data root (default: ``data_root()``).
+
+        Returns:
+            ``<root>/<name>``.
+        """
         return data_root(root) / self.name
 
     def raw_dir(self, root: PathLike | None = None) -> Path:
-        """Where the raw downloads live (and where to place files by hand)."""
+        """Where the raw downloads live (and where to place files by hand).
+
+        Args:
+            root: the data root (default: ``data_root()``).
+
+        Returns:
+            ``<root>/<name>/raw``.
+        """
         return self.source_dir(root) / "raw"
 
     def cache_dir(self, root: PathLike | None = None) -> Path:
-        """Where the converted cache lives once prepared."""
+        """Where the converted cache lives once prepared.
+
+        Args:
+            root: the data root (default: ``data_root()``).
+
+        Returns:
+            ``<root>/<name>/prepared``.
+        """
         return self.source_dir(root) / "prepared"
 
     # --- state ---------------------------------------------------------------------------
     def read_meta(self, root: PathLike | None = None) -> dict[str, Any] | None:
-        """The cache's ``meta.json``, or None when there is none or it cannot be parsed."""
+        """The cache's ``meta.json``, or None when there is none or it cannot be parsed.
+
+        Args:
+            root: the data root (default: ``data_root()``).
+
+        Returns:
+            The parsed ``meta.json``, or None.
+        """
         path = self.cache_dir(root) / META_NAME
         try:
             return json.loads(path.read_text())
@@ -89,7 +118,14 @@ class DataSource:
             return None
 
     def is_prepared(self, root: PathLike | None = None) -> bool:
-        """True when the cache is complete: current schema and every output file at its size."""
+        """True when the cache is complete: current schema and every output file at its size.
+
+        Args:
+            root: the data root (default: ``data_root()``).
+
+        Returns:
+            Whether the cache can be loaded as it is.
+        """
         meta = self.read_meta(root)
         if meta is None or meta.get("schema_version") != SCHEMA_VERSION or meta.get("source") != self.name:
             return False
@@ -101,7 +137,17 @@ class DataSource:
         return True
 
     def load_meta(self, root: PathLike | None = None) -> dict[str, Any]:
-        """``meta.json`` of a prepared cache; raises ``DataError`` when it is not prepared."""
+        """``meta.json`` of a prepared cache; raises ``DataError`` when it is not prepared.
+
+        Args:
+            root: the data root (default: ``data_root()``).
+
+        Returns:
+            The parsed ``meta.json`` (its ``content`` is what the converter returned).
+
+        Raises:
+            DataError: the cache is not prepared.
+        """
         if not self.is_prepared(root):
             raise DataError(
                 f"data source {self.name!r} is not prepared under {self.source_dir(root)}; "
@@ -136,6 +182,21 @@ class DataSource:
         ``files`` replaces the declared ``FileSpec`` list (other mirrors, a local ``file://``
         copy, other checksums). ``force`` rebuilds the cache even when it is complete; raw files
         are always verified, never re-downloaded when good.
+
+        Args:
+            root: the data root (default: ``data_root()``).
+            download: whether missing raw files may be downloaded.
+            files: specs replacing the declared ones.
+            force: rebuild the cache even when it is complete.
+            timeout: seconds per network operation of each download.
+
+        Returns:
+            The prepared cache directory, ``<root>/<name>/prepared``.
+
+        Raises:
+            ChecksumError: only bad copies of a raw file were found.
+            DataNotFoundError: a raw file is missing and could not be downloaded.
+            DataError: the converter rejected a raw file.
         """
         if not force and self.is_prepared(root):
             return self.cache_dir(root)
@@ -194,7 +255,15 @@ class DataSource:
 
     # --- reporting -----------------------------------------------------------------------
     def describe(self, root: PathLike | None = None) -> dict[str, Any]:
-        """Status of raw files and cache, without hashing anything (cheap)."""
+        """Status of raw files and cache, without hashing anything (cheap).
+
+        Args:
+            root: the data root (default: ``data_root()``).
+
+        Returns:
+            A JSON-able dict: name, title, homepage, ``status`` (``"prepared"``, ``"downloaded"``,
+            ``"partial"`` or ``"missing"``), directories, one entry per raw file and the cache's state.
+        """
         raw = self.raw_dir(root)
         cache = self.cache_dir(root)
         prepared = self.is_prepared(root)
@@ -327,7 +396,17 @@ def source_names() -> list[str]:
 
 
 def get_source(name: str) -> DataSource:
-    """The source called ``name``; an unknown name raises ``UnknownNameError`` listing valid ones."""
+    """The source called ``name``; an unknown name raises ``UnknownNameError`` listing valid ones.
+
+    Args:
+        name: ``"dsprites"``, ``"shapes3d"``, ``"smallnorb"`` or ``"scream"``.
+
+    Returns:
+        The source.
+
+    Raises:
+        UnknownNameError: ``name`` is not a source.
+    """
     if name not in SOURCES:
         raise UnknownNameError(f"unknown data source {name!r}; valid sources: {', '.join(source_names())}")
     return SOURCES[name]

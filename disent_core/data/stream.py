@@ -38,7 +38,15 @@ class TrainingStream(Iterator[torch.Tensor]):
         self._as_uint8 = dataset.transform is None
 
     def batch(self, index: int) -> torch.Tensor:
-        """The batch at position ``index`` of this stream (pure function of seed and index)."""
+        """The batch at position ``index`` of this stream (pure function of seed and index).
+
+        Args:
+            index: the batch's position in the stream, >= 0.
+
+        Returns:
+            (batch_size, C, H, W) CPU tensor: uint8 in 0..255 for plain datasets, float32 in [0, 1]
+            for variants with a transform.
+        """
         rng = np.random.default_rng([self.seed, int(index)])
         space = self.dataset.factor_space
         full = space.sample_all_factors(self.batch_size, rng)
@@ -96,6 +104,14 @@ class TrainingStream(Iterator[torch.Tensor]):
         return {"seed": self.seed, "position": self.position, "batch_size": self.batch_size}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        """Resume at a checkpoint's seed and position, stopping any prefetching first.
+
+        Args:
+            state: a dict returned by ``state_dict`` (seed, position, batch_size).
+
+        Raises:
+            ValueError: the checkpoint's batch size differs from this stream's.
+        """
         if int(state["batch_size"]) != self.batch_size:
             raise ValueError(
                 f"stream checkpoint has batch size {state['batch_size']}, config has {self.batch_size}"

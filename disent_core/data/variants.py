@@ -129,6 +129,12 @@ def procedural_scream_texture(seed: int = 0) -> np.ndarray:
 
     An orange/red sky band over a blue fjord band, both in HSV, whose boundary, hues and
     brightness wander with sums of low-frequency sinusoids drawn from ``default_rng(seed)``.
+
+    Args:
+        seed: seed of the texture's random waves.
+
+    Returns:
+        float32 (274, 221, 3) RGB in [0, 1].
     """
     rng = np.random.default_rng(seed)
     height, width = SCREAM_SHAPE
@@ -161,7 +167,21 @@ def _dsprites(
 def color_dsprites(
     source: str = "real", data_root: str | os.PathLike | None = None, download: bool = True, **kw: Any
 ) -> GroundTruthDataset:
-    """dSprites tinted by a random colour U(0.5, 1)^3 per image (``source``: "real" or "procedural")."""
+    """dSprites tinted by a random colour U(0.5, 1)^3 per image (``source``: "real" or "procedural").
+
+    Args:
+        source: ``"real"`` or ``"procedural"`` base sprites.
+        data_root: the data root of the real data (default: ``data_root()``).
+        download: whether the real npz may be downloaded when absent.
+        **kw: further ``dsprites_base`` options (procedural ``sizes``, ``cache``).
+
+    Returns:
+        The dataset ``"color_dsprites"``: float32 RGB (3, 64, 64) observations in [0, 1].
+
+    Raises:
+        ConfigError: as ``dsprites_base`` (an unknown source, options the real data does not take).
+        DataError: the real data is missing, corrupt or cannot be downloaded.
+    """
     base = _dsprites(source, data_root, download, **kw)
     return replace(base, name="color_dsprites", transform=ColorTint(0.5, 1.0))
 
@@ -169,7 +189,21 @@ def color_dsprites(
 def noisy_dsprites(
     source: str = "real", data_root: str | os.PathLike | None = None, download: bool = True, **kw: Any
 ) -> GroundTruthDataset:
-    """dSprites on a uniform-noise background (``source``: "real" or "procedural")."""
+    """dSprites on a uniform-noise background (``source``: "real" or "procedural").
+
+    Args:
+        source: ``"real"`` or ``"procedural"`` base sprites.
+        data_root: the data root of the real data (default: ``data_root()``).
+        download: whether the real npz may be downloaded when absent.
+        **kw: further ``dsprites_base`` options (procedural ``sizes``, ``cache``).
+
+    Returns:
+        The dataset ``"noisy_dsprites"``: float32 RGB (3, 64, 64) observations in [0, 1].
+
+    Raises:
+        ConfigError: as ``dsprites_base`` (an unknown source, options the real data does not take).
+        DataError: the real data is missing, corrupt or cannot be downloaded.
+    """
     base = _dsprites(source, data_root, download, **kw)
     return replace(base, name="noisy_dsprites", transform=NoisyBackground())
 
@@ -217,6 +251,24 @@ def scream_dsprites(
     painting (downloading it when allowed) and fails when it cannot; "procedural" uses
     ``procedural_scream_texture``; "auto" tries the painting and falls back to the texture with a
     warning.
+
+    Args:
+        source: ``"real"`` or ``"procedural"`` base sprites.
+        image: a background (H, W, 3), float in [0, 1] or uint8, H and W > 64; its SHA-256 is
+            recorded as the texture.
+        data_root: the data root of the real data and the painting (default: ``data_root()``).
+        download: whether the npz and the painting may be downloaded when absent.
+        texture: ``"auto"``, ``"painting"`` or ``"procedural"`` (only ``"auto"`` with ``image``).
+        **kw: further ``dsprites_base`` options (procedural ``sizes``, ``cache``).
+
+    Returns:
+        The dataset ``"scream_dsprites"``: float32 RGB (3, 64, 64) observations in [0, 1], its
+        provenance naming the texture.
+
+    Raises:
+        ConfigError: an unknown ``texture``, both ``image`` and a texture, or a bad base option.
+        DataNotFoundError: ``texture="painting"`` and the painting cannot be had.
+        ValueError: ``image`` is not (H, W, 3) in [0, 1] with H, W > 64.
     """
     if texture not in ("auto", "painting", "procedural"):
         raise ConfigError(f"texture must be 'auto', 'painting' or 'procedural', got {texture!r}")

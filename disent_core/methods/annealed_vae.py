@@ -47,6 +47,14 @@ class AnnealedVAE(VAEMethod):
         return {"capacity": self.capacity}
 
     def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:
+        """gamma * |KL - C(t)|, with C the capacity schedule at the posterior's step.
+
+        Args:
+            posterior: the batch's posterior; its total KL (nats) and global step are read.
+
+        Returns:
+            ``{"regularizer": gamma * |KL - C(step)|}`` (a scalar tensor).
+        """
         capacity = self.capacity(posterior.step)
         reg = self.config.gamma * (posterior.kl - capacity).abs()
         return {"regularizer": reg}

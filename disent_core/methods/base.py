@@ -138,11 +138,27 @@ class Method(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        """The terms ``term_names()`` on a batch ``x`` (N, C, H, W) in [0, 1] at global ``step``."""
+        """The terms ``term_names()`` on a batch ``x`` (N, C, H, W) in [0, 1] at global ``step``.
+
+        Args:
+            x: a training batch (N, C, H, W), float in [0, 1].
+            step: the global step (VAE optimiser updates so far).
+
+        Returns:
+            Exactly the keys ``term_names()``: scalar terms, with ``"loss"`` the total the first
+            optimiser minimises, and the (d,) vector named ``information_term``.
+        """
 
     @abc.abstractmethod
     def optimizers(self, optim: OptimConfig) -> list[tuple[str, torch.optim.Optimizer]]:
-        """(loss key, optimizer) pairs in the order the trainer steps them; the first is the VAE's."""
+        """(loss key, optimizer) pairs in the order the trainer steps them; the first is the VAE's.
+
+        Args:
+            optim: the Adam settings of the VAE optimiser.
+
+        Returns:
+            (key of a ``loss`` term, optimizer minimising it) pairs, in stepping order.
+        """
 
     def schedules(self) -> dict[str, ScheduledValue]:
         """Every schedule whose value enters a loss, keyed by ``schedule_names``."""
@@ -152,13 +168,27 @@ class Method(nn.Module, abc.ABC):
         """Learning-rate factors at ``step``: one per parameter group of the optimiser of each loss
         key listed; optimisers not listed keep factor 1 (the default lists none). The trainer applies
         them before the step (``train.set_learning_rates``); they must be a function of ``step``
-        alone, so that resuming is exact."""
+        alone, so that resuming is exact.
+
+        Args:
+            step: the global step (VAE optimiser updates so far).
+
+        Returns:
+            {loss key: one factor per parameter group of that key's optimiser}; empty here.
+        """
         return {}
 
     @abc.abstractmethod
     @torch.no_grad()
     def representation(self, x: torch.Tensor) -> torch.Tensor:
-        """The code (N, d) that the metrics score."""
+        """The code (N, d) that the metrics score.
+
+        Args:
+            x: observations (N, C, H, W), float in [0, 1].
+
+        Returns:
+            Codes (N, d).
+        """
 
     @classmethod
     def has_posterior(cls) -> bool:
@@ -199,17 +229,39 @@ class GaussianAutoencoder(Method):
         self.decoder = self.build_decoder(context)
 
     def build_encoder(self, context: MethodContext) -> nn.Module:
-        """The encoder, x (N, C, H, W) -> (mean, logvar), each (N, d); ``self.config`` is set."""
+        """The encoder, x (N, C, H, W) -> (mean, logvar), each (N, d); ``self.config`` is set.
+
+        Args:
+            context: observation shape, latent dimension d, base channels and architecture.
+
+        Returns:
+            The encoder module (here a ``ConvEncoder``).
+        """
         channels, d, b = context.observation_shape[0], context.latent_dim, context.base_channels
         return ConvEncoder(channels, d, b, context.architecture)
 
     def build_decoder(self, context: MethodContext) -> nn.Module:
-        """The decoder, z (N, d) -> logits (N, C, H, W); built after the encoder."""
+        """The decoder, z (N, d) -> logits (N, C, H, W); built after the encoder.
+
+        Args:
+            context: observation shape, latent dimension d, base channels and architecture.
+
+        Returns:
+            The decoder module (here a ``DeconvDecoder``).
+        """
         channels, d, b = context.observation_shape[0], context.latent_dim, context.base_channels
         return DeconvDecoder(d, channels, b, context.architecture)
 
     def sample(self, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I) from the method's generator."""
+        """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I) from the method's generator.
+
+        Args:
+            mean: posterior means (N, d).
+            logvar: posterior log-variances (N, d).
+
+        Returns:
+            z (N, d), in ``mean``'s dtype and device.
+        """
         return reparameterize(mean, logvar, self.context.generator)
 
     # --- LatentModel (disent_core.latents): what figures read ---------------------------------
@@ -218,17 +270,39 @@ class GaussianAutoencoder(Method):
 
     @torch.no_grad()
     def code(self, x: torch.Tensor) -> torch.Tensor:
-        """The posterior mean (N, d)."""
+        """The posterior mean (N, d).
+
+        Args:
+            x: observations (N, C, H, W), float in [0, 1].
+
+        Returns:
+            The posterior means (N, d).
+        """
         return self.encoder(x)[0]
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """sigmoid(decoder(z)): the Bernoulli mean, or the image the squared error compares."""
+        """sigmoid(decoder(z)): the Bernoulli mean, or the image the squared error compares.
+
+        Args:
+            z: codes (N, d).
+
+        Returns:
+            Images (N, C, H, W), float in [0, 1].
+        """
         return torch.sigmoid(self.decoder(z))
 
     @torch.no_grad()
     def latent_information(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """The batch-mean KL of each dimension (nats); ``generator`` is not drawn from."""
+        """The batch-mean KL of each dimension (nats); ``generator`` is not drawn from.
+
+        Args:
+            x: observations (N, C, H, W), float in [0, 1].
+            generator: unused (the KL is closed-form).
+
+        Returns:
+            (d,) float tensor: KL(q(z_d|x) || N(0, 1)) averaged over the batch, in nats.
+        """
         return gaussian_kl_per_dim(*self.encoder(x))
 
     def reconstruction_loss(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -248,21 +322,51 @@ class GaussianAutoencoder(Method):
         return [*self.encoder.parameters(), *self.decoder.parameters()]
 
     def optimizers(self, optim: OptimConfig) -> list[tuple[str, torch.optim.Optimizer]]:
+        """One Adam over the encoder and decoder, minimising ``"loss"``.
+
+        Args:
+            optim: the Adam settings (lr, betas, eps).
+
+        Returns:
+            ``[("loss", adam)]``.
+        """
         adam = torch.optim.Adam(self.vae_parameters(), lr=optim.lr, betas=optim.betas, eps=optim.eps)
         return [("loss", adam)]
 
     @torch.no_grad()
     def representation(self, x: torch.Tensor) -> torch.Tensor:
+        """The posterior mean, the code the metrics score.
+
+        Args:
+            x: observations (N, C, H, W), float in [0, 1].
+
+        Returns:
+            The posterior means (N, d).
+        """
         return self.encoder(x)[0]
 
     @torch.no_grad()
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The encoder's (mean, logvar), each (N, d), of observations ``x`` (N, C, H, W)."""
+        """The encoder's (mean, logvar), each (N, d), of observations ``x`` (N, C, H, W).
+
+        Args:
+            x: observations (N, C, H, W), float in [0, 1].
+
+        Returns:
+            (mean, logvar), each (N, d).
+        """
         return self.encoder(x)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean reconstruction sigmoid(decoder(mean)) in [0, 1]."""
+        """Mean reconstruction sigmoid(decoder(mean)) in [0, 1].
+
+        Args:
+            x: observations (N, C, H, W), float in [0, 1].
+
+        Returns:
+            Reconstructions (N, C, H, W), float in [0, 1].
+        """
         return torch.sigmoid(self.decoder(self.encoder(x)[0]))
 
 
@@ -277,9 +381,27 @@ class VAEMethod(GaussianAutoencoder):
 
     @abc.abstractmethod
     def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:
-        """Return ``{"regularizer": total, **components}``; it is added to the reconstruction."""
+        """Return ``{"regularizer": total, **components}``; it is added to the reconstruction.
+
+        Args:
+            posterior: the batch's posterior, its sample, per-dimension KL and the global step.
+
+        Returns:
+            ``"regularizer"``, the scalar added to the reconstruction loss, and any scalar
+            components the subclass logs (its ``loss_terms`` beyond ``VAE_TERMS``).
+        """
 
     def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        """Encode, sample, decode: reconstruction + ``regularizer``.
+
+        Args:
+            x: a training batch (N, C, H, W), float in [0, 1].
+            step: the global step (VAE optimiser updates so far).
+
+        Returns:
+            ``"loss"`` (recon + regularizer), ``"recon"``, ``"kl"`` (total, nats), ``"regularizer"``,
+            the regularizer's components (scalars) and ``"kl_per_dim"`` (d,).
+        """
         mean, logvar = self.encoder(x)
         z = self.sample(mean, logvar)
         recon = self.reconstruction_loss(x, z)

@@ -39,7 +39,17 @@ class BetaTCVAEConfig(MethodConfig):
 def total_correlation(
     z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, dataset_size: int
 ) -> torch.Tensor:
-    """Minibatch-weighted sampling estimate of TC(z) with the log(N * B) constants (see module doc)."""
+    """Minibatch-weighted sampling estimate of TC(z) with the log(N * B) constants (see module doc).
+
+    Args:
+        z: posterior samples (B, d), z_j ~ q(z|x_j).
+        mean: posterior means (B, d).
+        logvar: posterior log-variances (B, d).
+        dataset_size: N, the number of observations in the dataset (>= 1).
+
+    Returns:
+        The TC estimate in nats (a scalar tensor).
+    """
     log_norm = math.log(dataset_size * z.shape[0])
     # log_density[j, i, d] = log N(z_jd; mu_id, var_id)
     log_density = gaussian_log_density(z.unsqueeze(1), mean.unsqueeze(0), logvar.unsqueeze(0))
@@ -65,6 +75,14 @@ class BetaTCVAE(VAEMethod):
         return {"beta": self.beta}
 
     def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:
+        """KL + (beta(t) - 1) * TC, TC the minibatch-weighted sampling estimate.
+
+        Args:
+            posterior: the batch's posterior and sample (mean, logvar, z each (B, d)), KL and step.
+
+        Returns:
+            ``"regularizer"`` (KL + (beta - 1) * TC) and ``"tc"`` (nats), scalar tensors.
+        """
         beta = self.beta(posterior.step)
         p = posterior
         tc = total_correlation(p.z, p.mean, p.logvar, self.context.dataset_size)

@@ -40,5 +40,13 @@ class BetaVAE(VAEMethod):
         return {"beta": self.beta}
 
     def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:
+        """beta(t) * KL, with beta the schedule at the posterior's step.
+
+        Args:
+            posterior: the batch's posterior; its total KL (nats) and global step are read.
+
+        Returns:
+            ``{"regularizer": beta(step) * KL}`` (a scalar tensor).
+        """
         beta = self.beta(posterior.step)
         return {"regularizer": beta * posterior.kl}

@@ -50,12 +50,28 @@ class CascadeVAE(VAEMethod):
         return {"stage": self.stage}
 
     def betas(self, step: int) -> torch.Tensor:
-        """beta_d at ``step``, (latent_dim,)."""
+        """beta_d at ``step``, (latent_dim,).
+
+        Args:
+            step: the global step.
+
+        Returns:
+            (latent_dim,) float CPU tensor: beta_min for the first stage(step) + 1 dimensions,
+            beta_max for the rest.
+        """
         relieved = int(self.stage(step)) + 1
         betas = torch.full((self.context.latent_dim,), self.config.beta_max)
         betas[:relieved] = self.config.beta_min
         return betas
 
     def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:
+        """sum_d beta_d(t) * KL_d, relieving one more dimension every ``stage_steps`` steps.
+
+        Args:
+            posterior: the batch's posterior; its per-dimension KL (d,) and global step are read.
+
+        Returns:
+            ``{"regularizer": sum_d beta_d * KL_d}`` (a scalar tensor).
+        """
         betas = self.betas(posterior.step).to(posterior.kl_per_dim)
         return {"regularizer": (betas * posterior.kl_per_dim).sum()}

@@ -64,6 +64,15 @@ class ControlVAE(VAEMethod):
         return {"beta": self.controller}
 
     def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:
+        """beta_t * KL, with beta_t from the PI controller fed the detached batch KL of this step.
+
+        Args:
+            posterior: the batch's posterior; its total KL (nats) and global step are read. Advances
+                the controller.
+
+        Returns:
+            ``"regularizer"`` (beta_t * KL) and ``"kl_target"`` (the set point C(t), nats), scalar tensors.
+        """
         kl, step = posterior.kl, posterior.step
         beta = self.controller.update(float(kl.detach()), step)
         return {"regularizer": beta * kl, "kl_target": kl.new_tensor(self.controller.target(step))}

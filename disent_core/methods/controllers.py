@@ -45,7 +45,14 @@ ProportionalOn = Literal["overshoot", "undershoot"]
 
 
 def logistic(x: float) -> float:
-    """1 / (1 + exp(-x)) without overflow for large |x|."""
+    """1 / (1 + exp(-x)) without overflow for large |x|.
+
+    Args:
+        x: any finite float.
+
+    Returns:
+        The logistic sigmoid of ``x``, in [0, 1].
+    """
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
     ex = math.exp(x)
@@ -70,10 +77,29 @@ class KLController(ScheduledValue):
 
     @abc.abstractmethod
     def rule(self, state: dict[str, float], kl: float, step: int) -> tuple[float, dict[str, float]]:
-        """(beta, new state) of ``step`` from the state before it and the step's batch KL."""
+        """(beta, new state) of ``step`` from the state before it and the step's batch KL.
+
+        Args:
+            state: the controller's state before ``step`` (a copy the rule may modify).
+            kl: the step's batch KL (nats), detached.
+            step: the global step.
+
+        Returns:
+            (beta of the step, state after it).
+        """
 
     def update(self, kl: float, step: int) -> float:
-        """Advance the controller with the batch KL of ``step`` and return that step's beta."""
+        """Advance the controller with the batch KL of ``step`` and return that step's beta.
+
+        Calling it again with the same ``step`` recomputes that step from the state before it.
+
+        Args:
+            kl: the step's batch KL (nats), detached.
+            step: the global step.
+
+        Returns:
+            beta of ``step`` (also kept as ``last_value``).
+        """
         step = int(step)
         if step != self.last_step:
             self.state_before = self.state
@@ -91,6 +117,14 @@ class KLController(ScheduledValue):
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue from a ``state_dict`` of a controller of the same ``kind``.
+
+        Args:
+            state: a dict returned by ``state_dict``.
+
+        Raises:
+            ValueError: ``state`` is another kind's.
+        """
         if state.get("kind") != self.kind:
             raise ValueError(f"checkpoint holds a {state.get('kind')!r} schedule, this is {self.kind!r}")
         self.last_value = state["last_value"]
@@ -120,10 +154,27 @@ class PIControl(KLController):
         self.k_p, self.k_i, self.beta_min = k_p, k_i, beta_min
 
     def target(self, step: int) -> float:
-        """The KL set point C(t)."""
+        """The KL set point C(t).
+
+        Args:
+            step: the global step t.
+
+        Returns:
+            min(c, init_c + c_step * (floor(t / period) + 1)), in nats.
+        """
         return min(self.c, self.init_c + self.c_step * (step // self.period + 1))
 
     def rule(self, state: dict[str, float], kl: float, step: int) -> tuple[float, dict[str, float]]:
+        """ControlVAE's PI update with anti-windup (see the module docstring).
+
+        Args:
+            state: ``{"integral", "output"}`` before ``step`` (the previous unclipped output P + I).
+            kl: the step's batch KL (nats), detached.
+            step: the global step.
+
+        Returns:
+            (beta = max(P + I, beta_min), the new ``{"integral", "output"}``).
+        """
         error = self.target(step) - kl
         proportional = self.k_p * logistic(-error) + 1.0
         integral = state["integral"]
@@ -159,13 +210,38 @@ class IncrementalPIControl(KLController):
         self.proportional_on = proportional_on
 
     def target(self, step: int) -> float:
-        """The staircase set point: C reached at total_steps in floor(T / period) equal steps."""
+        """The staircase set point: C reached at total_steps in floor(T / period) equal steps.
+
+        Args:
+            step: the global step t.
+
+        Returns:
+            C / floor(T / period) * floor(min(t, T) / period), in nats.
+        """
         return self.c / (self.total_steps // self.period) * (min(step, self.total_steps) // self.period)
 
     def f(self, error: float) -> float:
+        """The proportional term's error filter: max(e, 0) for "overshoot", min(e, 0) for "undershoot".
+
+        Args:
+            error: e = y - target (nats).
+
+        Returns:
+            The filtered error.
+        """
         return max(error, 0.0) if self.proportional_on == "overshoot" else min(error, 0.0)
 
     def rule(self, state: dict[str, float], kl: float, step: int) -> tuple[float, dict[str, float]]:
+        """DynamicVAE's incremental PI update on the KL's EMA (see the module docstring).
+
+        Args:
+            state: ``{"kl_ema", "error", "beta"}`` before ``step`` (beta clipped).
+            kl: the step's batch KL (nats), detached.
+            step: the global step.
+
+        Returns:
+            (beta >= beta_min, the new ``{"kl_ema", "error", "beta"}``).
+        """
         kl_ema = self.alpha * kl + (1 - self.alpha) * state["kl_ema"]
         error = kl_ema - self.target(step)
         d_p = self.k_p * (self.f(error) - self.f(state["error"]))

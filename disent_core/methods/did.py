@@ -83,7 +83,15 @@ class DiDConfig(MethodConfig):
 
 def information_bound(squared_error: torch.Tensor, prior: str) -> torch.Tensor:
     """Per-dimension lower bound (nats) on what a code recovered with ``squared_error`` carries:
-    max(0, h(prior) - 1/2 log(2 pi e mse_d)), the prior's entropy less a Gaussian noise's."""
+    max(0, h(prior) - 1/2 log(2 pi e mse_d)), the prior's entropy less a Gaussian noise's.
+
+    Args:
+        squared_error: mean squared recovery error of each code dimension, (n,), >= 0.
+        prior: ``"uniform"`` (U(-1, 1)) or ``"normal"`` (N(0, 1)).
+
+    Returns:
+        (n,) tensor of bounds in nats, >= 0.
+    """
     noise_entropy = 0.5 * torch.log(2 * math.pi * math.e * squared_error.clamp(min=MIN_ERROR))
     return (PRIOR_ENTROPY[prior] - noise_entropy).clamp(min=0)
 
@@ -91,7 +99,17 @@ def information_bound(squared_error: torch.Tensor, prior: str) -> torch.Tensor:
 def gradient_penalty(
     critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, mix: torch.Tensor
 ) -> torch.Tensor:
-    """mean_i (|grad_x D(x)|_2 at x = mix_i * real_i + (1 - mix_i) * fake_i  - 1)^2, differentiable."""
+    """mean_i (|grad_x D(x)|_2 at x = mix_i * real_i + (1 - mix_i) * fake_i  - 1)^2, differentiable.
+
+    Args:
+        critic: D, mapping images (B, C, H, W) to scores (B, 1).
+        real: real images (B, C, H, W).
+        fake: generated images (B, C, H, W), detached.
+        mix: interpolation weights (B,) in [0, 1].
+
+    Returns:
+        The WGAN-GP penalty (a scalar tensor), with a graph to the critic's parameters.
+    """
     weight = mix.reshape(-1, *([1] * (real.dim() - 1)))
     with torch.enable_grad():
         mixed = (weight * real + (1 - weight) * fake).detach().requires_grad_(True)
@@ -107,6 +125,15 @@ def difference_infonce(
     Row a of v1 and row a of v2 (both (B, m), normalised here) are positives; rows b whose pair was
     built on another dimension (dims[b] != dims[a]) are negatives; rows on the same dimension are
     neither and are left out of the denominator.
+
+    Args:
+        v1: difference vectors (B, m) of the first shifts.
+        v2: difference vectors (B, m) of the second shifts.
+        dims: (B,) int64 latent dimension each pair was built on.
+        temperature: the softmax temperature (> 0).
+
+    Returns:
+        (loss in nats, accuracy in [0, 1]), scalar tensors.
     """
     v1, v2 = F.normalize(v1, dim=1), F.normalize(v2, dim=1)
     logits = v1 @ v2.T / temperature
@@ -146,7 +173,14 @@ class DiD(Method):
         self.difference_encoder = ConvNet(2 * channels, config.difference_dim or n, b)
 
     def generate(self, codes: torch.Tensor) -> torch.Tensor:
-        """G(c): images in [0, 1]."""
+        """G(c): images in [0, 1].
+
+        Args:
+            codes: codes c (N, n).
+
+        Returns:
+            Images (N, C, H, W) in [0, 1].
+        """
         return torch.sigmoid(self.generator(codes))
 
     # --- LatentModel (disent_core.latents): what figures read ---------------------------------
@@ -159,19 +193,41 @@ class DiD(Method):
 
     @torch.no_grad()
     def code(self, x: torch.Tensor) -> torch.Tensor:
-        """E(x), clipped to the prior's support under the uniform prior."""
+        """E(x), clipped to the prior's support under the uniform prior.
+
+        Args:
+            x: observations (N, C, H, W), float in [0, 1].
+
+        Returns:
+            Codes (N, n), in [-1, 1] under the uniform prior.
+        """
         code = self.samples_encoder(x)
         return code if self.code_bound is None else code.clamp(-self.code_bound, self.code_bound)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """G(z): images in [0, 1]."""
+        """G(z): images in [0, 1].
+
+        Args:
+            z: codes (N, n).
+
+        Returns:
+            Images (N, C, H, W) in [0, 1].
+        """
         return self.generate(z)
 
     @torch.no_grad()
     def latent_information(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The information bound of each dimension on len(x) prior codes drawn from ``generator``
-        (``x`` only sets the batch size): max(0, h(c_d) - 1/2 log(2 pi e mse_d))."""
+        (``x`` only sets the batch size): max(0, h(c_d) - 1/2 log(2 pi e mse_d)).
+
+        Args:
+            x: observations (N, C, H, W); only N, the device and the dtype are read.
+            generator: a CPU generator the N prior codes are drawn from.
+
+        Returns:
+            (n,) tensor of bounds in nats, >= 0.
+        """
         shape = (x.shape[0], self.context.latent_dim)
         if self.config.prior == "uniform":
             codes = 2 * torch.rand(shape, generator=generator) - 1
@@ -182,7 +238,15 @@ class DiD(Method):
         return information_bound(error, self.config.prior)
 
     def sample_prior(self, batch: int, like: torch.Tensor) -> torch.Tensor:
-        """(batch, n) codes from the prior, drawn from the context's generator."""
+        """(batch, n) codes from the prior, drawn from the context's generator.
+
+        Args:
+            batch: how many codes.
+            like: a tensor whose device and dtype the codes take.
+
+        Returns:
+            (batch, n) codes: U(-1, 1) or N(0, 1) entries.
+        """
         shape = (batch, self.context.latent_dim)
         g, device, dtype = self.context.generator, like.device, like.dtype
         if self.config.prior == "uniform":
@@ -190,7 +254,16 @@ class DiD(Method):
         return torch.randn(shape, generator=g, device=device, dtype=dtype)
 
     def perturb(self, codes: torch.Tensor, dims: torch.Tensor) -> torch.Tensor:
-        """codes with dimension dims[i] of row i shifted by +-U(shift_range) (kept in the prior's support)."""
+        """codes with dimension dims[i] of row i shifted by +-U(shift_range) (kept in the prior's support).
+
+        Args:
+            codes: codes (B, n).
+            dims: (B,) int64 dimension to shift in each row.
+
+        Returns:
+            (B, n) copy of ``codes`` with one entry per row shifted (the shift reversed where it would
+            leave [-1, 1] under the uniform prior).
+        """
         low, high = self.config.shift_range
         g, n = self.context.generator, codes.shape[0]
         size = low + (high - low) * torch.rand(n, generator=g, device=codes.device, dtype=codes.dtype)
@@ -203,6 +276,18 @@ class DiD(Method):
         return codes.scatter(1, dims[:, None], moved[:, None])
 
     def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        """One critic step's terms; the generator side is trained every ``critic_steps`` steps.
+
+        Args:
+            x: a batch of real images (B, C, H, W), float in [0, 1].
+            step: the global step (critic updates so far).
+
+        Returns:
+            ``"loss"`` (G, E, H: adversarial + difference + enc, each network's gradient weighted by
+            ``scale_gradient``), ``"critic_loss"``, logged scalars (``"generator_loss"``, ``"adversarial"``,
+            ``"difference"``, ``"difference_accuracy"``, ``"enc"``, ``"wasserstein"``,
+            ``"gradient_penalty"``, ``"information"`` in nats) and ``"information_per_dim"`` (n,).
+        """
         cfg, g = self.config, self.context.generator
         batch = x.shape[0]
         generator_step = (step + 1) % cfg.critic_steps == 0
@@ -249,6 +334,14 @@ class DiD(Method):
         }
 
     def optimizers(self, optim: OptimConfig) -> list[tuple[str, torch.optim.Optimizer]]:
+        """One Adam on G, E and H minimising ``"loss"``, then the critic's Adam on ``"critic_loss"``.
+
+        Args:
+            optim: lr, eps and (unless ``generator_betas`` is set) betas of the first Adam.
+
+        Returns:
+            ``[("loss", adam_g_e_h), ("critic_loss", critic_adam)]``.
+        """
         networks = [*self.generator.parameters(), *self.samples_encoder.parameters(),
                     *self.difference_encoder.parameters()]
         betas = self.config.generator_betas or optim.betas
@@ -259,4 +352,12 @@ class DiD(Method):
 
     @torch.no_grad()
     def representation(self, x: torch.Tensor) -> torch.Tensor:
+        """E(x), the samples encoder's code (unclipped).
+
+        Args:
+            x: observations (N, C, H, W), float in [0, 1].
+
+        Returns:
+            Codes (N, n).
+        """
         return self.samples_encoder(x)

@@ -55,13 +55,27 @@ class DIPVAEIIConfig(_DIPConfig):
 
 
 def batch_covariance(x: torch.Tensor) -> torch.Tensor:
-    """Biased covariance (1/N) of the rows of x (N, d): (d, d)."""
+    """Biased covariance (1/N) of the rows of x (N, d): (d, d).
+
+    Args:
+        x: rows (N, d), float.
+
+    Returns:
+        The (d, d) covariance, in ``x``'s dtype.
+    """
     centred = x - x.mean(0, keepdim=True)
     return centred.T @ centred / x.shape[0]
 
 
 def dip_penalties(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum_{i != j} M_ij^2, sum_i (M_ii - 1)^2)."""
+    """(sum_{i != j} M_ij^2, sum_i (M_ii - 1)^2).
+
+    Args:
+        m: a square matrix M (d, d).
+
+    Returns:
+        (off-diagonal penalty, diagonal penalty), scalar tensors.
+    """
     diag = m.diagonal()
     off_diag = m - torch.diag(diag)
     return off_diag.square().sum(), (diag - 1).square().sum()
@@ -86,6 +100,15 @@ class DIPVAEI(_DIPVAE):
     config_class = DIPVAEIConfig
 
     def covariance(self, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """M = Cov_batch[mu(x)].
+
+        Args:
+            mean: posterior means (N, d).
+            logvar: posterior log-variances (N, d); unused.
+
+        Returns:
+            M (d, d).
+        """
         return batch_covariance(mean)
 
 
@@ -94,4 +117,13 @@ class DIPVAEII(_DIPVAE):
     config_class = DIPVAEIIConfig
 
     def covariance(self, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """M = Cov_batch[mu(x)] + diag(mean_batch exp(logvar)).
+
+        Args:
+            mean: posterior means (N, d).
+            logvar: posterior log-variances (N, d).
+
+        Returns:
+            M (d, d).
+        """
         return batch_covariance(mean) + torch.diag(logvar.exp().mean(0))

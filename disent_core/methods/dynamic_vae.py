@@ -82,6 +82,16 @@ class DynamicVAE(VAEMethod):
         return {"beta": self.controller}
 
     def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:
+        """beta_t * KL, with beta_t from the incremental PI controller fed the detached batch KL.
+
+        Args:
+            posterior: the batch's posterior; its total KL (nats) and global step are read. Advances
+                the controller.
+
+        Returns:
+            ``"regularizer"`` (beta_t * KL), ``"kl_target"`` (target(t), nats) and ``"kl_ema"`` (the
+            controller's KL EMA, nats), scalar tensors.
+        """
         kl, step = posterior.kl, posterior.step
         beta = self.controller.update(float(kl.detach()), step)
         return {

@@ -45,13 +45,28 @@ class FactorVAEConfig(MethodConfig):
 
 
 def permute_dims(z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Permute each column of z (N, d) independently across the batch."""
+    """Permute each column of z (N, d) independently across the batch.
+
+    Args:
+        z: codes (N, d).
+        generator: the source of the permutations, on ``z``'s device.
+
+    Returns:
+        (N, d) tensor: each column of ``z`` shuffled independently.
+    """
     order = torch.rand(z.shape, generator=generator, device=z.device).argsort(dim=0)
     return z.gather(0, order)
 
 
 def clipped_log_probs(logits: torch.Tensor) -> torch.Tensor:
-    """log of softmax(logits) clipped to [PROB_CLIP, 1 - PROB_CLIP] (disentanglement_lib)."""
+    """log of softmax(logits) clipped to [PROB_CLIP, 1 - PROB_CLIP] (disentanglement_lib).
+
+    Args:
+        logits: discriminator logits (N, 2).
+
+    Returns:
+        (N, 2) log-probabilities, in [log 1e-6, log(1 - 1e-6)].
+    """
     return logits.softmax(dim=1).clamp(PROB_CLIP, 1 - PROB_CLIP).log()
 
 
@@ -66,6 +81,15 @@ class FactorVAE(VAEMethod):
         self.discriminator = FactorDiscriminator(context.latent_dim)
 
     def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:
+        """KL + gamma * TC, with TC read off the discriminator; also the discriminator's own loss.
+
+        Args:
+            posterior: the batch's posterior; its sample z (N, d) and total KL are read.
+
+        Returns:
+            ``"regularizer"`` (KL + gamma * TC), ``"tc"``, ``"discriminator_loss"`` (on detached z and
+            its permutation) and ``"discriminator_accuracy"`` (in [0, 1]), scalar tensors.
+        """
         z = posterior.z
         logits = self.discriminator(z)
         tc = (logits[:, 0] - logits[:, 1]).mean()
@@ -85,6 +109,14 @@ class FactorVAE(VAEMethod):
         }
 
     def optimizers(self, optim: OptimConfig) -> list[tuple[str, torch.optim.Optimizer]]:
+        """The VAE's Adam on ``"loss"``, then the discriminator's Adam on ``"discriminator_loss"``.
+
+        Args:
+            optim: the VAE optimiser's Adam settings (the discriminator's come from the config).
+
+        Returns:
+            ``[("loss", vae_adam), ("discriminator_loss", discriminator_adam)]``.
+        """
         discriminator_adam = torch.optim.Adam(
             self.discriminator.parameters(),
             lr=self.config.discriminator_lr,

@@ -23,7 +23,19 @@ ReconLoss = Literal["bernoulli", "l2"]
 
 
 def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: ReconLoss) -> torch.Tensor:
-    """Per-image sum over pixels, averaged over the batch."""
+    """Per-image sum over pixels, averaged over the batch.
+
+    Args:
+        logits: decoder outputs (N, C, H, W), pre-sigmoid.
+        x: targets (N, C, H, W), float in [0, 1].
+        kind: ``"bernoulli"`` (BCE with logits, nats) or ``"l2"`` (squared error of sigmoid(logits)).
+
+    Returns:
+        A scalar tensor.
+
+    Raises:
+        ValueError: ``kind`` is neither.
+    """
     if kind == "bernoulli":
         per_pixel = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
     elif kind == "l2":
@@ -34,12 +46,29 @@ def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: ReconLoss) 
 
 
 def gaussian_kl_per_dim(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mean, exp(logvar)) || N(0, 1)) per dimension, averaged over the batch: (d,)."""
+    """KL(N(mean, exp(logvar)) || N(0, 1)) per dimension, averaged over the batch: (d,).
+
+    Args:
+        mean: posterior means (N, d).
+        logvar: posterior log-variances (N, d).
+
+    Returns:
+        (d,) tensor of KLs in nats.
+    """
     return 0.5 * (mean.square() + logvar.exp() - logvar - 1).mean(0)
 
 
 def gaussian_log_density(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """Elementwise log N(z; mean, exp(logvar)), broadcasting."""
+    """Elementwise log N(z; mean, exp(logvar)), broadcasting.
+
+    Args:
+        z: points, any shape broadcast against ``mean``.
+        mean: means.
+        logvar: log-variances.
+
+    Returns:
+        Log-densities (nats) of the broadcast shape, in ``z``'s dtype.
+    """
     return -0.5 * (torch.log(torch.tensor(2 * torch.pi, dtype=z.dtype, device=z.device)) + logvar
                    + (z - mean).square() * torch.exp(-logvar))
 

@@ -44,10 +44,31 @@ AnyMethodConfig = Annotated[
 
 
 def method_class(name: str) -> type[Method]:
-    """The class registered as ``name``, or an error listing the closest valid names."""
+    """The class registered as ``name``, or an error listing the closest valid names.
+
+    Args:
+        name: a method name or alias (``"beta_vae"``).
+
+    Returns:
+        The ``Method`` subclass.
+
+    Raises:
+        UnknownNameError: ``name`` is not registered.
+    """
     return METHODS[name]
 
 
 def build_method(config: MethodConfig, context: MethodContext) -> Method:
-    """Instantiate the method that ``config.name`` names."""
+    """Instantiate the method that ``config.name`` names.
+
+    Args:
+        config: the method's hyperparameters (its class's ``config_class``).
+        context: data shape, latent dimension, dataset size and generator.
+
+    Returns:
+        The built method.
+
+    Raises:
+        UnknownNameError: ``config.name`` is not registered.
+    """
     return method_class(config.name)(config, context)

@@ -11,7 +11,15 @@ from disent_core.metrics.protocol import LogisticSolver
 
 def logistic_regression(solver: LogisticSolver, seed: int) -> ClassifierMixin:
     """``liblinear_ovr``: what ``LogisticRegression()`` was in scikit-learn < 0.22 (liblinear,
-    one-vs-rest, C=1, intercept regularised); ``lbfgs``: today's multinomial default."""
+    one-vs-rest, C=1, intercept regularised); ``lbfgs``: today's multinomial default.
+
+    Args:
+        solver: ``"liblinear_ovr"`` or ``"lbfgs"``.
+        seed: the estimator's ``random_state``.
+
+    Returns:
+        An unfitted scikit-learn classifier.
+    """
     if solver == "liblinear_ovr":
         return OneVsRestClassifier(LogisticRegression(solver="liblinear", random_state=seed))
     return LogisticRegression(solver="lbfgs", random_state=seed)

@@ -92,14 +92,38 @@ class EvalContext:
         return len(self.scored)
 
     def sample_latent(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` uniform latent factor vectors, all latent columns (n, K_all)."""
+        """``n`` latent factor vectors from the dataset's ``sample_factors``, all latent columns (n, K_all).
+
+        Args:
+            n: how many vectors.
+            rng: the stream to draw from.
+
+        Returns:
+            (n, K_all) int64 latent factor indices (uniform unless the dataset correlates them).
+        """
         return np.asarray(self.dataset.sample_factors(n, rng), dtype=np.int64)
 
     # --- randomness ----------------------------------------------------------------------------
     def rng(self, name: str) -> np.random.Generator:
+        """The random stream ``name`` of this evaluation's seed (``stream_rng``).
+
+        Args:
+            name: the stream's name (``"beta_vae"``, ``"points/train/0"`` ...).
+
+        Returns:
+            A fresh Generator, the same for the same seed and name.
+        """
         return stream_rng(self.seed, name)
 
     def estimator_seed(self, name: str) -> int:
+        """An estimator's ``random_state`` derived from this evaluation's seed (``stream_seed``).
+
+        Args:
+            name: the stream's name (``"beta_vae/estimator"`` ...).
+
+        Returns:
+            An integer in [0, 2**31).
+        """
         return stream_seed(self.seed, name)
 
     # --- observations and codes ----------------------------------------------------------------
@@ -128,7 +152,18 @@ class EvalContext:
         return self.encode(observations, spawn_seed(rng))
 
     def points(self, role: str, n: int) -> Points:
-        """The first ``n`` points of the shared ``role`` set."""
+        """The first ``n`` points of the shared ``role`` set.
+
+        Args:
+            role: ``"train"`` or ``"test"``.
+            n: how many points; at most what the metric declared in ``MetricSpec.points``.
+
+        Returns:
+            Codes (n, D) float64 and scored factors (n, K) int64.
+
+        Raises:
+            RuntimeError: the set was not drawn with at least ``n`` points.
+        """
         if role not in self.point_sets or len(self.point_sets[role].codes) < n:
             raise RuntimeError(f"point set {role!r} of {n} points was not declared by the metric")
         full = self.point_sets[role]
@@ -142,6 +177,13 @@ class EvalContext:
         Nuisance factors are drawn from ``rng`` chunk by chunk, in order; unless rendering is cheap,
         one background thread renders the next chunk while the caller works on this one
         (``prefetched``).
+
+        Args:
+            factor_chunks: chunks of latent factor indices, each (n, K_all).
+            rng: the stream nuisance factors and transforms draw from.
+
+        Returns:
+            An iterator of float32 observations (n, C, H, W) in [0, 1], one per chunk.
         """
         def task(chunk: np.ndarray) -> Callable[[], np.ndarray]:
             return lambda: self.dataset.sample_observations_from_factors(chunk, rng)
@@ -163,6 +205,17 @@ class EvalContext:
         chunk by chunk, in order. When codes are a function of the grid point
         (``reuses_grid_codes``), they come from ``codes_of_grid_points``; otherwise every member
         is rendered and encoded.
+
+        Args:
+            parts: latent factor indices, each (G, M_i, K_all), M = sum_i M_i members per group.
+            rng: the stream nuisance factors (and sampled-representation noise seeds) come from.
+            reduce: float64 codes (g, M, D) -> one row per group (g, ...).
+
+        Returns:
+            (G, ...) the ``reduce`` outputs of all groups, in order.
+
+        Raises:
+            ValueError: no members, or parts with different numbers of groups.
         """
         groups = parts[0].shape[0]
         size = sum(part.shape[1] for part in parts)
@@ -202,6 +255,17 @@ class EvalContext:
         less to render and encode (at the fastest probed chunk's rate) than gathering costs
         (``GATHER_SECONDS_PER_ROW``): a representation that looks its codes up is as cheap as a
         gather. Only for codes that are a function of the grid point (``reuses_grid_codes``).
+
+        Args:
+            index: (N,) int64 flat grid indices, repeats allowed.
+            rng: passed to the dataset's ``observations_at`` (a deterministic dataset draws nothing).
+            multiple: every block but the last has a multiple of this many rows (a group's size).
+
+        Returns:
+            An iterator of float64 code blocks (rows, D) whose concatenation is (N, D).
+
+        Raises:
+            RuntimeError: codes are not a function of the grid point (``reuses_grid_codes`` is False).
         """
         if not self.reuses_grid_codes:
             raise RuntimeError(
@@ -247,7 +311,16 @@ class EvalContext:
             yield np.take(table.codes, rest[start : start + block], axis=0)
 
     def encoded(self, index: np.ndarray, rng: np.random.Generator, rows: int) -> Iterator[np.ndarray]:
-        """Codes of the observations of grid points ``index``, ``rows`` at a time (``prefetched``)."""
+        """Codes of the observations of grid points ``index``, ``rows`` at a time (``prefetched``).
+
+        Args:
+            index: (N,) int64 flat grid indices.
+            rng: passed to the dataset's ``observations_at``.
+            rows: grid points rendered and encoded per block.
+
+        Returns:
+            An iterator of float64 code blocks (<= rows, D), in order.
+        """
         def task(start: int) -> Callable[[], np.ndarray]:
             return lambda: self.dataset.observations_at(index[start : start + rows], rng)
 
@@ -264,6 +337,13 @@ class EvalContext:
         Points come in whole chunks of ``chunk_size``, chunk c drawn from its own stream
         ``points/<role>/<c>``, so the first ``n`` points are the same whatever the total drawn:
         adding a metric that needs more points never changes another metric's sample.
+
+        Args:
+            role: ``"train"`` or ``"test"``.
+            n: how many points.
+
+        Returns:
+            Codes (n, D) float64 and scored factors (n, K) int64.
         """
         chunk = self.protocol.chunk_size
 
@@ -288,6 +368,13 @@ class EvalContext:
         Threads, not processes: the estimators' fitting loops (tree builders, liblinear) release
         the GIL, and threads need no process start-up or copies of the data (which also matters
         inside Ray workers).
+
+        Args:
+            function: applied to every item.
+            items: the inputs.
+
+        Returns:
+            The results, in the order of ``items``.
         """
         items = list(items)
         if self.n_jobs == 1 or len(items) <= 1:
@@ -319,10 +406,24 @@ class GridCodes:
 
     @classmethod
     def empty(cls, grid_size: int, dim: int) -> GridCodes:
+        """A table of ``grid_size`` rows of uninitialised codes, none known.
+
+        Args:
+            grid_size: the number of grid points.
+            dim: the code dimension D.
+
+        Returns:
+            A ``GridCodes`` with float64 codes (grid_size, D) and ``known`` all False.
+        """
         return cls(np.empty((grid_size, dim)), np.zeros(grid_size, dtype=bool))
 
     def add(self, index: np.ndarray, codes: np.ndarray) -> None:
-        """Record the codes (N, D) of grid points ``index`` (N,)."""
+        """Record the codes (N, D) of grid points ``index`` (N,).
+
+        Args:
+            index: (N,) int64 flat grid indices.
+            codes: float64 codes (N, D).
+        """
         self.codes[index] = codes
         self.known[index] = True
 
@@ -341,6 +442,12 @@ def prefetched(tasks: Iterable[Callable[[], T]]) -> Iterator[T]:
     inline, where handing the GIL back and forth between two threads would cost more than the
     overlap saves (and a task timed in the background would include those waits, hence one
     decision from inline timings, the fastest so that one slow start does not decide).
+
+    Args:
+        tasks: callables without arguments, consumed lazily.
+
+    Returns:
+        An iterator of their results, in order.
     """
     tasks = iter(tasks)
     fastest = float("inf")
@@ -364,13 +471,31 @@ def prefetched(tasks: Iterable[Callable[[], T]]) -> Iterator[T]:
 
 
 def require(condition: bool, message: str) -> None:
-    """Raise ``MetricError(message)`` unless ``condition``."""
+    """Raise ``MetricError(message)`` unless ``condition``.
+
+    Args:
+        condition: what must hold.
+        message: what is wrong and how to fix it.
+
+    Raises:
+        MetricError: ``condition`` is false.
+    """
     if not condition:
         raise MetricError(message)
 
 
 def check_classes(labels: np.ndarray, ctx: EvalContext, metric: str, what: str) -> None:
-    """Every scored factor must take at least two values in ``labels`` (N, K) to fit a classifier."""
+    """Every scored factor must take at least two values in ``labels`` (N, K) to fit a classifier.
+
+    Args:
+        labels: (N, K) integer scored factors.
+        ctx: the evaluation (for factor names).
+        metric: the metric's name, for the message.
+        what: what the N rows are, for the message (``"training points"``).
+
+    Raises:
+        MetricError: a factor takes a single value.
+    """
     for k in range(labels.shape[1]):
         require(
             len(np.unique(labels[:, k])) >= 2,
@@ -380,7 +505,15 @@ def check_classes(labels: np.ndarray, ctx: EvalContext, metric: str, what: str) 
 
 
 def factor_name(ctx: EvalContext, k: int) -> str:
-    """Name of scored factor ``k``."""
+    """Name of scored factor ``k``.
+
+    Args:
+        ctx: the evaluation.
+        k: index among the scored factors.
+
+    Returns:
+        The dataset's name of that factor, or ``"factor <column>"`` when it has none.
+    """
     names = list(getattr(ctx.dataset, "factor_names", []))
     column = int(ctx.scored[k])
     return names[column] if column < len(names) else f"factor {column}"

@@ -37,7 +37,17 @@ def _mean_abs_difference(codes: np.ndarray) -> np.ndarray:
 def sample_features(
     ctx: EvalContext, num_points: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``num_points`` (feature (D,), label) pairs: labels index the scored factors."""
+    """``num_points`` (feature (D,), label) pairs: labels index the scored factors.
+
+    Args:
+        ctx: the evaluation (protocol's ``beta_vae.batch_size`` pairs per point).
+        num_points: how many points.
+        rng: the stream labels, factors and nuisance factors are drawn from.
+
+    Returns:
+        (features (num_points, D) float64: mean |z(x^1) - z(x^2)| over the batch,
+        labels (num_points,) int64 in [0, K)).
+    """
     batch = ctx.protocol.beta_vae.batch_size
     labels = rng.integers(0, ctx.num_factors, size=num_points)
     first = ctx.sample_latent(num_points * batch, rng).reshape(num_points, batch, -1)
@@ -49,6 +59,17 @@ def sample_features(
 
 
 def compute(ctx: EvalContext) -> dict[str, float]:
+    """Train a logistic regression to predict the fixed factor from the BetaVAE features.
+
+    Args:
+        ctx: the evaluation.
+
+    Returns:
+        ``train_accuracy`` and ``eval_accuracy``, each in [0, 1].
+
+    Raises:
+        MetricError: fewer than two scored factors, or a single training label.
+    """
     settings = ctx.protocol.beta_vae
     require(ctx.num_factors >= 2, f"the BetaVAE score needs two scored factors, got {ctx.num_factors}")
     rng = ctx.rng("beta_vae")

@@ -40,7 +40,19 @@ def _local_variance(codes: np.ndarray) -> np.ndarray:
 def sample_votes(
     ctx: EvalContext, num_votes: int, rng: np.random.Generator, global_var: np.ndarray, active: np.ndarray
 ) -> np.ndarray:
-    """Vote counts (K, D) of ``num_votes`` fixed-factor batches."""
+    """Vote counts (K, D) of ``num_votes`` fixed-factor batches.
+
+    Args:
+        ctx: the evaluation (protocol's ``factor_vae.batch_size`` observations per batch).
+        num_votes: how many batches.
+        rng: the stream labels, factors and nuisance factors are drawn from.
+        global_var: (D,) global variance of each code dimension (ddof 1).
+        active: (D,) bool, the dimensions that may receive a vote (at least one True).
+
+    Returns:
+        (K, D) int64: votes[k, j] counts batches with factor k fixed that voted for dimension j
+        (j the position among the active dimensions under ``index_quirk``).
+    """
     batch = ctx.protocol.factor_vae.batch_size
     labels = rng.integers(0, ctx.num_factors, size=num_votes)
     factors = ctx.sample_latent(num_votes * batch, rng).reshape(num_votes, batch, -1)
@@ -60,6 +72,15 @@ def _accuracy(votes: np.ndarray, classifier: np.ndarray) -> float:
 
 
 def compute(ctx: EvalContext) -> dict[str, float]:
+    """Majority-vote classifier from code dimensions to factors, and its accuracies.
+
+    Args:
+        ctx: the evaluation; its shared ``train`` points give the global variances.
+
+    Returns:
+        ``train_accuracy`` and ``eval_accuracy`` in [0, 1] (0 with no active dimension) and
+        ``num_active_dims``.
+    """
     settings = ctx.protocol.factor_vae
     codes = ctx.points("train", settings.num_variance_estimate).codes
     global_var = codes.var(axis=0, ddof=1)

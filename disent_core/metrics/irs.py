@@ -26,7 +26,16 @@ from disent_core.metrics.sampling import histogram_discretize
 
 
 def irs_score(factors: np.ndarray, codes: np.ndarray, diff_quantile: float) -> float:
-    """IRS of discretised factors (N, K) and non-constant codes (N, D)."""
+    """IRS of discretised factors (N, K) and non-constant codes (N, D).
+
+    Args:
+        factors: (N, K) integer discretised factors.
+        codes: (N, D) float codes, no constant column.
+        diff_quantile: the quantile q of the within-group deviations, in [0, 1].
+
+    Returns:
+        IRS, at most 1 (1: every code dimension is robust to the other factors).
+    """
     max_dev = np.max(np.abs(codes - codes.mean(axis=0)), axis=0)
     dev = np.zeros((codes.shape[1], factors.shape[1]))
     for k in range(factors.shape[1]):
@@ -42,6 +51,14 @@ def irs_score(factors: np.ndarray, codes: np.ndarray, diff_quantile: float) -> f
 
 
 def compute(ctx: EvalContext) -> dict[str, float]:
+    """IRS on the shared ``train`` points, constant code dimensions dropped.
+
+    Args:
+        ctx: the evaluation.
+
+    Returns:
+        ``IRS`` (0 when every code dimension is constant) and ``num_active_dims``.
+    """
     settings = ctx.protocol.irs
     points = ctx.points("train", settings.num_train)
     active = points.codes.var(axis=0) > 0

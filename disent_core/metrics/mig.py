@@ -23,7 +23,19 @@ from disent_core.metrics.sampling import discrete_entropy, discrete_mutual_info,
 
 
 def mig_from_codes(codes: np.ndarray, factors: np.ndarray, num_bins: int) -> float:
-    """MIG of codes (N, D) and integer factors (N, K)."""
+    """MIG of codes (N, D) and integer factors (N, K).
+
+    Args:
+        codes: (N, D) float codes, D >= 2; discretised into ``num_bins`` equal-width bins.
+        factors: (N, K) integer factors.
+        num_bins: histogram bins per code dimension.
+
+    Returns:
+        MIG in [0, 1].
+
+    Raises:
+        MetricError: fewer than two code dimensions, or a factor with a single value.
+    """
     require(codes.shape[1] >= 2, f"MIG needs at least two code dimensions, got {codes.shape[1]}")
     mi = discrete_mutual_info(histogram_discretize(codes, num_bins), factors)
     entropy = discrete_entropy(factors)
@@ -33,6 +45,17 @@ def mig_from_codes(codes: np.ndarray, factors: np.ndarray, num_bins: int) -> flo
 
 
 def compute(ctx: EvalContext) -> dict[str, float]:
+    """MIG on the shared ``train`` points.
+
+    Args:
+        ctx: the evaluation.
+
+    Returns:
+        ``discrete_mig`` in [0, 1].
+
+    Raises:
+        MetricError: as ``mig_from_codes``.
+    """
     settings = ctx.protocol.mig
     points = ctx.points("train", settings.num_train)
     return {"discrete_mig": mig_from_codes(points.codes, points.factors, ctx.protocol.discretizer.num_bins)}

@@ -30,7 +30,14 @@ from disent_core.metrics.sampling import discrete_mutual_info, histogram_discret
 
 
 def modularity(mutual_information: np.ndarray) -> float:
-    """Modularity of an MI matrix (codes, factors), dlib's formula."""
+    """Modularity of an MI matrix (codes, factors), dlib's formula.
+
+    Args:
+        mutual_information: (D, K) MI (nats, >= 0) between code j and factor k, K >= 2.
+
+    Returns:
+        Modularity in [0, 1].
+    """
     squared = np.square(mutual_information)
     top = squared.max(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -55,6 +62,19 @@ def _explicitness(args: tuple) -> tuple[float, float]:
 
 
 def compute(ctx: EvalContext) -> dict[str, float]:
+    """Modularity on the shared ``train`` points, explicitness fitted on ``train``, tested on ``test``.
+
+    Args:
+        ctx: the evaluation.
+
+    Returns:
+        ``modularity_score``, ``explicitness_score_train`` and ``explicitness_score_test`` (mean
+        ROC-AUC), each in [0, 1].
+
+    Raises:
+        MetricError: fewer than two scored factors, or a factor or evaluated label set with a
+            single class.
+    """
     settings = ctx.protocol.modularity
     train = ctx.points("train", settings.num_train)
     test = ctx.points("test", settings.num_test)

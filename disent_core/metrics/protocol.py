@@ -190,8 +190,17 @@ class Protocol(_Settings):
         """A copy with dotted-path settings changed (``{"dci.num_train": 1000}``).
 
         The copy is named ``name`` or ``<this name>+<path>=<value>,...`` and is marked not
-        comparable (unless ``comparable`` itself is set); invalid paths or values raise
-        ``ConfigError`` naming them.
+        comparable (unless ``comparable`` itself is set).
+
+        Args:
+            changes: {dotted setting path: new value}.
+            name: the copy's name (default: derived from the changes).
+
+        Returns:
+            The validated copy.
+
+        Raises:
+            ConfigError: an unknown path or an invalid value, named in the message.
         """
         data = self.model_dump()
         for path, value in changes.items():
@@ -223,6 +232,15 @@ class Protocol(_Settings):
         ``num_variance_estimate``, ``num_points``. For example ``with_sizes(num_train=1000,
         num_test=500)`` shrinks every train and test set; the name becomes
         ``<name>+num_test=500,num_train=1000`` and the protocol is marked not comparable.
+
+        Args:
+            **sizes: {size key: new value} for the keys above.
+
+        Returns:
+            The validated copy.
+
+        Raises:
+            ConfigError: an unknown size key or an invalid value.
         """
         changes: dict[str, Any] = {}
         sections = {k: v for k, v in self.model_dump().items() if isinstance(v, dict)}
@@ -274,7 +292,17 @@ PROTOCOLS: Registry[Protocol] = Registry(
 
 
 def get_protocol(protocol: str | Protocol) -> Protocol:
-    """The built-in protocol named ``protocol`` (a ``Protocol`` is returned unchanged)."""
+    """The built-in protocol named ``protocol`` (a ``Protocol`` is returned unchanged).
+
+    Args:
+        protocol: ``"dlib2019"``, ``"corrected"``, ``"fast"``, or a ``Protocol``.
+
+    Returns:
+        The protocol.
+
+    Raises:
+        UnknownNameError: an unknown name.
+    """
     if isinstance(protocol, Protocol):
         return protocol
     return PROTOCOLS[protocol]

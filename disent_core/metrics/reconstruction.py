@@ -25,6 +25,19 @@ from disent_core.metrics.base import EvalContext, MetricSpec, require
 
 
 def compute(ctx: EvalContext) -> dict[str, float]:
+    """Held-out reconstruction error, KL and active latents of ``ctx.autoencoder``.
+
+    Args:
+        ctx: the evaluation; its ``autoencoder`` decodes the posterior means of ``num_points`` fresh
+            observations.
+
+    Returns:
+        ``reconstruction_error`` (the model's loss per image, nats for Bernoulli), ``kl`` (nats,
+        summed over dimensions) and ``num_active_latents``.
+
+    Raises:
+        MetricError: the representation is not an ``Autoencoder`` module.
+    """
     settings = ctx.protocol.reconstruction
     model = ctx.autoencoder
     require(model is not None and supports(model), f"reconstruction needs {SPEC.requirement}")
@@ -55,7 +68,14 @@ def compute(ctx: EvalContext) -> dict[str, float]:
 
 
 def supports(representation: object) -> bool:
-    """True for an ``Autoencoder`` module (a posterior, a reconstruction loss and parameters)."""
+    """True for an ``Autoencoder`` module (a posterior, a reconstruction loss and parameters).
+
+    Args:
+        representation: what ``evaluate`` was given.
+
+    Returns:
+        Whether the reconstruction metric can score it.
+    """
     return isinstance(representation, Autoencoder) and isinstance(representation, torch.nn.Module)
 
 

@@ -21,12 +21,34 @@ import numpy as np
 
 
 def stream_rng(seed: int, name: str) -> np.random.Generator:
-    """The random stream ``name`` of evaluation seed ``seed``."""
+    """The random stream ``name`` of evaluation seed ``seed``.
+
+    Args:
+        seed: the evaluation seed, a non-negative integer.
+        name: the stream's name.
+
+    Returns:
+        ``Generator(PCG64(SeedSequence(seed, spawn_key=(crc32(name),))))``, fresh on every call.
+
+    Raises:
+        ValueError: ``seed`` is not a non-negative integer.
+    """
     return np.random.Generator(np.random.PCG64(_seed_sequence(seed, name)))
 
 
 def stream_seed(seed: int, name: str) -> int:
-    """An integer seed (0 <= s < 2**31) for an estimator's ``random_state``, from stream ``name``."""
+    """An integer seed (0 <= s < 2**31) for an estimator's ``random_state``, from stream ``name``.
+
+    Args:
+        seed: the evaluation seed, a non-negative integer.
+        name: the stream's name.
+
+    Returns:
+        An integer in [0, 2**31).
+
+    Raises:
+        ValueError: ``seed`` is not a non-negative integer.
+    """
     return int(_seed_sequence(seed, name).generate_state(1, np.uint32)[0] >> 1)
 
 
@@ -54,7 +76,15 @@ def _seed_sequence(seed: int, name: str) -> np.random.SeedSequence:
 
 
 def histogram_discretize(values: np.ndarray, num_bins: int) -> np.ndarray:
-    """dlib's histogram discretiser on columns: (N, D) floats -> (N, D) int64 bins in 1..num_bins."""
+    """dlib's histogram discretiser on columns: (N, D) floats -> (N, D) int64 bins in 1..num_bins.
+
+    Args:
+        values: (N, D) floats; each column is binned over its own min..max.
+        num_bins: equal-width bins per column.
+
+    Returns:
+        (N, D) int64 bin labels in 1..num_bins.
+    """
     values = np.asarray(values, dtype=np.float64)
     out = np.empty(values.shape, dtype=np.int64)
     for d in range(values.shape[1]):
@@ -80,6 +110,13 @@ def discrete_mutual_info(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     Same formula and rounding guard as ``sklearn.metrics.mutual_info_score``: a sum over the
     non-zero cells of the contingency table, elementwise terms below machine epsilon set to 0,
     the total clipped at 0; a column with a single label has MI 0 with everything.
+
+    Args:
+        a: (N, Da) discrete labels (any sortable values).
+        b: (N, Db) discrete labels.
+
+    Returns:
+        (Da, Db) float64 MI in nats, >= 0 (all 0 when N = 0).
     """
     a_dense, a_sizes = _dense_labels(a)
     b_dense, b_sizes = _dense_labels(b)
@@ -113,7 +150,14 @@ def discrete_mutual_info(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def discrete_entropy(labels: np.ndarray) -> np.ndarray:
-    """Entropy (nats) of every column of ``labels`` (N, K), as dlib computes it: MI with itself."""
+    """Entropy (nats) of every column of ``labels`` (N, K), as dlib computes it: MI with itself.
+
+    Args:
+        labels: (N, K) discrete labels.
+
+    Returns:
+        (K,) float64 entropies in nats, >= 0.
+    """
     dense, _ = _dense_labels(labels)
     out = np.empty(dense.shape[1])
     for j in range(dense.shape[1]):

@@ -33,13 +33,28 @@ from disent_core.metrics.protocol import Protocol
 
 
 def avg_diff_top_two(matrix: np.ndarray) -> float:
-    """Mean over columns of (largest - second largest) entry."""
+    """Mean over columns of (largest - second largest) entry.
+
+    Args:
+        matrix: (D, K) scores, D >= 2.
+
+    Returns:
+        The mean gap over the K columns, >= 0.
+    """
     ordered = np.sort(matrix, axis=0)
     return float(np.mean(ordered[-1] - ordered[-2]))
 
 
 def continuous_score_matrix(codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
-    """Squared correlations (D, K), 0 for (near-)constant codes, dlib's continuous mode."""
+    """Squared correlations (D, K), 0 for (near-)constant codes, dlib's continuous mode.
+
+    Args:
+        codes: (N, D) float codes.
+        factors: (N, K) float factors.
+
+    Returns:
+        (D, K) float64 squared correlations in [0, 1] (0 where Var z_j <= 1e-12).
+    """
     z = codes - codes.mean(axis=0)
     v = factors - factors.mean(axis=0)
     n = len(codes) - 1
@@ -79,7 +94,15 @@ class OneVsRest:
 
     @classmethod
     def of(cls, labels: np.ndarray, c: float) -> OneVsRest:
-        """The problems of integer labels (N, K) with the SVM cost ``c``."""
+        """The problems of integer labels (N, K) with the SVM cost ``c``.
+
+        Args:
+            labels: (N, K) integer training labels.
+            c: LinearSVC's C (> 0).
+
+        Returns:
+            The problems of all K factors, classes numbered across factors.
+        """
         n = len(labels)
         classes, ids, sizes, positive, cost_pos, cost_neg, problems = [], [], [], [], [], [], []
         offset = first = 0
@@ -113,7 +136,17 @@ class OneVsRest:
 
     def predict(self, k: int, weight: np.ndarray, intercept: np.ndarray, x: np.ndarray) -> np.ndarray:
         """LinearSVC's prediction for factor ``k``: the sign of its one decision value for two
-        classes, else the class with the largest decision value (the first on ties)."""
+        classes, else the class with the largest decision value (the first on ties).
+
+        Args:
+            k: the factor.
+            weight: (P,) weights of every problem (``linear_svc_1d``).
+            intercept: (P,) intercepts of every problem.
+            x: (N,) values of the one code dimension.
+
+        Returns:
+            (N,) predicted labels of factor ``k``, from its training classes.
+        """
         index = self.problems[k]
         w, b = weight[index], intercept[index]
         if len(self.classes[k]) == 2:
@@ -172,6 +205,15 @@ def linear_svc_1d(
     and iterations stop early when the gradient is below ``gradient_tol`` (the objective is
     1-strongly convex, so (w, b) is then within ``gradient_tol`` of the optimum) or the objective
     no longer decreases in float64.
+
+    Args:
+        x: (N,) float training values of one code dimension.
+        problems: the P binary problems of the training labels (``OneVsRest.of``).
+        max_iter: the most Newton iterations.
+        gradient_tol: the gradient norm (max over w, b) at which a problem counts as solved.
+
+    Returns:
+        (weights (P,), intercepts (P,)), float64.
     """
     sums = _SortedSums(x, problems.class_ids)
     positive, cp, cn = problems.positive, problems.cost_pos, problems.cost_neg
@@ -242,7 +284,18 @@ def linear_svc_1d(
 def discrete_score_matrix(
     c: float, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
 ) -> np.ndarray:
-    """Test accuracies (D, K) of LinearSVC(C=c, class_weight="balanced") per code and factor."""
+    """Test accuracies (D, K) of LinearSVC(C=c, class_weight="balanced") per code and factor.
+
+    Args:
+        c: LinearSVC's C (> 0).
+        x_train: (N, D) float training codes.
+        y_train: (N, K) integer training factors.
+        x_test: (M, D) float test codes.
+        y_test: (M, K) integer test factors.
+
+    Returns:
+        (D, K) float64 accuracies in [0, 1].
+    """
     problems = OneVsRest.of(y_train, c)
     out = np.empty((x_train.shape[1], y_train.shape[1]))
     for j in range(x_train.shape[1]):
@@ -253,6 +306,17 @@ def discrete_score_matrix(
 
 
 def compute(ctx: EvalContext) -> dict[str, float]:
+    """SAP on the shared points: discrete (train/test SVMs) or continuous (squared correlations).
+
+    Args:
+        ctx: the evaluation.
+
+    Returns:
+        ``SAP_score`` in [0, 1].
+
+    Raises:
+        MetricError: fewer than two code dimensions, or (discrete) a factor with a single class.
+    """
     settings = ctx.protocol.sap
     train = ctx.points("train", settings.num_train)
     require(train.codes.shape[1] >= 2, f"SAP needs at least two code dimensions, got {train.codes.shape[1]}")

@@ -26,7 +26,15 @@ from disent_core.metrics.sampling import discrete_mutual_info, histogram_discret
 
 
 def gaussian_total_correlation(cov: np.ndarray) -> float:
-    """KL between N(0, cov) and the product of its marginals, over the non-constant dimensions."""
+    """KL between N(0, cov) and the product of its marginals, over the non-constant dimensions.
+
+    Args:
+        cov: (D, D) covariance matrix of the codes.
+
+    Returns:
+        Total correlation in nats, >= 0 (0 when every dimension is constant, inf when the
+        non-constant ones are linearly dependent).
+    """
     active = np.diag(cov) > 0
     if not active.any():
         return 0.0
@@ -42,6 +50,12 @@ def gaussian_wasserstein_correlation(cov: np.ndarray) -> float:
 
     tr sqrtm(diag(C) C) is computed as the sum of the square roots of the eigenvalues of the
     similar symmetric matrix diag(C)^1/2 C diag(C)^1/2 (exact; no warning on singular C).
+
+    Args:
+        cov: (D, D) covariance matrix C of the codes.
+
+    Returns:
+        2 tr(C) - 2 tr sqrtm(diag(C) C), in squared code units, >= 0 up to rounding.
     """
     root_diag = np.sqrt(np.diag(cov))
     eigenvalues = np.linalg.eigvalsh(root_diag[:, None] * cov * root_diag[None, :])
@@ -49,7 +63,15 @@ def gaussian_wasserstein_correlation(cov: np.ndarray) -> float:
 
 
 def mean_pairwise_mutual_info(codes: np.ndarray, num_bins: int) -> float:
-    """Mean discrete MI between distinct code dimensions (0 for a single dimension)."""
+    """Mean discrete MI between distinct code dimensions (0 for a single dimension).
+
+    Args:
+        codes: (N, D) float codes; each dimension binned into ``num_bins`` bins.
+        num_bins: histogram bins per dimension.
+
+    Returns:
+        The mean MI over ordered pairs j != l, in nats, >= 0.
+    """
     dims = codes.shape[1]
     if dims < 2:
         return 0.0
@@ -60,6 +82,15 @@ def mean_pairwise_mutual_info(codes: np.ndarray, num_bins: int) -> float:
 
 
 def compute(ctx: EvalContext) -> dict[str, float]:
+    """The four unsupervised scores of the shared ``train`` codes (covariance with ddof 1).
+
+    Args:
+        ctx: the evaluation.
+
+    Returns:
+        ``gaussian_total_correlation`` (nats), ``gaussian_wasserstein_correlation``,
+        ``gaussian_wasserstein_correlation_norm`` (divided by tr C) and ``mutual_info_score`` (nats).
+    """
     codes = ctx.points("train", ctx.protocol.unsupervised.num_train).codes
     cov = np.atleast_2d(np.cov(codes, rowvar=False))
     trace = float(np.trace(cov))

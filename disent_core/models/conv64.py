@@ -76,6 +76,14 @@ class ConvEncoder(nn.Module):
         self.latent_dim = latent_dim
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Gaussian posterior's parameters of a batch of images.
+
+        Args:
+            x: images (N, C, 64, 64), float (observations in [0, 1]).
+
+        Returns:
+            (mean, logvar), each (N, latent_dim).
+        """
         h = self.features(x)
         return self.mean(h), self.logvar(h)
 
@@ -109,4 +117,12 @@ class DeconvDecoder(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """The logits of p(x|z) of a batch of codes.
+
+        Args:
+            z: codes (N, latent_dim).
+
+        Returns:
+            Logits (N, C, 64, 64) (sigmoid gives images in [0, 1]).
+        """
         return self.deconv(self.dense(z))

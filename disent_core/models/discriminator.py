@@ -24,4 +24,12 @@ class FactorDiscriminator(nn.Module):
         self.net = nn.Sequential(*blocks)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """The two logits of each code: index 0 "from q(z)", index 1 "permuted".
+
+        Args:
+            z: codes (N, latent_dim).
+
+        Returns:
+            Logits (N, 2).
+        """
         return self.net(z)

@@ -36,6 +36,14 @@ class DCGANGenerator(nn.Module):
         )
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        """The image logits of a batch of codes (BatchNorm: batch statistics in training mode).
+
+        Args:
+            codes: codes (N, latent_dim).
+
+        Returns:
+            Logits (N, C, 64, 64) (sigmoid gives images in [0, 1]).
+        """
         return self.net(codes)
 
 
@@ -58,4 +66,12 @@ class ConvNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The head's output of a batch of images.
+
+        Args:
+            x: images (N, C, 64, 64), float.
+
+        Returns:
+            (N, out_features) float tensor.
+        """
         return self.net(x)
