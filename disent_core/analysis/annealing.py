@@ -1,64 +1,26 @@
-"""DEFT's annealing test and the information freezing point (IFP) (Wu et al., "DEFT", Machine
-Learning 2022; the authors' code, github.com/erow/disentanglement_lib).
+"""DEFT's annealing test and the information freezing point (IFP) (Wu, Wang, Yang, Li, Liu, Zhou,
+"DEFT: Distilling Entangled Factors by Preventing Information Diffusion", Machine Learning 111(6),
+2022; the authors' code, github.com/erow/disentanglement_lib).
 
-For each ground-truth factor k a VAE is trained on one-factor data while beta is lowered; the IFP
-is the largest beta at which the KL has left zero, i.e. at which the VAE starts to store
-information about k:
+For each ground-truth factor k a VAE is trained on one-factor data (factor k sweeps its values,
+the others stay at a reference vector f* drawn per seed) while beta decays (``linear``: the
+authors' 2021 schedule; ``exponential``: their 2022 one); the IFP is the largest beta at which the
+KL has left zero, i.e. at which the VAE starts to store information about k:
 
     loss(t) = R(x) + beta(t) * sum_d KL_d
     IFP     = beta(t*),  t* = min{ t > t0 : KL~_t > epsilon },  t0 = min{ t : KL~_t <= epsilon }
 
-with epsilon = 0.1 nat (``experiments/threshold.py`` @b99a30f: "there exists a threshold such that
-when beta > threshold, KL < 0.1"). KL~ is the total KL smoothed over beta [INFERRED, ours]: a
-running median over the steps centred on t whose betas lie within a factor e^w of beta(t),
+with epsilon = 0.1 nat, the authors' threshold. Deviations (ours, each a parameter):
+- KL~ is the total KL smoothed by a running median over the steps centred on t whose betas lie
+  within a factor e^w of beta(t) (``window`` w = 0.05; 0 reads the raw KL), and log IFP is
+  interpolated linearly between steps t* - 1 and t*;
+- a run whose smoothed KL never gets to epsilon, or never rises above it again, has no IFP (NaN);
+- the exponential preset's Adam lr 1e-4;
+- ``propose_beta_pieces`` puts one DEFT beta in each gap between IFP clusters (the sources give no rule).
 
-    KL~_t = median{ KL_j : |j - t| <= h_t },
-    h_t   = clip(min(#{j < t : log beta_j <= log beta_t + w}, #{j > t : log beta_j >= log beta_t - w}),
-                 3, 100),
-
-w = 0.05, the window cut to the first / last seven steps at the ends of a run; and beta(t*) is
-refined by linear interpolation in log beta between the steps t* - 1 and t*:
-
-    log IFP = log beta_{t*-1} + (epsilon - KL~_{t*-1}) / (KL~_{t*} - KL~_{t*-1})
-                                * (log beta_{t*} - log beta_{t*-1}).
-
-Why this readout: the window is centred, and the median of a monotone sequence over a window
-centred on t is its value at t, so a KL that rises monotonically as beta falls is read without
-lag, whatever the run length (a causal EMA over steps lags by a fixed number of steps, that is by a
-beta range that grows as runs get shorter); the window's width is set in log beta, so it covers
-the same relative beta range in a 200-step run as in a 70,000-step one (at least 3 steps and, to
-bound the cost, at most 100 steps each side); a median over seven or more steps ignores a
-single-batch spike and any bump of up to three consecutive batches above epsilon (such as an
-optimiser's transient early in a short run with a large learning rate); and the interpolation
-removes the quantisation by one step's decay of beta, 6.5 % at beta 10 in a 200-step exponential
-run.
-
-[CONFIRMED-CODE] parts:
-
-- one-factor data (``RandomAction``): a reference factor vector f* is drawn uniformly; the data are
-  the n_k images in which factor k sweeps its values and every other factor stays at f* (nuisance
-  factors are drawn per image, as everywhere in this library); different seeds draw different f*,
-  and the spread of IFPs over seeds is factor k's IFP distribution;
-- the model: the standard conv VAE with Bernoulli reconstruction;
-- ``linear`` (2021, ``bin/dlib_ICP`` @dc8e2fe): beta(t) = max((1 - t/T) * beta_start, beta_end),
-  beta_start 80, T = steps = 70,000, d = 10, batch 256, Adam lr 5e-4;
-- ``exponential`` (2022, ``examples/IFP.py`` @c875207): beta(t) = beta_start * exp(-gamma * t/S)
-  + beta_end, beta_start 70, gamma 15, S = steps = 8000, d = 1, batch 64, early stop once the
-  reconstruction loss is below 1 nat.
-
-[INFERRED] parts, each a parameter: the readout's smoothing and interpolation above (``window`` w,
-0 reads the raw per-step KL; ``MIN_HALF_WINDOW``, ``MAX_HALF_WINDOW``), the readout on the total
-KL, the requirement that the smoothed KL has first been at or below epsilon (a randomly
-initialised encoder can start above it; a run that never gets there, or never rises again, has no
-IFP and reports NaN), the exponential schedule's Adam lr 1e-4 (the 2022 code era's default), the
-early-stop test on each step's batch, and uniform batches drawn with replacement from the n_k
-images.
-
-``propose_beta_pieces`` turns IFP distributions into DEFT's piecewise beta [UNKNOWN in the
-sources; this rule is INFERRED]: factors whose IFP ranges overlap (or lie within ``min_ratio`` of
-each other) form a cluster; clusters are ordered from high to low IFP, and one beta is placed at
-the geometric mean of the gap between consecutive clusters, so that in stage s only factors with
-IFP > beta_s can enter the code; the last piece is ``final_beta``.
+docs/methods.md ("The annealing test and information freezing points") gives the readout's
+formulas and why it reads so, the presets and what is confirmed or inferred; docs/provenance.md
+("Annealing test and IFP") the sources.
 """
 
 from __future__ import annotations
@@ -85,7 +47,11 @@ AnnealSchedule = Literal["linear", "exponential"]
 
 
 class AnnealingConfig(BaseModel):
-    """Settings of one annealing run; ``preset`` gives the authors' settings per schedule."""
+    """Settings of one annealing run; ``preset`` gives the authors' settings per schedule.
+
+    Each field's ``description`` says what it sets; the defaults are the 2022 ``exponential``
+    preset.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     schedule: AnnealSchedule = "exponential"
@@ -104,7 +70,18 @@ class AnnealingConfig(BaseModel):
 
     @classmethod
     def preset(cls, schedule: AnnealSchedule, **overrides: object) -> AnnealingConfig:
-        """The authors' settings: 2021 ``linear`` or 2022 ``exponential``, then ``overrides``."""
+        """The authors' settings of one schedule.
+
+        Args:
+            schedule: 2021 ``linear`` or 2022 ``exponential``.
+            **overrides: fields that replace the preset's.
+
+        Returns:
+            The preset with ``overrides`` applied.
+
+        Raises:
+            ConfigError: an unknown schedule.
+        """
         if schedule == "linear":
             base: dict[str, object] = {
                 "schedule": "linear", "steps": 70_000, "beta_start": 80.0, "latent_dim": 10,
@@ -117,7 +94,14 @@ class AnnealingConfig(BaseModel):
         return cls(**{**base, **overrides})
 
     def beta(self, step: int | np.ndarray) -> float | np.ndarray:
-        """beta(t) of the configured schedule."""
+        """beta(t) of the configured schedule.
+
+        Args:
+            step: t, one step or an array of steps.
+
+        Returns:
+            beta(t): a float for one step, else an array of the steps' shape.
+        """
         t = np.asarray(step, dtype=np.float64)
         if self.schedule == "linear":
             value = np.maximum((1.0 - t / self.steps) * self.beta_start, self.beta_end)
@@ -137,8 +121,8 @@ MAX_HALF_WINDOW = 100
 def smooth_over_beta(betas: np.ndarray, values: np.ndarray, window: float = 0.05) -> np.ndarray:
     """Running median of ``values`` over the steps centred on t whose betas lie within a factor
     e^window of beta_t, at least ``MIN_HALF_WINDOW`` and at most ``MAX_HALF_WINDOW`` steps on each
-    side, cut to the first / last steps at the ends (see the module docstring); ``window`` 0
-    returns the values unchanged.
+    side, cut to the first / last steps at the ends (docs/methods.md, "The annealing test and
+    information freezing points"); ``window`` 0 returns the values unchanged.
 
     Args:
         betas: (T,) beta of each step, positive and non-increasing.
@@ -147,6 +131,10 @@ def smooth_over_beta(betas: np.ndarray, values: np.ndarray, window: float = 0.05
 
     Returns:
         (T,) the smoothed values.
+
+    Raises:
+        ValueError: betas and values not of one shape (T,), a negative window, or betas not
+            positive and non-increasing.
     """
     betas, values = np.asarray(betas, dtype=np.float64), np.asarray(values, dtype=np.float64)
     if betas.shape != values.shape or values.ndim != 1:
@@ -212,6 +200,9 @@ def freezing_index(
 
     Returns:
         t*, or None when the smoothed KL never reaches epsilon or never exceeds it afterwards.
+
+    Raises:
+        ValueError: betas and KL of different lengths or shapes (``smooth_over_beta``).
     """
     _, kl = _smoothed_total(betas, kl_per_dim, window)
     return _crossing(kl, epsilon)
@@ -231,6 +222,9 @@ def ifp_from_curve(
 
     Returns:
         The IFP, or NaN when the run has none.
+
+    Raises:
+        ValueError: betas and KL of different lengths or shapes (``smooth_over_beta``).
     """
     betas, kl = _smoothed_total(betas, kl_per_dim, window)
     index = _crossing(kl, epsilon)
@@ -243,7 +237,18 @@ def ifp_from_curve(
 # --- one-factor data ----------------------------------------------------------------------------------
 class OneFactorData:
     """Batches of the n_k images in which latent factor ``factor`` sweeps and the others stay at
-    ``reference``; drawn uniformly with replacement. Deterministic datasets are rendered once."""
+    ``reference``; drawn uniformly with replacement. Deterministic datasets are rendered once.
+
+    Args:
+        dataset: the ground-truth dataset.
+        factor: index of the swept latent factor.
+        reference: f*, one value index per factor (the swept factor's is ignored).
+        rng: draws the batches (and any nuisance factors).
+        device: where the images live.
+
+    Raises:
+        ConfigError: a factor index out of range.
+    """
 
     def __init__(
         self,
@@ -269,7 +274,14 @@ class OneFactorData:
         return len(self.factors)
 
     def batch(self, n: int) -> torch.Tensor:
-        """``n`` float images (n, C, H, W) in [0, 1]."""
+        """Draw a batch uniformly with replacement from the n_k images.
+
+        Args:
+            n: batch size.
+
+        Returns:
+            ``n`` float images (n, C, H, W) in [0, 1].
+        """
         index = self.rng.integers(0, len(self.factors), size=n)
         if self.images is not None:
             return self.images[torch.from_numpy(index).to(self.device)]
@@ -279,7 +291,19 @@ class OneFactorData:
 # --- runs ----------------------------------------------------------------------------------------------
 @dataclass
 class AnnealingRun:
-    """One annealing run: factor ``factor`` with reference f* drawn from ``seed``."""
+    """One annealing run: factor ``factor`` with reference f* drawn from ``seed``.
+
+    Attributes:
+        factor: index of the swept latent factor.
+        factor_name: its name.
+        seed: the run's seed.
+        reference: the first factor vector of the one-factor data (f* with factor k at its first value).
+        betas: (T,) beta of each step run.
+        kl_per_dim: (T, d) KL of each step and dimension.
+        recon: (T,) reconstruction loss of each step's batch.
+        ifp: the IFP, NaN when the run has none.
+        stopped_early: whether the reconstruction fell below ``early_stop_recon``.
+    """
 
     factor: int
     factor_name: str
@@ -293,7 +317,15 @@ class AnnealingRun:
 
 
 def reference_vector(dataset: GroundTruthDataset, seed: int) -> np.ndarray:
-    """f* of ``seed``: one uniform latent factor vector (the same for every factor of a seed)."""
+    """f* of ``seed``: one uniform latent factor vector (the same for every factor of a seed).
+
+    Args:
+        dataset: the ground-truth dataset.
+        seed: the run's seed.
+
+    Returns:
+        (num_factors,) value indices.
+    """
     rng = np.random.default_rng(seed)
     return randint(rng, np.asarray(dataset.factors_num_values), (dataset.num_factors,))
 
@@ -305,7 +337,22 @@ def run_annealing(
     config: AnnealingConfig | None = None,
     device: torch.device | str = "cpu",
 ) -> AnnealingRun:
-    """Train a VAE on factor ``factor``'s one-factor data while beta decays; read out the IFP."""
+    """Train a VAE on factor ``factor``'s one-factor data while beta decays; read out the IFP.
+
+    Args:
+        dataset: the ground-truth dataset.
+        factor: index of the swept latent factor.
+        seed: draws f*, the initial weights, the batches and the posterior samples.
+        config: the run's settings (default ``AnnealingConfig()``, the 2022 preset).
+        device: where the model trains.
+
+    Returns:
+        The run's per-step record and its IFP.
+
+    Raises:
+        ConfigError: a factor index out of range.
+        Diverged: the loss became non-finite.
+    """
     config = config or AnnealingConfig()
     device = torch.device(device)
     data = OneFactorData(
@@ -359,20 +406,34 @@ def run_annealing(
 
 @dataclass
 class AnnealingResult:
-    """Every run of an annealing test, and the IFP distribution per factor."""
+    """Every run of an annealing test, and the IFP distribution per factor.
+
+    Attributes:
+        config: the settings every run used.
+        runs: the runs, in the order they ran.
+    """
 
     config: AnnealingConfig
     runs: list[AnnealingRun] = field(default_factory=list)
 
     def ifps(self) -> dict[str, np.ndarray]:
-        """Factor name -> IFPs over seeds (NaN where a run had none), in run order."""
+        """The IFP distribution of each factor.
+
+        Returns:
+            Factor name -> IFPs over seeds (NaN where a run had none), in run order.
+        """
         out: dict[str, list[float]] = {}
         for run in self.runs:
             out.setdefault(run.factor_name, []).append(run.ifp)
         return {name: np.asarray(values) for name, values in out.items()}
 
     def table(self) -> list[dict[str, float | int | str]]:
-        """One row per factor: runs, runs with an IFP, mean, std, min, median, max."""
+        """The per-factor IFP table.
+
+        Returns:
+            One row per factor: ``factor``, ``runs``, ``frozen`` (runs with an IFP), and the
+            ``mean``, ``std``, ``min``, ``median``, ``max`` of its IFPs (NaN without any).
+        """
         rows = []
         for name, values in self.ifps().items():
             finite = values[np.isfinite(values)]
@@ -394,7 +455,23 @@ def annealing_test(
     device: torch.device | str = "cpu",
     on_run: Callable[[AnnealingRun], None] | None = None,
 ) -> AnnealingResult:
-    """Run the annealing test for every factor (or ``factors``) and seed."""
+    """Run the annealing test for every factor (or ``factors``) and seed.
+
+    Args:
+        dataset: the ground-truth dataset.
+        seeds: one run per seed and factor.
+        config: the runs' settings (default ``AnnealingConfig()``, the 2022 preset).
+        factors: indices of the factors to test (default: all latent factors).
+        device: where the models train.
+        on_run: called with each run as it finishes.
+
+    Returns:
+        Every run, factor by factor.
+
+    Raises:
+        ConfigError: a factor index out of range.
+        Diverged: a run's loss became non-finite.
+    """
     config = config or AnnealingConfig()
     factors = range(dataset.num_factors) if factors is None else factors
     result = AnnealingResult(config)
@@ -411,7 +488,14 @@ def annealing_test(
 # --- DEFT's beta pieces ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BetaProposal:
-    """Piecewise betas for DEFT and the factor clusters they separate (high IFP first)."""
+    """Piecewise betas for DEFT and the factor clusters they separate (high IFP first).
+
+    Attributes:
+        betas: the proposed betas, descending, ending with ``final_beta``.
+        clusters: the factor names of each cluster.
+        ranges: (lowest, highest) IFP of each cluster.
+        unfrozen: factors without any IFP (left out of the clusters).
+    """
 
     betas: list[float]
     clusters: list[list[str]]
@@ -427,12 +511,25 @@ def propose_beta_pieces(
     min_ratio: float = 1.25,
     trim: float = 0.0,
 ) -> BetaProposal:
-    """Betas between consecutive IFP clusters (see the module docstring).
+    """Betas between consecutive IFP clusters (docs/methods.md, "The annealing test and
+    information freezing points").
 
     A factor's IFP range is its [trim, 1 - trim] quantile interval of the finite IFPs. Sorted by
     their upper ends, factors join the current cluster while their upper end is at least the
     cluster's lower end / ``min_ratio``; the beta between clusters a > b is
     sqrt(low(a) * high(b)). Gap betas at or below ``final_beta`` are dropped.
+
+    Args:
+        ifps: factor name -> its IFPs over seeds (NaN where a run had none).
+        final_beta: the last piece.
+        min_ratio: how close (as a ratio, >= 1) two factors' ranges may be and still be one cluster.
+        trim: the quantile cut from each end of a factor's IFPs, in [0, 0.5).
+
+    Returns:
+        The betas, the clusters with their IFP ranges, and the factors without an IFP.
+
+    Raises:
+        ValueError: ``min_ratio`` < 1 or ``trim`` outside [0, 0.5).
     """
     if min_ratio < 1:
         raise ValueError(f"min_ratio must be >= 1, got {min_ratio}")

@@ -3,63 +3,28 @@ Diffusion", Machine Learning 111(6), 2022; arXiv 2102.03986).
 
     loss(t) = R(x) + beta(t) * sum_d KL_d
 
-The d latent dimensions are split into consecutive groups of ``group_size`` (G groups, the last one
-may be smaller). Training runs in stages; in stage s the active group a = min(s, G - 1) is trained
-normally, earlier groups (i < a) are slowed by a factor gamma or frozen, later groups (i > a) are
-switched off. beta(t) is piecewise constant, high early and lowered stage by stage, so that
-only factors whose information freezing point (IFP, see ``disent_core.analysis.annealing``) lies
-above beta_s can enter the code in stage s. No capacity and no TC term.
+The latent dimensions are split into consecutive groups of ``group_size``. Training runs in
+stages: in stage s the active group a = min(s, G - 1) trains normally, earlier groups are slowed
+by gamma or frozen, later groups are switched off; beta(t) is piecewise constant and lowered stage
+by stage (beta_s = betas[stage]), so that only factors whose information freezing point
+(``disent_core.analysis.annealing``) lies above beta_s can enter the code in stage s. ``variant``
+picks one of the authors' four code generations (erow/disentanglement_lib):
 
-``variant`` selects one of the authors' four code generations in erow/disentanglement_lib (commits
-and files in docs/provenance.md, "DEFT"):
+- ``A`` (2021): one shared encoder; per-dimension gradient scales gamma / 1 / 0 on mean and logvar;
+- ``B`` (Sep 2021, the default): one sub-encoder per group; earlier ones' gradients times gamma;
+- ``C`` (Aug 2022): as B, earlier sub-encoders frozen behind a learnable projection
+  mean * exp(W1), logvar + W2;
+- ``D`` (May 2022): C's encoder; beta(t) = max(beta_max * exp(-beta_decay * t / anneal_steps),
+  beta_min), and the stage advances at the first step with beta(t) <= betas[stage].
 
-- ``A`` (hook version, 2021) [CONFIRMED-CODE]: one shared conv encoder (``model.base_channels``);
-  the gradient reaching mean and logvar is multiplied per dimension by gamma (earlier groups), 1
-  (active group) or 0 (later groups and dimensions no stage reaches). Later dimensions still feed
-  their (untrained) outputs to the decoder, as in the authors' code. With Adam, gamma acts mostly
-  through the shared trunk (Adam normalises a head row's gradient scale away).
-- ``B`` (FracEncoder v1, Sep 2021; the default) [CONFIRMED-CODE structure; that the paper
-  describes B is INFERRED]: one conv sub-encoder per group (``sub_encoder_channels`` = 8, giving
-  channels 8, 8, 16, 16); later sub-encoders output mean = logvar = 0 (KL 0, z ~ N(0, 1) noise to
-  the decoder). Earlier sub-encoders keep training, slowed by gamma as ``gamma_mode`` says:
+Deviations (options; the defaults follow the authors):
+- ``gamma_mode: lr`` (B only): learning rate gamma * lr for earlier sub-encoders instead of scaled
+  gradients, which Adam mostly normalises away;
+- ``gamma`` as a list (one factor per group) and ``stage_steps`` as a list of stage lengths;
+- with more stages than groups the active group stays the last one.
 
-  - ``grad_scale`` (the default) [CONFIRMED-CODE, ``grad_modify`` in erow/disentanglement_lib
-    @6ba209f]: their parameter gradients are multiplied by gamma after backward and before the
-    Adam step (a step pre-hook of the optimiser multiplies each parameter group's gradients by its
-    ``grad_factor``); every trained sub-encoder has the full learning rate.
-  - ``lr`` (ours, a labelled alternative): their Adam parameter group has learning rate
-    gamma * lr, and gradients are left as they are.
-
-  The two are not equivalent under Adam, which divides by the running second moment: a constant
-  gradient factor washes out after about 1 / (1 - beta2) steps, so under ``grad_scale`` gamma acts
-  mainly through the transient after each stage switch (and through eps), and a gamma of 0 still
-  lets Adam's momentum move the earlier sub-encoders; under ``lr`` they stay slowed by gamma.
-- ``C`` (FracEncoder v2, Aug 2022) [CONFIRMED-CODE]: as B, but earlier sub-encoders are frozen
-  (run without gradient, learning rate 0) and their outputs pass through a learnable projection
-  mean * exp(W1), logvar + W2 with W1 = W2 = 0 at initialisation (one weight per dimension).
-- ``D`` (IFP-triggered, May 2022) [CONFIRMED-CODE]: C's encoder; beta(t) is the continuous
-  max(beta_max * exp(-beta_decay * t / anneal_steps), beta_min) and ``betas`` are thresholds: the
-  stage advances (at most one stage per step) at the first step with beta(t) <= betas[stage].
-
-``gamma_mode: lr`` has a meaning in B only and is rejected elsewhere: A scales gradients by
-construction (its hooks) and C/D freeze the earlier groups, so gamma is unused there.
-
-Stages of A/B/C: stage(t) = number of boundaries <= t, with boundaries at multiples of
-``stage_steps`` (an int; the last stage runs to the end of training) or, for a list, at the
-cumulative sums of the first S - 1 stage lengths; beta_s = betas[stage]. The stage is a pure
-function of the global step, so resuming from a checkpoint is step-exact; ``schedules()`` exposes
-``beta`` and ``stage`` so the trainer reports and checkpoints them.
-
-Defaults: betas [70, 30, 12, 1], stage_steps 15,000, group_size 2, gamma 0.1 are the 2021
-dSprites settings [CONFIRMED-CODE]; D's defaults beta_max 150, beta_decay 20, anneal_steps
-200,000, thresholds [70, 30, 15, 1] come from ``examples/deft.py`` [CONFIRMED-CODE]. beta_min = 1
-is D's floor [CONFIRMED-CODE]. [INFERRED] choices, each an option or documented here: a per-group
-``gamma`` list (one factor per group, in either ``gamma_mode``), ``gamma_mode: lr``, a list of
-stage lengths, the projection learning rate (the full lr, in the decoder's parameter group), and
-the active group staying the last one when there are more stages than groups (the authors' A then
-has no active group; B/C index past their sub-encoders). The trainer's global learning-rate
-multiplier scales every group alike. The base learning rate is the trainer's
-``train.optimizer.lr``; the authors used Adam with 5e-4 (A), 1e-3 (B) and 1e-4 (C/D), batch 256.
+docs/methods.md ("DEFT") gives each variant, the stage rule, the defaults and what is confirmed or
+inferred; docs/provenance.md ("DEFT") the commits and files.
 """
 
 from __future__ import annotations
@@ -88,6 +53,16 @@ DEFAULT_BETAS: dict[str, list[float]] = {
 
 
 class DEFTConfig(MethodConfig):
+    """The options of ``deft``; each field's ``description`` says what it sets.
+
+    ``betas`` defaults per variant (``DEFAULT_BETAS``).
+
+    Raises:
+        pydantic.ValidationError: ``gamma_mode: lr`` outside variant B; variant D's thresholds not
+            strictly descending below ``beta_max``; a ``stage_steps`` list whose length is not
+            len(betas) - 1.
+    """
+
     name: Literal["deft"] = "deft"
     variant: Variant = Field("B", description="code generation A, B, C or D (module docstring)")
     betas: list[PositiveFloat] = Field(
@@ -146,7 +121,11 @@ class DEFTConfig(MethodConfig):
         return self
 
     def boundaries(self) -> list[int]:
-        """A/B/C: the steps at which stages 1 .. S-1 begin."""
+        """A/B/C: where the stages begin.
+
+        Returns:
+            The steps at which stages 1 .. S-1 begin (S = len(betas)), ascending.
+        """
         lengths = self.stage_steps
         if isinstance(lengths, int):
             lengths = [lengths] * (len(self.betas) - 1)
@@ -158,7 +137,17 @@ class DEFTConfig(MethodConfig):
 
 
 def first_step_at_or_below(schedule: Schedule, threshold: float, start: int = 0) -> int | None:
-    """The first step >= ``start`` at which a non-increasing schedule is <= ``threshold``, or None."""
+    """Search a non-increasing schedule for the step at which it reaches ``threshold``.
+
+    Args:
+        schedule: a non-increasing schedule of the step.
+        threshold: the value to reach.
+        start: the first step considered.
+
+    Returns:
+        The first step >= ``start`` at which the schedule is <= ``threshold``, or None when the
+        search passes step 2**62 without reaching it.
+    """
     if schedule(start) <= threshold:
         return start
     low, high = start, start + 1
@@ -174,7 +163,15 @@ def first_step_at_or_below(schedule: Schedule, threshold: float, start: int = 0)
 
 def threshold_boundaries(beta: Schedule, thresholds: list[float]) -> list[int]:
     """Variant D's stage boundaries: the stage advances at the first step with beta(t) <= the
-    current threshold, at most one stage per step; thresholds never reached end the list."""
+    current threshold, at most one stage per step; thresholds never reached end the list.
+
+    Args:
+        beta: the decaying beta(t); its ``last_value`` is reset after the search.
+        thresholds: descending thresholds, one per stage switch.
+
+    Returns:
+        The steps at which stages 1, 2, ... begin, ascending.
+    """
     out: list[int] = []
     for threshold in thresholds:
         start = out[-1] + 1 if out else 0
@@ -187,7 +184,15 @@ def threshold_boundaries(beta: Schedule, thresholds: list[float]) -> list[int]:
 
 
 def group_slices(latent_dim: int, group_size: int) -> list[slice]:
-    """Consecutive blocks of ``group_size`` dimensions; the last block may be smaller."""
+    """Split the latent dimensions into DEFT's groups.
+
+    Args:
+        latent_dim: d.
+        group_size: dimensions per group.
+
+    Returns:
+        Consecutive slices of ``group_size`` dimensions covering 0 .. d; the last may be smaller.
+    """
     return [slice(i, min(i + group_size, latent_dim)) for i in range(0, latent_dim, group_size)]
 
 
@@ -214,7 +219,14 @@ def scale_group_gradients(
 
 
 class SharedEncoder(nn.Module):
-    """Variant A: one conv encoder whose per-dimension gradient is scaled by ``grad_scale``."""
+    """Variant A: one conv encoder whose per-dimension gradient is scaled by ``grad_scale``.
+
+    Args:
+        in_channels: channels of the observations.
+        latent_dim: d.
+        base_channels: base width of the conv encoder.
+        architecture: which conv pair (``dlib`` or ``erow``).
+    """
 
     def __init__(
         self, in_channels: int, latent_dim: int, base_channels: int, architecture: Architecture = "dlib"
@@ -224,6 +236,14 @@ class SharedEncoder(nn.Module):
         self.register_buffer("grad_scale", torch.ones(latent_dim))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode; the backward pass scales each dimension's gradient by ``grad_scale``.
+
+        Args:
+            x: observations, (N, C, H, W) in [0, 1].
+
+        Returns:
+            (mean, logvar), each (N, d).
+        """
         mean, logvar = self.body(x)
         return scale_gradient(mean, self.grad_scale), scale_gradient(logvar, self.grad_scale)
 
@@ -233,6 +253,13 @@ class GroupedEncoder(nn.Module):
 
     Groups after the active one output mean = logvar = 0. With ``freeze_earlier`` (C/D) earlier
     groups run without gradient and pass through the projection mean * exp(W1), logvar + W2.
+
+    Args:
+        in_channels: channels of the observations.
+        slices: the latent dimensions of each group (``group_slices``).
+        base_channels: base width of each sub-encoder.
+        freeze_earlier: C/D: freeze earlier groups behind the projection.
+        architecture: which conv pair (``dlib`` or ``erow``).
     """
 
     def __init__(
@@ -256,6 +283,14 @@ class GroupedEncoder(nn.Module):
         self.register_buffer("active", torch.zeros((), dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode with the sub-encoders up to the active group.
+
+        Args:
+            x: observations, (N, C, H, W) in [0, 1].
+
+        Returns:
+            (mean, logvar), each (N, d); zero for the groups after the active one.
+        """
         active = int(self.active)
         means, logvars = [], []
         for i, (encoder, dims) in enumerate(zip(self.encoders, self.slices, strict=True)):
@@ -275,6 +310,16 @@ class GroupedEncoder(nn.Module):
 
 
 class DEFT(VAEMethod):
+    """DEFT: a VAE whose encoder, beta and stage follow the variant (module docstring).
+
+    Args:
+        config: the method's options.
+        context: the data's shape, the latent dimensions, the reconstruction loss and the generator.
+
+    Raises:
+        ConfigError: a ``gamma`` list whose length is not the number of groups.
+    """
+
     name = "deft"
     config_class = DEFTConfig
     config: DEFTConfig
@@ -306,7 +351,14 @@ class DEFT(VAEMethod):
         self._set_active(0)
 
     def build_encoder(self, context: MethodContext) -> nn.Module:
-        """A: one ``SharedEncoder``; B/C/D: a ``GroupedEncoder`` (C/D freeze earlier groups)."""
+        """The variant's encoder.
+
+        Args:
+            context: the data's shape, the latent dimensions, base channels and architecture.
+
+        Returns:
+            A: one ``SharedEncoder``; B/C/D: a ``GroupedEncoder`` (C/D freeze earlier groups).
+        """
         channels, config = context.observation_shape[0], self.config
         if config.variant == "A":
             return SharedEncoder(channels, context.latent_dim, context.base_channels, context.architecture)
@@ -316,7 +368,14 @@ class DEFT(VAEMethod):
 
     # --- stages ------------------------------------------------------------------------------
     def active_group(self, step: int) -> int:
-        """Index of the group trained at the full rate at ``step``."""
+        """The group trained at the full rate.
+
+        Args:
+            step: the global step.
+
+        Returns:
+            Its index: the stage, capped at the last group.
+        """
         return min(int(self.stage(step)), len(self.slices) - 1)
 
     def lr_factor(self, group: int, active: int) -> float:
@@ -366,22 +425,51 @@ class DEFT(VAEMethod):
             group["grad_factor"] = self.grad_factor(group["deft_group"], active)
 
     def lr_factors(self, step: int) -> dict[str, list[float]]:
-        """B/C/D: the factor of each parameter group of the Adam at ``step``: 1 for the head
-        (decoder and projection), then ``lr_factor`` of each sub-encoder; A: none (all 1)."""
+        """The learning-rate factor of each parameter group of the Adam.
+
+        Args:
+            step: the global step.
+
+        Returns:
+            B/C/D: ``{"loss": [1 for the head (decoder and projection), then ``lr_factor`` of each
+            sub-encoder]}``; A: ``{}`` (all 1).
+        """
         if isinstance(self.encoder, SharedEncoder):
             return {}
         active = self.active_group(step)
         return {"loss": [1.0, *(self.lr_factor(i, active) for i in range(len(self.slices)))]}
 
     def schedules(self) -> dict[str, Schedule]:
+        """The values the trainer reports and checkpoints.
+
+        Returns:
+            ``{"beta": beta(t), "stage": stage(t)}``.
+        """
         return {"beta": self.beta, "stage": self.stage}
 
     # --- training ----------------------------------------------------------------------------
     def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        """Switch to the stage of ``step``, then the VAE loss of one batch.
+
+        Args:
+            x: observations, (N, C, H, W) in [0, 1].
+            step: the global step.
+
+        Returns:
+            The VAE terms (``VAEMethod.loss``).
+        """
         self._set_active(self.active_group(step))
         return super().loss(x, step)
 
     def regularizer(self, posterior: Posterior) -> dict[str, torch.Tensor]:
+        """beta(t) times the total KL.
+
+        Args:
+            posterior: the batch's posterior and the global step.
+
+        Returns:
+            ``{"regularizer": beta(t) * KL}``.
+        """
         return {"regularizer": self.beta(posterior.step) * posterior.kl}
 
     def optimizers(self, optim: OptimConfig) -> list[tuple[str, torch.optim.Optimizer]]:

@@ -1,46 +1,26 @@
-"""DeVAE (Wu et al., "Variational Autoencoders with Decremental Information Bottleneck for
-Disentanglement", arXiv 2303.12959, ICLR 2023 submission; code: erow/disentanglement_lib,
-``examples/devae.py``).
+"""DeVAE (Wu, Mo, Awais, Atito, Zhang, Wang, Yang, "Variational Autoencoders with Decremental
+Information Bottleneck for Disentanglement", arXiv 2303.12959, 2023, ICLR 2023 submission; code:
+erow/disentanglement_lib, ``examples/devae.py``).
 
-One encoder gives space 0, q(z_0|x) = N(mu_0, diag exp(logvar_0)). Spaces 1..K-1 (K = len(betas))
-follow by disentanglement-invariant transformations tau_i with learnable w1_i, w2_i in R^d,
-initialised at 0 so that every space equals space 0 at initialisation:
+K = len(betas) latent spaces: one encoder gives space 0, q(z_0|x) = N(mu_0, diag exp(logvar_0)),
+and space i+1 follows from space i by a disentanglement-invariant transformation with learnable
+w1_i, w2_i initialised at 0; a shared decoder reads [z_i ; e_i], e_i a learnable layer embedding:
 
     mu_{i+1} = exp(w1_i) * mu_i,   logvar_{i+1} = logvar_i + w2_i
-    (closed form: mu_i = exp(A_i) * mu_0, logvar_i = logvar_0 + B_i, A_i = sum_{j<i} w1_j,
-     B_i = sum_{j<i} w2_j)
+    L_i = R(x, Dec([z_i ; e_i])) + beta_i * KL_i,   beta_0 < beta_1 < ... (default [1, 10, 40])
+    weighted_sum (released code, default):  loss = sum_i s^i * L_i
+    sample_one (paper Eq. 7, Algorithm 1):  loss = L_i, one space i per batch, p(i) ~ s^i
 
-A shared decoder reads [z_i ; e_i], z_i ~ N(mu_i, exp(logvar_i)) and e_i a learnable layer
-embedding (nn.Embedding(K, d), default N(0, 1) init). Per space
+The representation is mu_0; the sampled representation a draw from space 0's posterior.
 
-    L_i = R(x, Dec([z_i ; e_i])) + beta_i * KL_i,
-    KL_i = 0.5 * sum_d mean_batch(exp(2 A_i) mu_0^2 + exp(B_i) sigma_0^2 - B_i - logvar_0 - 1)
+Deviations:
+- p(i) is normalised by (1 - s^K) (the paper prints (1 - s^{i+1}), which does not sum to 1);
+- the architecture is the project's conv64 pair with a 2d-wide decoder input (the paper's is unknown);
+- betas must be strictly ascending (the decremental bottleneck the paper requires, enforced here);
+- in ``sample_one`` the noise is drawn before the space index, so s = 0 reproduces a plain VAE's sample.
 
-with the decremental bottleneck beta_0 < beta_1 < ... (default [1, 10, 40]) and the objective
-
-- ``weighted_sum`` (released code, default): loss = sum_i s^i * L_i, every space with its own fresh
-  sample, one shared encoder pass;
-- ``sample_one`` (paper Eq. 7 / Algorithm 1): per batch draw one space i with p(i) proportional to
-  s^i, i.e. (1 - s) s^i / (1 - s^K) for s != 1 and 1/K for s = 1, and minimise L_i alone.
-
-s = 0 is a plain VAE on space 0 (beta_0), decoded with the layer-0 embedding. The representation
-is mu_0; the sampled representation draws from space 0's posterior (``posterior``). R and KL follow
-disentanglement_lib's scale (sum over pixels / dimensions, batch mean).
-
-Confirmed (paper and code): shared encoder; K = len(betas); DiT parametrisation with w2 added to
-the log-variance (the code's convention; the paper writes h(w2) * sigma); zero init of w1, w2;
-shared decoder on [z_i ; e_i] with nn.Embedding(K, d); the betas list and s (defaults [1, 10, 40],
-s = 1); both combination rules (they disagree, hence ``layer_sampling``); mu_0 as representation.
-Inferred: the normaliser (1 - s^K) of p(i) (the paper prints (1 - s^{i+1}), which does not sum to 1);
-the architecture (the paper's appendix is unknown; the released script uses conv_encoder /
-deconv_decoder; here the project's conv64 pair, the decoder 2d wide). Added here: betas must be
-strictly ascending, the decremental bottleneck the paper requires.
-
-Reported terms: ``recon`` and ``regularizer`` are the reconstruction and beta * KL parts of the
-loss (weighted by s^i, or of the sampled space); ``kl`` / ``kl_per_dim`` are space 0's;
-``kl_space_i`` is space i's total KL; ``recon_space_i`` (weighted_sum) space i's reconstruction;
-``space`` (sample_one) the index optimised on the batch. Deviation: in ``sample_one`` the noise is
-drawn before the space index, so s = 0 reproduces a plain VAE's sample exactly.
+docs/methods.md ("DeVAE") gives the closed form and the KL of each space, the reported terms and
+what is confirmed or inferred; docs/provenance.md ("DeVAE") the sources.
 """
 
 from __future__ import annotations
@@ -60,6 +40,12 @@ LayerSampling = Literal["weighted_sum", "sample_one"]
 
 
 class DeVAEConfig(MethodConfig):
+    """The options of ``devae``; each field's ``description`` says what it sets.
+
+    Raises:
+        pydantic.ValidationError: when ``betas`` are not strictly ascending.
+    """
+
     name: Literal["devae"] = "devae"
     betas: list[Annotated[float, Field(ge=0)]] = Field(
         default_factory=lambda: [1.0, 10.0, 40.0],
@@ -82,13 +68,26 @@ class DeVAEConfig(MethodConfig):
 
 
 def space_weights(scale: float, spaces: int) -> torch.Tensor:
-    """s**i for i < K, as float64 (0**0 = 1, so s = 0 keeps only space 0)."""
+    """The weight s**i of each space's objective (0**0 = 1, so s = 0 keeps only space 0).
+
+    Args:
+        scale: s, at least 0.
+        spaces: K, the number of spaces.
+
+    Returns:
+        (K,) float64 tensor of s**i for i < K.
+    """
     return torch.tensor([scale**i for i in range(spaces)], dtype=torch.float64)
 
 
 class DiTHierarchy(nn.Module):
     """Spaces 1..K-1 from space 0 by per-dimension positive rescaling of the mean and shift of the
-    log-variance; ``log_scale[i]`` is w1_i and ``logvar_shift[i]`` is w2_i (tau_i: space i -> i+1)."""
+    log-variance; ``log_scale[i]`` is w1_i and ``logvar_shift[i]`` is w2_i (tau_i: space i -> i+1).
+
+    Args:
+        spaces: K, the number of spaces (K - 1 transformations, all initialised at 0).
+        latent_dim: d, the dimensions of every space.
+    """
 
     def __init__(self, spaces: int, latent_dim: int) -> None:
         super().__init__()
@@ -96,20 +95,40 @@ class DiTHierarchy(nn.Module):
         self.logvar_shift = nn.Parameter(torch.zeros(spaces - 1, latent_dim))
 
     def cumulative(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(A, B), each (K, d): A_i = sum_{j<i} w1_j, B_i = sum_{j<i} w2_j (row 0 is zero)."""
+        """The transformations of space 0 into each space, in closed form.
+
+        Returns:
+            (A, B), each (K, d): A_i = sum_{j<i} w1_j, B_i = sum_{j<i} w2_j (row 0 is zero).
+        """
         zero = self.log_scale.new_zeros(1, self.log_scale.shape[1])
         a = torch.cat([zero, self.log_scale.cumsum(0)])
         b = torch.cat([zero, self.logvar_shift.cumsum(0)])
         return a, b
 
     def forward(self, mean: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, d) space-0 posterior -> means and log-variances of every space, each (K, N, d)."""
+        """The posterior of every space from space 0's.
+
+        Args:
+            mean: mu_0, (N, d).
+            logvar: logvar_0, (N, d).
+
+        Returns:
+            (means, logvars), each (K, N, d): mu_i = exp(A_i) * mu_0, logvar_i = logvar_0 + B_i.
+        """
         a, b = self.cumulative()
         return a.exp()[:, None] * mean, logvar + b[:, None]
 
 
 class LayerDecoder(nn.Module):
-    """The shared decoder on [z ; e_space]: z (N, d), ``space`` an index or (N,) indices -> logits."""
+    """The shared decoder on [z ; e_space]: z (N, d), ``space`` an index or (N,) indices -> logits.
+
+    Args:
+        spaces: K, the number of layer embeddings.
+        latent_dim: d, the width of z and of each embedding (the network reads 2d).
+        out_channels: channels of the decoded images.
+        base_channels: base width of the deconvolution network.
+        architecture: which conv pair (``dlib`` or ``erow``).
+    """
 
     def __init__(
         self, spaces: int, latent_dim: int, out_channels: int, base_channels: int, architecture: Architecture
@@ -119,6 +138,15 @@ class LayerDecoder(nn.Module):
         self.net = DeconvDecoder(2 * latent_dim, out_channels, base_channels, architecture)
 
     def forward(self, z: torch.Tensor, space: int | torch.Tensor = 0) -> torch.Tensor:
+        """Decode codes with their space's layer embedding.
+
+        Args:
+            z: codes, (N, d).
+            space: one space index for the whole batch, or (N,) indices.
+
+        Returns:
+            Logits, (N, C, H, W).
+        """
         if isinstance(space, int):
             e = self.embedding.weight[space].expand(z.shape[0], -1)
         else:
@@ -130,7 +158,12 @@ class DeVAE(GaussianAutoencoder):
     """The template's encoder, sampling, ``representation``, ``posterior`` (space 0's (mu_0,
     logvar_0): the representation is mu_0, the sampled representation a draw from
     N(mu_0, exp(logvar_0))) and ``reconstruct`` (space 0's, sigmoid(decoder([mu_0 ; e_0]))), with
-    the ``LayerDecoder``, the ``DiTHierarchy`` and its own loss over the K spaces."""
+    the ``LayerDecoder``, the ``DiTHierarchy`` and its own loss over the K spaces.
+
+    Args:
+        config: the method's options.
+        context: the data's shape, the latent dimensions, the reconstruction loss and the generator.
+    """
 
     name = "devae"
     config_class = DeVAEConfig
@@ -150,11 +183,24 @@ class DeVAE(GaussianAutoencoder):
         self.register_buffer("probabilities", (weights / weights.sum()).float(), persistent=False)
 
     def build_decoder(self, context: MethodContext) -> nn.Module:
-        """The shared ``LayerDecoder`` on [z ; e_space] (space 0 unless told otherwise)."""
+        """The shared decoder (space 0 unless told otherwise).
+
+        Args:
+            context: the data's shape, the latent dimensions and the architecture.
+
+        Returns:
+            A ``LayerDecoder`` on [z ; e_space] with K embeddings.
+        """
         channels, spaces = context.observation_shape[0], len(self.config.betas)
         return LayerDecoder(spaces, context.latent_dim, channels, context.base_channels, context.architecture)
 
     def term_names(self) -> tuple[str, ...]:
+        """The names of the terms ``loss`` returns, in order.
+
+        Returns:
+            The VAE terms, then ``recon_space_i`` for each space (``weighted_sum``) or ``space``
+            (``sample_one``), then ``kl_space_i`` for each space.
+        """
         k = self.spaces
         if self.config.layer_sampling == "weighted_sum":
             per_space = tuple(f"recon_space_{i}" for i in range(k))
@@ -163,17 +209,36 @@ class DeVAE(GaussianAutoencoder):
         return (*self.loss_terms, *per_space, *(f"kl_space_{i}" for i in range(k)))
 
     def vae_parameters(self) -> list[nn.Parameter]:
-        """Encoder, hierarchy and decoder (the order of the Adam's parameters in checkpoints)."""
+        """The parameters the Adam trains.
+
+        Returns:
+            Encoder, hierarchy and decoder parameters, in this order (the order of the Adam's
+            parameters in checkpoints).
+        """
         return [*self.encoder.parameters(), *self.hierarchy.parameters(), *self.decoder.parameters()]
 
     def _noise(self, like: torch.Tensor) -> torch.Tensor:
         return torch.randn(like.shape, generator=self.context.generator, device=like.device, dtype=like.dtype)
 
     def sample_space(self) -> torch.Tensor:
-        """One space index, shape (1,), with p(i) = s^i / sum_j s^j (``sample_one``)."""
+        """Draw the space optimised on a batch (``sample_one``) from the context's generator.
+
+        Returns:
+            One space index, shape (1,), with p(i) = s^i / sum_j s^j.
+        """
         return torch.multinomial(self.probabilities, 1, generator=self.context.generator)
 
     def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        """The objective of one batch over the K spaces (``layer_sampling`` says how they combine).
+
+        Args:
+            x: observations, (N, C, H, W) in [0, 1].
+            step: the global step (unused: DeVAE's betas are constant).
+
+        Returns:
+            ``loss``, ``recon``, ``kl`` (space 0's), ``regularizer``, the per-space terms of
+            ``term_names`` and ``kl_per_dim`` (space 0's, (d,)).
+        """
         mean, logvar = self.encoder(x)
         means, logvars = self.hierarchy(mean, logvar)
         kl = gaussian_kl_per_dim(means.transpose(0, 1), logvars.transpose(0, 1))  # (K, d)

@@ -12,48 +12,16 @@ factor k (|feature_importances_| of a GradientBoostingClassifier with all defaul
 with entropies in base K (number of factors) and base D (number of codes), 1e-11 added to every
 entry as dlib does. Informativeness is the mean over factors of the classifier's *accuracy* on
 the train and test sets (dlib names it ``informativeness_*``; it is not the paper's error).
+Fewer than two code dimensions or two factors raise ``MetricError``.
 
-Deviations from disentanglement_lib: the per-factor fits run in parallel (joblib) with a fixed
-``random_state`` derived from the evaluation seed (dlib leaves it unset, so its DCI is not
-reproducible), and the code columns are handed to the estimator in a canonical order (sorted by a
-hash of each column's rank pattern), which makes DCI exactly invariant to permuting code
-dimensions; dlib's tie-breaking between equally good splits is random instead.
+Deviations from disentanglement_lib:
+- each per-factor fit has a fixed ``random_state`` derived from the evaluation seed (dlib's is unset);
+- the code columns reach the estimator in a canonical order, so DCI is exactly invariant to
+  permuting code dimensions (dlib breaks ties between equally good splits at random);
+- ``dci.estimator`` ``"hist_gbt"`` (the ``fast`` protocol) and ``"hgb"`` use histogram gradient
+  boosting: much faster, **not comparable** with dlib's or published numbers.
 
-Faster estimators (the protocol's ``dci.estimator``; **not comparable** with dlib's or published
-numbers):
-
-- ``"hist_gbt"`` (used by the ``fast`` protocol): histogram gradient boosting (Ke et al.,
-  "LightGBM", NeurIPS 2017; scikit-learn's ``HistGradientBoostingClassifier``) with
-  GradientBoostingClassifier's settings where they exist (100 iterations, learning rate 0.1,
-  depth 3, ``min_samples_leaf=1``, no early stopping, no regularisation) and with gradient
-  boosting's importance (``residual_importance``):
-
-      R[j, k] = sum over the trees t of factor k's booster, over their splits s on code j, of
-                S_l^2 / N_l + S_r^2 / N_r - S_s^2 / N_s
-
-  the squared error of the residuals 1[v_k = c] - p_c(z) removed by the split (S: sum of the
-  residuals of the training points in a node, N: their number), normalised per factor. It is
-  ``GradientBoostingClassifier.feature_importances_``, computed on the histogram booster's trees.
-  The deviations from ``gbt``: codes are binned into 255 quantile bins and splits are chosen by
-  the second-order gain, so the trees differ. Gradient boosting fits one tree per class and
-  iteration (dSprites: 113 classes x 100 iterations per DCI); exact split search makes each
-  tree cost O(N log N) per code, a histogram O(N). At dlib's sizes on two cores the DCI of the
-  benchmark's synthetic codes takes about 12 s instead of about 180 s (the histogram boosters
-  run one after another: they grow their trees in Python, and threads contending for the GIL
-  are slower). On the codes of ``bench/metrics_speed.py`` (a beta-VAE and a synthetic
-  representation of dSprites, 10000 / 5000 points) the disentanglement is 0.018 and 0.033 above
-  ``gbt``'s, and 0.002 above on a 3-factor toy (codes = factors plus noise, a mixed and four
-  noise dimensions).
-  Informativeness is the histogram booster's accuracy. Between exactly equal codes the booster
-  always splits on the first (in the canonical order), so a duplicated code does not lower
-  completeness as it does with ``gbt`` (which breaks such ties at random).
-- ``"hgb"``: the same booster with scikit-learn's ``min_samples_leaf=20`` and the importance of a
-  code = its total split gain (the second-order loss reduction) over all trees, normalised to sum
-  1 per factor: 0.05 and 0.06 above ``gbt`` on the benchmark's codes. Kept for results recorded
-  with it (it was the ``fast`` protocol's estimator before ``hist_gbt``).
-
-Fewer than two code dimensions or two factors raise ``MetricError`` (the entropies are in base D
-and base K).
+docs/metrics.md ("DCI") gives the estimators, their importances, timings and how far they differ.
 """
 
 from __future__ import annotations
@@ -70,14 +38,28 @@ from disent_core.metrics.base import EvalContext, MetricSpec, check_classes, req
 
 
 def disentanglement(importance: np.ndarray) -> float:
-    """D of an importance matrix (codes, factors), dlib's formula."""
+    """D of an importance matrix, dlib's formula.
+
+    Args:
+        importance: R, (codes, factors), non-negative.
+
+    Returns:
+        D = sum_j rho_j D_j (weights uniform when R is all zero).
+    """
     per_code = 1.0 - scipy.stats.entropy(importance.T + 1e-11, base=importance.shape[1])
     weights = importance if importance.sum() > 0 else np.ones_like(importance)
     return float(np.sum(per_code * weights.sum(axis=1) / weights.sum()))
 
 
 def completeness(importance: np.ndarray) -> float:
-    """C of an importance matrix (codes, factors), dlib's formula."""
+    """C of an importance matrix, dlib's formula.
+
+    Args:
+        importance: R, (codes, factors), non-negative.
+
+    Returns:
+        C = sum_k rho_k C_k (weights uniform when R is all zero).
+    """
     per_factor = 1.0 - scipy.stats.entropy(importance + 1e-11, base=importance.shape[0])
     weights = importance if importance.sum() > 0 else np.ones_like(importance)
     return float(np.sum(per_factor * weights.sum(axis=0) / weights.sum()))
@@ -138,6 +120,15 @@ def residual_importance(booster: HeapBooster, x: np.ndarray, y: np.ndarray) -> t
     so the training points (binned as the booster binned them) are passed down its trees, one
     iteration at a time, with the raw predictions rebuilt from the leaf values; the final raw
     predictions give the predicted labels for free.
+
+    Args:
+        booster: the fitted histogram booster.
+        x: the training points it was fitted on, (N, features).
+        y: their labels, (N,).
+
+    Returns:
+        (importance, predicted): (features,) importances summing to 1 (0 when no split) and the
+        booster's (N,) predicted labels of ``x``.
     """
     one_hot = (y[:, None] == booster.model.classes_[None, :]).astype(np.float64)
     raw = booster.baseline(len(x))
@@ -180,6 +171,12 @@ class HeapBooster:
     Passing binned points down all trees of an iteration at once is much faster than
     scikit-learn's ``predict``, which walks one tree at a time, and gives the same predictions:
     a node's threshold on the raw value is the upper edge of its bin threshold.
+
+    Args:
+        model: a fitted ``HistGradientBoostingClassifier``.
+
+    Raises:
+        RuntimeError: this scikit-learn's booster does not expose its trees (``_predictors``).
     """
 
     def __init__(self, model: HistGradientBoostingClassifier) -> None:
@@ -187,20 +184,51 @@ class HeapBooster:
         self.iterations = [_HeapTrees(trees) for trees in _predictors(model)]
 
     def binned(self, x: np.ndarray) -> np.ndarray:
+        """Bin points as the booster binned its training data.
+
+        Args:
+            x: points, (N, features).
+
+        Returns:
+            (N, features) bin indices, C-contiguous.
+        """
         return np.ascontiguousarray(self.model._bin_mapper.transform(x))
 
     def baseline(self, n: int) -> np.ndarray:
+        """The raw predictions before the first iteration.
+
+        Args:
+            n: number of points.
+
+        Returns:
+            (n, trees per iteration) copies of the booster's baseline prediction.
+        """
         start = np.asarray(self.model._baseline_prediction, dtype=np.float64).reshape(1, -1)
         return np.repeat(start, n, axis=0)
 
     def labels(self, raw: np.ndarray) -> np.ndarray:
-        """The class of raw predictions (N, trees per iteration), as ``predict`` decides it."""
+        """The class of raw predictions, as ``predict`` decides it.
+
+        Args:
+            raw: raw predictions, (N, trees per iteration).
+
+        Returns:
+            (N,) class labels.
+        """
         classes = self.model.classes_
         if raw.shape[1] == 1:
             return classes[(raw[:, 0] > 0).astype(np.intp)]
         return classes[np.argmax(raw, axis=1)]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        """The booster's predictions, equal to its ``predict``.
+
+        Args:
+            x: points, (N, features).
+
+        Returns:
+            (N,) class labels.
+        """
         binned = self.binned(x)
         raw = self.baseline(len(x))
         for heap in self.iterations:
@@ -258,6 +286,12 @@ def canonical_order(codes: np.ndarray) -> np.ndarray:
     Tree ensembles break ties between equally good splits by the order in which they visit
     features; presenting the columns in this order makes the fitted importances exactly invariant
     to permuting (and to positively rescaling) the code dimensions.
+
+    Args:
+        codes: (N, D) codes.
+
+    Returns:
+        (D,) a permutation of the columns, by the SHA-256 of each column's ranks.
     """
     ranks = np.argsort(np.argsort(codes, axis=0, kind="stable"), axis=0, kind="stable")
     digests = [hashlib.sha256(column.astype(np.int64).tobytes()).hexdigest() for column in ranks.T]
@@ -267,7 +301,19 @@ def canonical_order(codes: np.ndarray) -> np.ndarray:
 def importance_matrix(
     ctx: EvalContext, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Importance (D, K) and per-factor train and test accuracies (K,), one fit per factor."""
+    """One fit per factor of the protocol's ``dci.estimator``, on the codes in canonical order.
+
+    Args:
+        ctx: the evaluation context (protocol, seeds, parallel workers).
+        x_train: training codes, (N, D).
+        y_train: training factors, (N, K).
+        x_test: test codes, (M, D).
+        y_test: test factors, (M, K).
+
+    Returns:
+        (importance, train_accuracy, test_accuracy): R (D, K) in the codes' own column order, and
+        the per-factor train and test accuracies (K,).
+    """
     estimator = ctx.protocol.dci.estimator
     order = canonical_order(x_train)
     x_train, x_test = x_train[:, order], x_test[:, order]
@@ -296,6 +342,18 @@ def importance_matrix(
 
 
 def compute(ctx: EvalContext) -> dict[str, float]:
+    """DCI of the context's representation, on the protocol's train and test points.
+
+    Args:
+        ctx: the evaluation context (protocol, points, seeds).
+
+    Returns:
+        ``disentanglement``, ``completeness``, ``informativeness_train``, ``informativeness_test``.
+
+    Raises:
+        MetricError: fewer than two code dimensions or two factors, or a factor whose train points
+            take a single value (``check_classes``).
+    """
     settings = ctx.protocol.dci
     train = ctx.points("train", settings.num_train)
     test = ctx.points("test", settings.num_test)

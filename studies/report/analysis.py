@@ -1,92 +1,28 @@
 """Statistics of a finished study's results table: tolerance, fronts, importances, claims.
 
-The input is the study's results table (pandas): one row per completed trial with ``trial_id``,
-``method``, ``seed``, ``search.<param>`` (the searched values; NaN where a parameter does not
-apply to the row's method; list choices as JSON text such as ``"[1, 10, 40]"``),
-``train_config.*`` and ``evaluation_results.<metric>.<key>`` scores. A *configuration* of a
-method is one combination of its searched values; every configuration runs once per seed.
-Metric arguments are full column names (``evaluation_results.mig.discrete_mig``) or metric keys
-(``mig.discrete_mig``); both are accepted everywhere. Nothing here reads files, plots or logs.
+The input is the study's results table (pandas): one row per completed trial with ``method``,
+``seed``, ``search.<param>`` (the searched values) and ``evaluation_results.<metric>.<key>``
+scores; metrics are named by column or by key (``mig.discrete_mig``). A *configuration* of a
+method is one combination of its searched values, run once per seed, and scores m_c, the median
+over its seeds. Nothing here reads files, plots or logs. The tolerance index of a method and
+metric at threshold t (default 0.1):
 
-Definitions
------------
-Direction. ``metric_mode(key)`` is ``"min"`` for reconstruction errors, KL terms, losses and the
-unsupervised scores that measure dependence between latents (Gaussian total correlation,
-Wasserstein correlation, mutual information); ``"max"`` for everything else (MIG, DCI, SAP,
-FactorVAE / beta-VAE accuracy, modularity, IRS, ...).
+    best  = max_c m_c,   W = {c : m_c >= best - t * |best|},   index = sum_{c in W} w_c
+    (min_c and m_c <= best + t * |best| for a metric better low, ``metric_mode``)
 
-Configuration score. ``m_c = median over seeds s of y_{c,s}`` (two trials of one configuration and
-seed, e.g. a retried trial, are first averaged into one value). Trials whose score is NaN are left
-out.
+with w_c the share of the searched (log-)range that setting c owns when one numeric parameter
+varies, else 1 / (number of configurations), and a percentile bootstrap interval that resamples
+each configuration's seeds. Also: the seed spread at the best setting, the variance of a metric
+split into method, hyperparameter and seed shares (nested sums of squares), Pareto fronts,
+Optuna's parameter importances, and the verdicts of ``report.claims``.
 
-Tolerance index of a method and metric, threshold ``t`` (default 0.1)::
+Choices of ours:
+- a method with no varying parameter has index 1.0 (nothing was searched, so nothing mistuned);
+- the variance shares are descriptive, not unbiased variance components;
+- PED-ANOVA's target quantile is max(0.1, 2 / n_configs), so that two configurations form the top set.
 
-    best  = max_c m_c                          (min_c for "min" metrics)
-    W     = {c : m_c >= best - t * |best|}     (m_c <= best + t * |best| for "min" metrics)
-    index = sum_{c in W} w_c,                  sum_c w_c = 1
-
-- One searched numeric parameter: ``w_c`` is the share of the searched range that setting ``c``
-  owns. With the settings sorted, ``u_1 < ... < u_k`` (``u = log v`` for a log-scale parameter),
-  setting ``i`` owns ``[(u_{i-1} + u_i) / 2, (u_i + u_{i+1}) / 2]`` clipped to ``[u_1, u_k]``, so
-  ``w_i`` is that length over ``u_k - u_1``. The index is the share of the (log-)range whose
-  median score is within ``t`` of the best, by nearest-setting interpolation.
-- Several varying parameters, or a categorical one (list choices, schedules): ``w_c = 1 / n``,
-  the share of configurations. For random search this is a Monte Carlo estimate of the share of
-  the search-space volume (under the sampling distribution); for a grid it is the share of grid
-  cells.
-- A searched column with a single value among the method's trials does not vary and defines no
-  configurations. A method with no varying parameter (a fixed method) has one configuration and
-  index 1.0 by definition: nothing was searched, so nothing can be mistuned.
-- Scores exactly on the boundary count as within (up to 1e-12 relative rounding). A best of 0
-  tolerates only exact ties.
-- Searched columns absent from the table (no trial had them) or NaN for every trial of the
-  method do not vary; ``Tolerance.params`` lists the columns that did define configurations.
-
-Bootstrap (percentile intervals). Each replicate resamples, within every configuration, its seeds
-with replacement (as many as it has), recomputes the configuration medians, the best and the
-index. The interval is the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of the
-replicates. Configurations keep their weights; a configuration with one seed does not vary.
-Generators are ``numpy.random.default_rng(seed)``; the draw order is fixed, so every result is a
-function of the table and the seed.
-
-Seed spread at the best setting: the standard deviation (ddof 1) of the score over the seeds of
-the best configuration (NaN with one seed).
-
-Variance decomposition (nested sums of squares, exact)::
-
-    SS_total  = sum_i (y_i - ybar)^2
-              = sum_m n_m (ybar_m - ybar)^2          method
-              + sum_c n_c (ybar_c - ybar_{m(c)})^2   hyperparameters (configurations within method)
-              + sum_i (y_i - ybar_{c(i)})^2          seed (within configuration)
-
-Shares are each part over ``SS_total``; ``total_variance`` is ``SS_total / n`` (ddof 0). These are
-descriptive shares, not unbiased variance components: under pure seed noise the expected
-hyperparameter share is ``(configs - methods) / (n - 1)`` and the seed share
-``(n - configs) / (n - 1)``, so few seeds per configuration inflate the hyperparameter share; with
-one seed per configuration the seed share is 0. A configuration is a method with one combination
-of all the given searched columns (NaN, "does not apply", is a value of its own).
-
-Pareto front: the trials no other trial dominates (at least as good on both axes and strictly
-better on one); identical points are all on the front.
-
-Importances: Optuna's ``get_param_importances`` on an in-memory study holding one trial per
-configuration (value: the median over seeds). The default evaluator is PED-ANOVA (deterministic,
-no seed) with ``target_quantile = max(0.1, 2 / n_configs)`` so that at least two configurations
-form the top set (Optuna's default 0.1 would leave one top trial on a 9-point grid); ``fanova`` is
-available and is seeded. Returned empty when fewer than two parameters vary or fewer than
-``min_configs`` (default 4) configurations exist: one varying parameter has importance 1 by
-construction, and with three or fewer points the top quantile is not a distribution.
-
-Claims: ``<method> <statistic>(<metric>) <op> <method> <statistic>(<metric>)`` or ``... <op>
-<number>``; statistic ``tolerance`` (the index), ``best`` (the best configuration median) or
-``median`` (the median over all of the method's trials); op ``>``, ``<``, ``>=``, ``<=``. A bare
-metric name means its main score (``mig`` is ``mig.discrete_mig``, see ``studies.spec.claims.MAIN_KEYS``). The
-difference ``lhs - rhs`` is bootstrapped jointly: one resampling of each method's seeds per
-replicate serves both sides (a claim about one method and two metrics resamples the same seeds
-for both). Verdict: "supported" when the whole interval lies on the claimed side of 0 (``>``:
-low > 0, ``>=``: low >= 0, ``<``: high < 0, ``<=``: high <= 0); "not enough trials" when a side's
-method is absent, lacks the metric, has fewer than ``min_seeds`` seeds in some configuration, or
-(for ``tolerance``) fewer than ``min_configs`` configurations; "not supported" otherwise.
+docs/report.md ("Statistics") gives every definition: directions, weights, bootstrap, variance
+shares, fronts, importances and claims.
 """
 
 from __future__ import annotations
@@ -118,12 +54,31 @@ _EPS = 1e-12
 
 
 def metric_mode(metric: str) -> Literal["max", "min"]:
-    """Whether a score is better high (``"max"``) or low (``"min"``); see the module docstring."""
+    """Whether a score is better high or low (docs/report.md, "Direction").
+
+    Args:
+        metric: a column name or a metric key.
+
+    Returns:
+        ``"min"`` for reconstruction errors, KL terms, losses and dependence between latents,
+        ``"max"`` for everything else.
+    """
     return "min" if _MIN_PATTERN.search(metric_key(metric)) else "max"
 
 
 def metric_column(table: pd.DataFrame, metric: str) -> str:
-    """The table column of a metric given as a column name or as a key (``mig.discrete_mig``)."""
+    """The table column of a metric given as a column name or as a key (``mig.discrete_mig``).
+
+    Args:
+        table: the results table.
+        metric: a column name or a metric key.
+
+    Returns:
+        The column's name.
+
+    Raises:
+        KeyError: the table has no column for the metric (the message lists those it has).
+    """
     for candidate in (metric, EVALUATION + metric_key(metric)):
         if candidate in table.columns:
             return candidate
@@ -132,7 +87,15 @@ def metric_column(table: pd.DataFrame, metric: str) -> str:
 
 
 def searched_params(table: pd.DataFrame, method: str) -> list[str]:
-    """The ``search.*`` columns with a value in some trial of ``method``, in table order."""
+    """The searched columns of one method.
+
+    Args:
+        table: the results table.
+        method: the method's name.
+
+    Returns:
+        The ``search.*`` columns with a value in some trial of ``method``, in table order.
+    """
     rows = table[table["method"] == method]
     return [c for c in table.columns if str(c).startswith(SEARCH) and rows[c].notna().any()]
 
@@ -168,12 +131,22 @@ def _missing(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class Setting:
-    """One configuration of a method: its searched columns and their values (NaN ones left out)."""
+    """One configuration of a method: its searched columns and their values (NaN ones left out).
+
+    Attributes:
+        method: the method's name.
+        values: ``(column, value)`` pairs, in table order.
+    """
 
     method: str
     values: tuple[tuple[str, Any], ...]
 
     def as_dict(self) -> dict[str, Any]:
+        """The values as a dict.
+
+        Returns:
+            Column -> value.
+        """
         return dict(self.values)
 
 
@@ -286,7 +259,7 @@ def _groups(
 
 
 def _index(medians: np.ndarray, weights: np.ndarray, mode: str, threshold: float) -> np.ndarray:
-    """Tolerance index of configuration medians (last axis), see the module docstring."""
+    """Tolerance index of configuration medians (last axis) (docs/report.md, "Tolerance index")."""
     if mode == "max":
         best = medians.max(axis=-1, keepdims=True)
         within = medians >= best - threshold * np.abs(best) - _EPS * np.maximum(1.0, np.abs(best))
@@ -318,10 +291,20 @@ def _interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
 def curve(table: pd.DataFrame, *, method: str, metric: str, param: str) -> pd.DataFrame:
     """How ``metric`` responds to ``param`` for one method, pooled over the other parameters.
 
-    One row per distinct value of ``param`` among the method's trials (NaN values and NaN scores
-    left out): ``setting`` (the value; a float for numeric parameters), ``median``, ``q25``,
-    ``q75`` of the score and ``n`` (trials). Sorted by value, or by first appearance for
-    non-numeric settings (JSON lists, schedules).
+    Args:
+        table: the results table.
+        method: the method's name.
+        metric: a column name or a metric key.
+        param: the searched column (``search.<param>``).
+
+    Returns:
+        One row per distinct value of ``param`` among the method's trials (NaN values and NaN
+        scores left out): ``setting`` (the value; a float for numeric parameters), ``median``,
+        ``q25``, ``q75`` of the score and ``n`` (trials). Sorted by value, or by first appearance
+        for non-numeric settings (JSON lists, schedules).
+
+    Raises:
+        KeyError: the table has no column for the metric, or no ``method`` column.
     """
     column = metric_column(table, metric)
     rows = table[table["method"] == method]
@@ -347,6 +330,24 @@ def curve(table: pd.DataFrame, *, method: str, metric: str, param: str) -> pd.Da
 
 @dataclass(frozen=True)
 class Tolerance:
+    """The tolerance index of a method on a metric (docs/report.md, "Tolerance index").
+
+    Attributes:
+        method: the method's name.
+        metric: the metric as given.
+        index: the tolerance index, in [0, 1].
+        ci_low: lower end of its bootstrap interval.
+        ci_high: upper end of its bootstrap interval.
+        best_median: the best configuration's median over seeds.
+        best_config: the best configuration's searched values.
+        seed_std_at_best: standard deviation (ddof 1) over the best configuration's seeds (NaN with one).
+        n_configs: number of configurations.
+        min_seeds: the fewest seeds of any configuration.
+        params: the searched columns that vary, i.e. define the configurations.
+        mode: ``"max"`` or ``"min"``, the metric's direction.
+        interval: True when the index is a share of a numeric (log-)range, else of configurations.
+    """
+
     method: str
     metric: str
     index: float
@@ -374,10 +375,29 @@ def tolerance(
     seed: int = 0,
     mode: str | None = None,
 ) -> Tolerance:
-    """The tolerance index of ``method`` on ``metric`` with its bootstrap interval (see the module).
+    """The tolerance index of ``method`` on ``metric`` with its bootstrap interval.
 
-    ``params``: ``[(column, log_scale)]``, the method's searched columns. ``mode`` defaults to
-    ``metric_mode(metric)``. Raises ``ValueError`` when the method has no trial with the metric.
+    Definitions in docs/report.md ("Tolerance index", "Bootstrap", "Seed spread at the best
+    setting").
+
+    Args:
+        table: the results table.
+        method: the method's name.
+        metric: a column name or a metric key.
+        params: ``[(column, log_scale)]``, the method's searched columns.
+        threshold: t, the relative distance from the best that still counts as within.
+        n_boot: bootstrap replicates.
+        confidence: the interval's coverage, in (0, 1).
+        seed: seeds the bootstrap's generator.
+        mode: ``"max"`` or ``"min"``; defaults to ``metric_mode(metric)``.
+
+    Returns:
+        The index, its interval, the best configuration and its seed spread.
+
+    Raises:
+        KeyError: the table has no column for the metric, or no ``method`` or ``seed`` column.
+        ValueError: the method has no trial with the metric, a log-scale parameter has a value
+            <= 0, or ``mode``, ``confidence`` or ``n_boot`` is invalid.
     """
     column = metric_column(table, metric)
     mode = _check_mode(mode or metric_mode(column), "mode")
@@ -413,11 +433,21 @@ def tolerance(
 
 
 def variance_decomposition(table: pd.DataFrame, metric: str, params: list[str]) -> dict[str, float]:
-    """Shares of the metric's sum of squares from method, hyperparameters and seed (module docstring).
+    """Shares of the metric's sum of squares from method, hyperparameters and seed.
 
-    ``params``: the searched columns of all methods (columns absent from the table are ignored).
-    Returns ``{"method", "hyperparameters", "seed", "total_variance"}``; the shares sum to 1, and
-    are all 0 with ``total_variance`` 0 for a constant metric (all NaN without any trial).
+    Definitions in docs/report.md ("Variance decomposition").
+
+    Args:
+        table: the results table.
+        metric: a column name or a metric key.
+        params: the searched columns of all methods (columns absent from the table are ignored).
+
+    Returns:
+        ``{"method", "hyperparameters", "seed", "total_variance"}``; the shares sum to 1, and
+        are all 0 with ``total_variance`` 0 for a constant metric (all NaN without any trial).
+
+    Raises:
+        KeyError: the table has no column for the metric, or no ``method`` column.
     """
     column = metric_column(table, metric)
     y = pd.to_numeric(table[column], errors="coerce")
@@ -453,8 +483,20 @@ def variance_decomposition(table: pd.DataFrame, metric: str, params: list[str]) 
 
 
 def spearman(table: pd.DataFrame, metrics: list[str], *, min_periods: int = 3) -> pd.DataFrame:
-    """Spearman rank correlation between metrics over all trials (pairwise complete; NaN when a pair
-    has fewer than ``min_periods`` trials or a metric is constant). Labelled as ``metrics`` given."""
+    """Spearman rank correlation between metrics over all trials.
+
+    Args:
+        table: the results table.
+        metrics: column names or metric keys.
+        min_periods: the fewest trials with both scores that give a correlation.
+
+    Returns:
+        The correlation matrix, labelled as ``metrics`` given (pairwise complete; NaN when a pair
+        has fewer than ``min_periods`` trials or a metric is constant).
+
+    Raises:
+        KeyError: the table has no column for a metric.
+    """
     columns = [metric_column(table, m) for m in metrics]
     values = pd.DataFrame(
         {m: pd.to_numeric(table[c], errors="coerce") for m, c in zip(metrics, columns, strict=True)}
@@ -473,8 +515,20 @@ def pareto_front(
 ) -> pd.Index:
     """The rows no other row dominates on ``(x, y)`` (rows with NaN on either are left out).
 
-    Modes default to ``metric_mode`` of each column. ``by`` (e.g. ``"method"``): the union of the
-    fronts computed within each group. The index keeps the table's row order.
+    Args:
+        table: the results table.
+        x: the first axis, a column name or a metric key.
+        y: the second axis, a column name or a metric key.
+        x_mode: ``"max"`` or ``"min"``; defaults to ``metric_mode`` of the column.
+        y_mode: ``"max"`` or ``"min"``; defaults to ``metric_mode`` of the column.
+        by: a column (e.g. ``"method"``): the union of the fronts computed within each group.
+
+    Returns:
+        The labels of the rows on the front, in the table's row order.
+
+    Raises:
+        KeyError: the table has no column for ``x``, ``y`` or ``by``.
+        ValueError: a mode other than ``"max"`` or ``"min"``.
     """
     x_column, y_column = metric_column(table, x), metric_column(table, y)
     sx = 1.0 if _check_mode(x_mode or metric_mode(x_column), "x_mode") == "max" else -1.0
@@ -523,14 +577,30 @@ def importances(
     evaluator: Literal["ped_anova", "fanova"] = "ped_anova",
     seed: int = 0,
 ) -> dict[str, float]:
-    """Optuna's parameter importances of ``method`` for ``metric`` (normalised to sum 1, largest first).
+    """Optuna's parameter importances of ``method`` for ``metric`` (docs/report.md, "Importances").
 
-    ``params``: ``[(column, log_scale)]`` as for ``tolerance``, or ``[(column, distribution)]`` with
-    an Optuna distribution to use as is. Numeric columns become ``FloatDistribution(min, max,
-    log=log_scale)``, others ``CategoricalDistribution`` of their text. Each configuration is one
-    trial valued at its median over seeds; a parameter NaN in a configuration is absent from that
-    trial (conditional). Empty when fewer than two parameters vary or fewer than ``max(min_configs,
-    3)`` configurations exist (see the module docstring). ``mode`` defaults to ``metric_mode``.
+    Numeric columns become ``FloatDistribution(min, max, log=log_scale)``, others
+    ``CategoricalDistribution`` of their text. Each configuration is one trial valued at its median
+    over seeds; a parameter NaN in a configuration is absent from that trial (conditional).
+
+    Args:
+        table: the results table.
+        method: the method's name.
+        metric: a column name or a metric key.
+        params: ``[(column, log_scale)]`` as for ``tolerance``, or ``[(column, distribution)]`` with
+            an Optuna distribution to use as is.
+        mode: ``"max"`` or ``"min"``; defaults to ``metric_mode``.
+        min_configs: the fewest configurations that give importances (at least 3 in any case).
+        evaluator: ``"ped_anova"`` (deterministic) or ``"fanova"`` (seeded).
+        seed: fANOVA's seed.
+
+    Returns:
+        Column -> importance, normalised to sum 1, largest first. Empty when fewer than two
+        parameters vary or fewer than ``max(min_configs, 3)`` configurations exist.
+
+    Raises:
+        KeyError: the table has no column for the metric, or no ``method`` or ``seed`` column.
+        ValueError: an invalid ``mode`` or ``evaluator``, or a log-scale parameter with a value <= 0.
     """
     import optuna
     from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
@@ -598,6 +668,19 @@ def importances(
 
 @dataclass(frozen=True)
 class ClaimResult:
+    """The outcome of one claim (docs/report.md, "Claims").
+
+    Attributes:
+        text: the claim as written.
+        lhs: the left side's statistic (NaN when it cannot be measured).
+        rhs: the right side's statistic or number (NaN when it cannot be measured).
+        difference: lhs - rhs.
+        ci_low: lower end of the bootstrap interval of the difference (NaN when not measured).
+        ci_high: upper end of the bootstrap interval of the difference (NaN when not measured).
+        verdict: "supported", "not supported" or "not enough trials".
+        detail: both sides with their intervals, the difference, and any problem.
+    """
+
     text: str
     lhs: float
     rhs: float
@@ -641,10 +724,29 @@ def check_claim(
     min_seeds: int = 3,
     min_configs: int = 2,
 ) -> ClaimResult:
-    """Measure both sides of a claim, bootstrap their difference and give a verdict (module docstring).
+    """Measure both sides of a claim, bootstrap their difference and give a verdict.
 
-    ``params``: each method's ``[(column, log_scale)]``; a method missing from it gets its
-    ``searched_params`` columns on a linear scale.
+    Definitions in docs/report.md ("Claims", "Bootstrap").
+
+    Args:
+        claim: the parsed claim (``studies.spec.claims``).
+        table: the results table.
+        params: each method's ``[(column, log_scale)]``; a method missing from it gets its
+            ``searched_params`` columns on a linear scale.
+        threshold: t of the tolerance index.
+        n_boot: bootstrap replicates.
+        confidence: the interval's coverage, in (0, 1).
+        seed: seeds the bootstrap's generator.
+        min_seeds: the fewest seeds per configuration for a verdict other than "not enough trials".
+        min_configs: the fewest configurations for a verdict on a ``tolerance`` side.
+
+    Returns:
+        Both sides, the interval of their difference and the verdict.
+
+    Raises:
+        KeyError: the table has no ``method`` or ``seed`` column.
+        ValueError: a log-scale parameter with a value <= 0, or (when both sides are measured) an
+            invalid ``confidence`` or ``n_boot``.
     """
     terms = [claim.lhs] + ([claim.rhs] if isinstance(claim.rhs, Term) else [])
     columns: dict[str, list[str]] = {}
