@@ -54,17 +54,39 @@ _NOT_SCORES = (*TRAINING_PREFIXES, RESOURCES, CONFIG)
 
 
 def is_training_key(key: str) -> bool:
-    """A training series: a loss term, a KL, a schedule value, images/s or active dimensions."""
+    """A training series: a loss term, a KL, a schedule value, images/s or active dimensions.
+
+    Args:
+        key: a key of a trial's report (``loss/recon``, ``mig.discrete_mig``, ...).
+
+    Returns:
+        Whether it starts with ``loss/``, ``kl/``, ``info/`` or ``schedule/``, or is ``images_per_sec``
+        or ``active_dims``.
+    """
     return key.startswith(TRAINING_PREFIXES) or key in TRAINING_KEYS
 
 
 def is_score_key(key: str) -> bool:
-    """An evaluation score: ``<metric>.<key>`` (a dot), not a training or placement key."""
+    """An evaluation score: ``<metric>.<key>`` (a dot), not a training or placement key.
+
+    Args:
+        key: a key of a trial's report.
+
+    Returns:
+        Whether it has a dot and no training, ``resources/`` or ``config/`` prefix.
+    """
     return "." in key and not key.startswith(_NOT_SCORES)
 
 
 def is_number(value: Any) -> bool:
-    """A finite int or float that is not a bool."""
+    """A finite int or float that is not a bool.
+
+    Args:
+        value: any value.
+
+    Returns:
+        Whether it is one.
+    """
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -91,13 +113,27 @@ def row_from_metrics(
 
 
 def cell(value: Any) -> Any:
-    """A parquet-safe cell: lists, tuples and mappings as JSON text, anything else as it is."""
+    """A parquet-safe cell: lists, tuples and mappings as JSON text, anything else as it is.
+
+    Args:
+        value: a cell value (a config or search value).
+
+    Returns:
+        ``json.dumps(value)`` for a list, tuple or dict, else ``value`` itself.
+    """
     return json.dumps(value) if isinstance(value, list | dict | tuple) else value
 
 
 def as_text(value: Any) -> Any:
     """A value as the text a text column holds (JSON: ``5000`` -> ``"5000"``, ``True`` -> ``"true"``,
-    ``[1, 10]`` -> ``"[1, 10]"``); text and missing values stay as they are."""
+    ``[1, 10]`` -> ``"[1, 10]"``); text and missing values stay as they are.
+
+    Args:
+        value: a cell of a column that holds text.
+
+    Returns:
+        ``value`` itself if it is a ``str``, ``None`` or a float NaN, else ``json.dumps(value)``.
+    """
     if value is None or isinstance(value, str) or (isinstance(value, float) and math.isnan(value)):
         return value
     return json.dumps(value)

@@ -24,7 +24,17 @@ STATUS_EVERY_S = 15.0
 
 
 def describe(config: dict[str, Any], seeds: list[int]) -> str:
-    """``beta_vae beta=3.2 seed 1`` from a trial config."""
+    """``beta_vae beta=3.2 seed 1`` from a trial config.
+
+    Args:
+        config: a Tune trial's config: ``method``, the searched values by Optuna name and
+            ``__trial_index__`` (``TRIAL_INDEX``, the seed's index; 0 when absent).
+        seeds: the spec's seeds, indexed by the trial index.
+
+    Returns:
+        The method, each searched value as ``name=value`` (without the method's prefix; floats to 4
+        significant digits) and the seed.
+    """
     method = config.get(METHOD, "?")
     params = " ".join(
         f"{k.split('.', 1)[1] if k.startswith(method + '.') else k}={_short(v)}"
@@ -65,12 +75,27 @@ class Progress(tune.Callback):
                 f"{pending} pending of {self.total} | best {self.objective.metric}: {best}")
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        """Print the status line when ``STATUS_EVERY_S`` seconds have passed since the last one.
+
+        Args:
+            iteration: Tune's control-loop iteration (unused).
+            trials: every Tune trial of the experiment.
+            **info: further keyword arguments Tune passes (unused).
+        """
         now = time.monotonic()
         if now - self.last_status >= STATUS_EVERY_S:
             self.last_status = now
             self._print(self._status(trials))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Print the ended trial's line and keep the best finite objective so far.
+
+        Args:
+            iteration: Tune's control-loop iteration (unused).
+            trials: every Tune trial of the experiment (unused).
+            trial: the ended Tune trial (``trial_id``, ``config``, ``last_result``).
+            **info: further keyword arguments Tune passes (unused).
+        """
         result = trial.last_result or {}
         value = result.get(self.objective.metric, math.nan)
         label = describe(trial.config, self.spec.seeds)
@@ -85,14 +110,34 @@ class Progress(tune.Callback):
         self._print(f"done   {trial.trial_id}  {label}  {score}  ({seconds:.0f} s)")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Print the failed trial's line with its failure reason.
+
+        Args:
+            iteration: Tune's control-loop iteration (unused).
+            trials: every Tune trial of the experiment (unused).
+            trial: the failed Tune trial.
+            **info: further keyword arguments Tune passes (unused).
+        """
         label = describe(trial.config, self.spec.seeds)
         self._print(f"FAILED {trial.trial_id}  {label}: {failure_reason(trial)}")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Print the last status line.
+
+        Args:
+            trials: every Tune trial of the experiment.
+            **info: further keyword arguments Tune passes (unused).
+        """
         self._print(self._status(trials))
 
     def summary(self, grid: Any, state: Any, directory: Path) -> None:
-        """The closing lines: the best trial and where to browse the study."""
+        """The closing lines: the best trial and where to browse the study.
+
+        Args:
+            grid: the ``tune.ResultGrid`` of the run.
+            state: the study's ``StudyState`` (its ``root`` is given to ``disent-study ui``).
+            directory: the study directory, where ``results.parquet`` is.
+        """
         objective = self.objective
         print(f"\nstudy {self.spec.name}: {len(grid)} trials, {grid.num_errors} failed")
         try:

@@ -51,6 +51,16 @@ LOST_ON_RESTORE = "lost: asked after the last snapshot before the driver stopped
 
 
 def make_sampler(spec: StudySpec, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler of the spec's ``search.algorithm``, seeded with its ``search.seed``.
+
+    Args:
+        spec: the study spec.
+        space: its search space; a grid sampler searches ``grid_point`` over ``range(len(space.grid))``.
+
+    Returns:
+        A ``GridSampler``, ``RandomSampler`` or ``CmaEsSampler`` for ``grid``, ``random`` or ``cmaes``,
+        else a ``TPESampler``.
+    """
     seed = spec.search.seed
     algorithm = spec.search.algorithm
     if algorithm == "grid":
@@ -72,6 +82,16 @@ def fail_running_trials(storage: BaseStorage | str, study_name: str, keep: set[i
 
     ``reason`` becomes each one's ``failure_reason`` user attribute. With ``retry``, each is first
     queued again as a WAITING copy (same parameters, same grid point).
+
+    Args:
+        storage: the Optuna storage, or an RDB URL.
+        study_name: the Optuna study's name.
+        keep: Optuna trial numbers to leave RUNNING.
+        reason: the ``failure_reason`` user attribute of each trial failed.
+        retry: whether to queue a WAITING copy of each first.
+
+    Returns:
+        How many trials were marked FAIL.
     """
     storage = _as_storage(storage)
     study = optuna.load_study(study_name=study_name, storage=storage)
@@ -140,6 +160,16 @@ class StudySearch(Searcher):
         return {**self.__dict__, "optuna_study": None}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        """The config of a new Tune trial: the next seed of the current configuration, or a new one.
+
+        Args:
+            trial_id: the new Tune trial's id.
+
+        Returns:
+            The configuration (Optuna's params and what the space returned) and ``__trial_index__``
+            (``TRIAL_INDEX``), the seed's index; a new configuration is asked of Optuna when the
+            current one has ``repeat`` trials.
+        """
         if self.filling is None or len(self.filling.trials) >= self.repeat:
             trial = self.study().ask()
             returned = self.space(trial) or {}
@@ -150,6 +180,13 @@ class StudySearch(Searcher):
         return {**copy.deepcopy(group.config), TRIAL_INDEX: len(group.trials) - 1}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Record the trial's objectives; once every seed of its configuration ended, tell Optuna.
+
+        Args:
+            trial_id: the ended Tune trial's id (ignored if this searcher did not suggest it).
+            result: its last result, holding the objectives (NaN for a missing one); ``None`` if none.
+            error: whether it errored (an all-NaN configuration is then told FAIL, else PRUNED).
+        """
         group = self.group_of.get(trial_id)
         if group is None:
             return
@@ -174,11 +211,20 @@ class StudySearch(Searcher):
         group.told = True
 
     def save(self, checkpoint_path: str) -> None:
+        """Pickle the searcher's state: the sampler, the seed groups and the one being filled.
+
+        Args:
+            checkpoint_path: the file to write.
+        """
         with open(checkpoint_path, "wb") as out:
             pickle.dump({"sampler": self.sampler, "group_of": self.group_of, "filling": self.filling}, out)
 
     def restore(self, checkpoint_path: str) -> None:
-        """Take the state of the snapshot, then fail and ask again the trials asked after it."""
+        """Take the state of the snapshot, then fail and ask again the trials asked after it.
+
+        Args:
+            checkpoint_path: the file ``save`` wrote.
+        """
         with open(checkpoint_path, "rb") as saved:
             state = pickle.load(saved)
         self.sampler, self.group_of, self.filling = state["sampler"], state["group_of"], state["filling"]

@@ -54,14 +54,36 @@ class Report:
     seconds: float = 0.0
 
     def note(self, section: str, text: str) -> None:
+        """Add a note shown at the end of a section of the page.
+
+        Args:
+            section: a section key of ``html.SECTIONS`` (``curves``, ``pareto``, ...) or ``header``.
+            text: the note, plain text.
+        """
         self.notes.setdefault(section, []).append(text)
 
     def section_figures(self, section: str) -> list[SavedFigure]:
+        """The figures of one section, in the order they were saved.
+
+        Args:
+            section: a section key (``SavedFigure.section``).
+
+        Returns:
+            Those figures.
+        """
         return [f for f in self.figures if f.section == section]
 
 
 def headline_metrics(results: StudyResults) -> list[str]:
-    """The main score of each evaluated metric, then the objectives, as table columns that have scores."""
+    """The main score of each evaluated metric, then the objectives, as table columns that have scores.
+
+    Args:
+        results: the study's results.
+
+    Returns:
+        ``evaluation_results.<metric>.<key>`` columns, without duplicates; every column of
+        ``results.metrics`` when none of them has a score.
+    """
     present = set(results.metrics)
     keys = [claims.MAIN_KEYS[m] for m in results.spec.evaluation.metrics if m in claims.MAIN_KEYS]
     keys += [o.metric for o in results.spec.objectives]
@@ -79,6 +101,14 @@ def binned(rows: pd.DataFrame, param: str, log: bool) -> tuple[pd.DataFrame, boo
 
     A random or TPE search gives each configuration its own value, so a curve through every value
     would show one configuration per point; bins pool neighbouring configurations instead.
+
+    Args:
+        rows: trials of one method (rows of the results table).
+        param: a ``search.*`` column of ``rows``.
+        log: whether ``param`` was searched on a log scale (non-positive values then get no bin).
+
+    Returns:
+        ``rows`` (a copy with ``param`` replaced when binned, else ``rows`` itself) and whether it binned.
     """
     values = pd.to_numeric(rows[param], errors="coerce")
     if values.nunique() <= MAX_SETTINGS:
@@ -230,7 +260,15 @@ def _variance(report: Report, writer: FigureWriter) -> None:
 
 
 def parquet_safe(table: pd.DataFrame) -> pd.DataFrame:
-    """Object columns mixing text with other values: the others as JSON text (pyarrow needs one type)."""
+    """Object columns mixing text with other values: the others as JSON text (pyarrow needs one type).
+
+    Args:
+        table: a results table (``StudyResults.trials``).
+
+    Returns:
+        A copy in which every object column that mixes text with other values, or holds a list, dict
+        or tuple, has its values other than text and ``None`` as JSON text.
+    """
     out = table.copy()
     for column in out.columns:
         if out[column].dtype != object:
@@ -243,7 +281,16 @@ def parquet_safe(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_report(results: StudyResults, out: Path) -> Path:
-    """Write ``report.html``, ``figures/`` and ``results.parquet`` into ``out``; the HTML's path."""
+    """Write ``report.html``, ``figures/`` and ``results.parquet`` into ``out``; the HTML's path.
+
+    Args:
+        results: the study's results.
+        out: the report folder, created if missing; the PNG and SVG files already in its ``figures/``
+            are deleted.
+
+    Returns:
+        ``out / "report.html"``.
+    """
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     figures_dir = out / "figures"

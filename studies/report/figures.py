@@ -50,7 +50,14 @@ class SavedFigure:
 
 
 def short(column: str) -> str:
-    """A column without its namespace: ``mig.discrete_mig``, ``beta_vae.beta``, ``loss/recon``."""
+    """A column without its namespace: ``mig.discrete_mig``, ``beta_vae.beta``, ``loss/recon``.
+
+    Args:
+        column: a results-table column.
+
+    Returns:
+        ``column`` without its ``evaluation_results.``, ``search.`` or ``final.`` prefix, if any.
+    """
     for prefix in ("evaluation_results.", "search.", "final."):
         if column.startswith(prefix):
             return column[len(prefix):]
@@ -58,12 +65,29 @@ def short(column: str) -> str:
 
 
 def param_label(column: str, method: str) -> str:
-    """A searched column without ``search.`` and its method's prefix (``capacity[0].end``)."""
+    """A searched column without ``search.`` and its method's prefix (``capacity[0].end``).
+
+    Args:
+        column: a ``search.*`` column.
+        method: the method whose parameter it is.
+
+    Returns:
+        The label.
+    """
     name = short(column)
     return name[len(method) + 1:] if name.startswith(method + ".") else name
 
 
 def method_color(methods: Sequence[str], method: str) -> tuple:
+    """The colour of ``method``: its position in ``methods`` on the tab10 cycle.
+
+    Args:
+        methods: every method of the study, in spec order.
+        method: one method.
+
+    Returns:
+        An RGB tuple of floats in [0, 1]; the last colour for a method not in ``methods``.
+    """
     return COLORS[list(methods).index(method) % len(COLORS)] if method in methods else COLORS[-1]
 
 
@@ -76,6 +100,18 @@ class FigureWriter:
         self.saved: list[SavedFigure] = []
 
     def save(self, fig: Figure, name: str, section: str, title: str, caption: str) -> SavedFigure:
+        """Write ``fig`` as ``<name>.png`` and ``<name>.svg``, close it and remember it.
+
+        Args:
+            fig: the figure.
+            name: the file stem.
+            section: the section key of the page it belongs to.
+            title: its title on the page.
+            caption: its caption on the page.
+
+        Returns:
+            The saved figure.
+        """
         png, svg = self.directory / f"{name}.png", self.directory / f"{name}.svg"
         fig.savefig(png, dpi=PNG_DPI, bbox_inches="tight")
         fig.savefig(svg, bbox_inches="tight")
@@ -104,7 +140,20 @@ def _tick(value: object, width: int = 14) -> str:
 def curves(curves_by_metric: dict[str, pd.DataFrame], *, method: str, param: str, log: bool, color: tuple,
            points: dict[str, tuple[np.ndarray, np.ndarray]]) -> Figure:
     """Median and inter-quartile band of each metric against one searched parameter of one method,
-    over the trials as dots (``points``: metric -> (parameter values, scores); numeric parameters)."""
+    over the trials as dots (``points``: metric -> (parameter values, scores); numeric parameters).
+
+    Args:
+        curves_by_metric: metric column -> its ``analysis.curve`` frame (``setting``, ``median``,
+            ``q25``, ``q75``); one panel each.
+        method: the method.
+        param: the ``search.*`` column on x.
+        log: whether x is on a log scale (numeric settings only).
+        color: the method's colour.
+        points: metric column -> (parameter values, scores), float arrays (N,) of the trials.
+
+    Returns:
+        The figure, open (``FigureWriter.save`` closes it).
+    """
     fig, axes = _panels(len(curves_by_metric))
     label = param_label(param, method)
     for ax, (metric, frame) in zip(axes, curves_by_metric.items(), strict=True):
@@ -130,7 +179,15 @@ def curves(curves_by_metric: dict[str, pd.DataFrame], *, method: str, param: str
 
 
 def tolerance(results: list[Tolerance], methods: Sequence[str]) -> Figure:
-    """Tolerance index per method, one panel per metric, with the bootstrap interval."""
+    """Tolerance index per method, one panel per metric, with the bootstrap interval.
+
+    Args:
+        results: the ``analysis.Tolerance`` of each method and metric computed.
+        methods: every method of the study (for the colours).
+
+    Returns:
+        The figure, open.
+    """
     metrics = list(dict.fromkeys(t.metric for t in results))
     fig, axes = _panels(len(metrics), columns=4, width=2.9, height=0.45 * len(methods) + 1.2)
     for ax, metric in zip(axes, metrics, strict=True):
@@ -154,7 +211,19 @@ def tolerance(results: list[Tolerance], methods: Sequence[str]) -> Figure:
 
 def pareto(table: pd.DataFrame, *, x: str, ys: list[str], fronts: dict[str, dict[str, pd.Index]],
            methods: Sequence[str], x_mode: str) -> Figure:
-    """Every trial in (reconstruction, score) and each method's Pareto front, one panel per score."""
+    """Every trial in (reconstruction, score) and each method's Pareto front, one panel per score.
+
+    Args:
+        table: completed trials (``method``, ``x`` and ``ys`` columns).
+        x: the reconstruction column.
+        ys: the score columns, one panel each.
+        fronts: score column -> method -> index labels of its front rows in ``table``.
+        methods: the methods to draw, in colour order.
+        x_mode: ``"min"`` if a lower ``x`` is better, else ``"max"``.
+
+    Returns:
+        The figure, open.
+    """
     fig, axes = _panels(len(ys), columns=3, width=3.6, height=3.0)
     for ax, y in zip(axes, ys, strict=True):
         for method in methods:
@@ -178,7 +247,15 @@ def pareto(table: pd.DataFrame, *, x: str, ys: list[str], fronts: dict[str, dict
 
 
 def importances(values: dict[str, dict[str, float]], metric: str) -> Figure:
-    """Optuna's parameter importances per method (bars, largest on top)."""
+    """Optuna's parameter importances per method (bars, largest on top).
+
+    Args:
+        values: method -> (``search.*`` column -> importance, largest first); one panel each.
+        metric: the objective's column (for the title).
+
+    Returns:
+        The figure, open.
+    """
     fig, axes = _panels(len(values), columns=3, width=3.4,
                         height=0.35 * max(len(v) for v in values.values()) + 1.2)
     for ax, (method, found) in zip(axes, values.items(), strict=True):
@@ -196,7 +273,14 @@ def importances(values: dict[str, dict[str, float]], metric: str) -> Figure:
 
 
 def spearman(matrix: pd.DataFrame) -> Figure:
-    """Heatmap of the Spearman rank correlation between metrics, values written in the cells."""
+    """Heatmap of the Spearman rank correlation between metrics, values written in the cells.
+
+    Args:
+        matrix: the square correlation matrix, metric columns as index and columns (NaN allowed).
+
+    Returns:
+        The figure, open.
+    """
     labels = [short(str(c)) for c in matrix.columns]
     size = 1.0 + 0.75 * len(labels)
     fig, ax = plt.subplots(figsize=(size + 1.2, size), layout="constrained")
@@ -213,7 +297,15 @@ def spearman(matrix: pd.DataFrame) -> Figure:
 
 
 def variance(shares: dict[str, dict[str, float]]) -> Figure:
-    """Stacked shares of each metric's variance from the method, the hyperparameters and the seed."""
+    """Stacked shares of each metric's variance from the method, the hyperparameters and the seed.
+
+    Args:
+        shares: metric column -> ``analysis.variance_decomposition`` result (``method``,
+            ``hyperparameters`` and ``seed`` shares).
+
+    Returns:
+        The figure, open.
+    """
     metrics = list(shares)
     fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(metrics) + 1.3), layout="constrained")
     y = np.arange(len(metrics))

@@ -135,7 +135,16 @@ GAMMA_MODE = f"{TRAIN_CONFIG}method.gamma_mode"
 
 def method_label(trials: Any, method: str) -> str:
     """``method`` with what its trials recorded about how it was run: its provenance when it is not
-    a re-implementation of published code (DiD: a reconstruction) and DEFT's ``gamma_mode``."""
+    a re-implementation of published code (DiD: a reconstruction) and DEFT's ``gamma_mode``.
+
+    Args:
+        trials: the results table (``method``, and ``method_provenance`` and
+            ``train_config.method.gamma_mode`` where recorded).
+        method: the method.
+
+    Returns:
+        ``method``, or ``method (provenance: ...; gamma_mode: ...)`` with the values its trials recorded.
+    """
     rows = trials[trials["method"] == method] if "method" in trials.columns else trials.iloc[0:0]
     notes = []
     for column, name in ((METHOD_PROVENANCE, "provenance"), (GAMMA_MODE, "gamma_mode")):
@@ -290,7 +299,14 @@ def _section(report: Report, key: str) -> str:
 
 
 def render(report: Report) -> str:
-    """The whole page."""
+    """The whole page.
+
+    Args:
+        report: the computed report.
+
+    Returns:
+        The self-contained HTML document.
+    """
     body = [_header(report)]
     for key, title in SECTIONS:
         if key == "devae" and report.devae is None:

@@ -101,7 +101,15 @@ class Comparison:
 
 
 def applies(spec: StudySpec) -> bool:
-    """A DeVAE tolerance study: the ``devae_tolerance`` catalog study, or DeVAE with betas or s searched."""
+    """A DeVAE tolerance study: the ``devae_tolerance`` catalog study, or DeVAE with betas or s searched.
+
+    Args:
+        spec: the study spec.
+
+    Returns:
+        Whether the spec has a ``devae`` method and its name starts with ``devae_tolerance`` or its
+        ``betas`` or ``scale`` is searched.
+    """
     template = spec.methods.get("devae")
     if template is None:
         return False
@@ -110,10 +118,26 @@ def applies(spec: StudySpec) -> bool:
 
 
 def paper_dataset(name: str) -> str:
+    """The paper's dataset to compare a study's with.
+
+    Args:
+        name: the study's dataset name.
+
+    Returns:
+        ``"Shapes3D"`` if the name contains ``shapes3d`` (any case), else ``"dSprites"``.
+    """
     return "Shapes3D" if "shapes3d" in name.lower() else "dSprites"
 
 
 def our_budget(spec: StudySpec) -> str:
+    """Our budget as the comparison states it.
+
+    Args:
+        spec: the study spec.
+
+    Returns:
+        ``ours: <dataset>, <steps> steps × batch <batch> (<images> images), protocol <p>, seeds [...]``.
+    """
     steps, batch = spec.steps, int(spec.train.get("batch_size", 64))
     return (f"ours: {spec.dataset.name}, {steps:,} steps × batch {batch} "
             f"({steps * batch:,} images), protocol {spec.evaluation.protocol}, seeds {spec.seeds}")
@@ -151,7 +175,16 @@ def _label(betas: tuple[float, ...]) -> str:
 
 
 def compare(spec: StudySpec, table: pd.DataFrame) -> Comparison:
-    """Tables 3 and 4 with our completed DeVAE trials beside them (``table``: completed trials)."""
+    """Tables 3 and 4 with our completed DeVAE trials beside them (``table``: completed trials).
+
+    Args:
+        spec: the study spec.
+        table: completed trials (``method``, ``train_config.method.betas``/``.scale``, MIG, reconstruction
+            and ``final.loss/recon*`` columns, each used where present).
+
+    Returns:
+        The comparison for the paper's dataset closest to the study's.
+    """
     dataset = paper_dataset(spec.dataset.name)
     devae = table[table["method"] == "devae"] if "method" in table.columns else table.iloc[0:0]
     betas = devae[BETAS].map(_betas) if BETAS in devae.columns else pd.Series(None, index=devae.index)

@@ -101,7 +101,14 @@ def _is_number(value: Any) -> bool:
 
 
 def searched_params(spec: StudySpec) -> dict[str, list[SearchedParam]]:
-    """Per method, the search parameters its trials have, in spec order (model, train, method)."""
+    """Per method, the search parameters its trials have, in spec order (model, train, method).
+
+    Args:
+        spec: the study spec.
+
+    Returns:
+        Method name -> its searched parameters.
+    """
     out: dict[str, list[SearchedParam]] = {}
     for method, template in spec.methods.items():
         found = []
@@ -182,7 +189,16 @@ def _assign(template: Any, value: Any, prefix: str, out: dict[str, Any], path: t
 
 
 def search_values(spec: StudySpec, method: str, config: dict[str, Any]) -> dict[str, Any]:
-    """``{"beta_vae.beta": 4.0, ...}``: the searched values of a trial, from its nested training config."""
+    """``{"beta_vae.beta": 4.0, ...}``: the searched values of a trial, from its nested training config.
+
+    Args:
+        spec: the study spec.
+        method: the trial's method.
+        config: its nested training config (``model``, ``train`` and ``method`` sections).
+
+    Returns:
+        Optuna name -> value; a categorical or grid choice as its label.
+    """
     out: dict[str, Any] = {}
     sections = (("model", "model", spec.model), ("train", "train", spec.train),
                 ("method", method, spec.methods.get(method, {})))
@@ -197,7 +213,17 @@ def _last_step(run: Any) -> int | None:
 
 
 def trial_row(spec: StudySpec, run: Any) -> dict[str, Any]:
-    """One row of the results table from a trial's nested MLflow run."""
+    """One row of the results table from a trial's nested MLflow run.
+
+    Args:
+        spec: the study spec.
+        run: the trial's ``mlflow.entities.Run``.
+
+    Returns:
+        Column -> value: ``trial_id``, ``status``, ``error``, ``method``, ``seed``, ``step``,
+        ``model_num``, ``method_provenance``, ``dataset_provenance``, ``mlflow_run_id``, then the
+        namespaced columns (``row_from_metrics``).
+    """
     tags, metrics = run.data.tags, run.data.metrics
     params = {k: _parse(v) for k, v in run.data.params.items()}
     method = tags.get("method") or str(params.get("method.name", "?"))
@@ -219,7 +245,15 @@ def trial_row(spec: StudySpec, run: Any) -> dict[str, Any]:
 
 
 def table_from_runs(spec: StudySpec, runs: list[Any]) -> pd.DataFrame:
-    """The results table (one row per trial, every status) rebuilt from nested runs."""
+    """The results table (one row per trial, every status) rebuilt from nested runs.
+
+    Args:
+        spec: the study spec.
+        runs: the study's nested MLflow runs (``nested_runs``).
+
+    Returns:
+        One ``trial_row`` per run, in the runs' order.
+    """
     return pd.DataFrame([trial_row(spec, run) for run in runs])
 
 
@@ -274,7 +308,15 @@ class StudyResults:
                 and pd.to_numeric(table[c], errors="coerce").notna().any()]
 
     def method_params(self, method: str) -> list[tuple[str, bool]]:
-        """``[(search column, log scale)]`` of ``method`` that its completed trials vary."""
+        """``[(search column, log scale)]`` of ``method`` that its completed trials vary.
+
+        Args:
+            method: the method.
+
+        Returns:
+            ``(search.* column, whether searched on a log scale)`` of each parameter with two or more
+            distinct values among the method's completed trials, in spec order.
+        """
         table = self.table
         rows = table[table["method"] == method] if not table.empty else table
         return [(p.column, p.log) for p in self.params.get(method, [])
@@ -306,7 +348,20 @@ def _client(tracking_uri: str) -> MlflowClient:
 
 
 def load_study_dir(directory: Path) -> StudyResults:
-    """A study from its directory (see the module docstring for which table is used)."""
+    """A study from its directory (see the module docstring for which table is used).
+
+    Args:
+        directory: the study directory, ``<root>/<study name>`` (``study.json``, ``spec.yaml``).
+
+    Returns:
+        The study's results, ``source`` ``"results.parquet"`` or ``"MLflow"``.
+
+    Raises:
+        ReportInputError: no such directory, no sqlite store at its tracking URI, or its parent run
+            is not there.
+        DisentError: the directory has no ``study.json``.
+        ConfigError: its ``spec.yaml`` is not a valid spec.
+    """
     directory = directory.expanduser().resolve()
     if not directory.is_dir():
         raise ReportInputError(f"no study directory {directory}; give the directory that `disent-study run` "
@@ -337,7 +392,20 @@ def default_experiment_uri() -> str:
 
 
 def load_experiment(name: str, tracking_uri: str | None = None) -> StudyResults:
-    """A study from its MLflow experiment alone: the spec from the parent run, trials from nested runs."""
+    """A study from its MLflow experiment alone: the spec from the parent run, trials from nested runs.
+
+    Args:
+        name: the MLflow experiment's name.
+        tracking_uri: the MLflow tracking URI (default: ``default_experiment_uri()``).
+
+    Returns:
+        The study's results (``source`` ``"MLflow"``, no ``study_dir``), from the newest study run.
+
+    Raises:
+        ReportInputError: no store or experiment, MLflow cannot be read, no study run, or no readable
+            ``spec.yaml`` artifact.
+        ConfigError: the ``spec.yaml`` is not a valid spec.
+    """
     tracking_uri = tracking_uri or default_experiment_uri()
     client = _client(tracking_uri)
     try:
