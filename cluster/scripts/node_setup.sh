@@ -3,7 +3,8 @@
 #   - a Python venv (uv-managed CPython, the same minor version on every node) at $DISENT_VENV,
 #     activated from ~/.bashrc so that `ray start`, `ray submit` and `ray exec` use it;
 #   - torch: the CPU wheel on the head (it runs no trials), the PyPI CUDA wheel on GPU workers;
-#   - this project from the checkout synced by file_mounts (`pip install -e`), psycopg2-binary;
+#   - this project from the checkout synced by file_mounts (`pip install -e`), psycopg2-binary and
+#     MLflow's `auth` extra (Flask-WTF), which the head's `mlflow server --app-name basic-auth` needs;
 #   - RAY_AUTH_MODE=token in ~/.bashrc (the token itself is file-mounted to ~/.ray/auth_token).
 #
 # Usage: node_setup.sh head|worker
@@ -56,9 +57,10 @@ case "$ROLE" in
         ;;
 esac
 
-# The project (pins ray[tune,default] 2.60, optuna 5.0, mlflow 3.17) + the PostgreSQL driver.
+# The project (pins ray[tune,default] 2.60, optuna 5.0, mlflow 3.17) + the PostgreSQL driver + the
+# basic-auth app's extra (the project's pin keeps mlflow itself at 3.17).
 # shellcheck disable=SC2086
-"${PIP[@]}" -e "$PROJECT_DIR" psycopg2-binary ${DISENT_EXTRA_PIP:-}
+"${PIP[@]}" -e "$PROJECT_DIR" psycopg2-binary "mlflow[auth]" ${DISENT_EXTRA_PIP:-}
 
 # Login shells of the launcher (ray start / ray exec / ray submit) pick these up.
 add_line() { grep -qxF "$1" ~/.bashrc 2>/dev/null || echo "$1" >> ~/.bashrc; }

@@ -26,7 +26,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +56,7 @@ from studies.spec import StudySpec
 from studies.spec.space import SearchSpace
 
 DIVERGED_MARKER = "diverged.json"
+WORK_ROOT = Path("~/.cache/disent_studies/trials")
 ACTIVE_KL = 0.01
 
 
@@ -85,6 +85,20 @@ def _write_final_files(directory: Path, report: Report, config: Any, scores: Any
     kl_per_dim_plot(report.latent_information, directory / "kl_per_dim.png", name=report.information_name)
 
 
+def trial_work_dir(study: str) -> Path:
+    """An empty scratch directory for the trial's checkpoints and final files.
+
+    ``~/.cache/disent_studies/trials/<study>/<trial id>`` on the node that runs the trial, not the
+    system temp dir, and the same for every attempt of the trial: it is emptied first, so what an
+    attempt killed before its cleanup left (a killed worker, or a killed driver and then
+    ``resume``) goes when Tune restarts the trial. ``run_trial`` removes it when an attempt ends.
+    """
+    work = WORK_ROOT.expanduser() / study / tune.get_context().get_trial_id()
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    return work
+
+
 def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
     """Train, evaluate and report one trial (the function ``tune.Tuner`` runs)."""
     spec = StudySpec.model_validate(spec_data)
@@ -92,7 +106,7 @@ def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
     seed = spec.seeds[config.get(TRIAL_INDEX, 0)]
     train_config = space.train_config(config, seed)
     evaluation = spec.evaluation
-    work = Path(tempfile.mkdtemp(prefix="disent-trial-"))
+    work = trial_work_dir(spec.name)
     resume_from = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:

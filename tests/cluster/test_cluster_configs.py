@@ -144,15 +144,16 @@ def test_head_services_command_stops_on_placeholders(name, tmp_path):
 # ---------------------------------------------------------------- scripts
 
 
-@pytest.mark.parametrize("script", sorted(p.name for p in (CLUSTER / "scripts").glob("*.sh")))
+@pytest.mark.parametrize("script", sorted(str(p.relative_to(CLUSTER)) for p in CLUSTER.rglob("*.sh")))
 def test_shell_scripts_parse(script):
-    subprocess.run(["bash", "-n", str(CLUSTER / "scripts" / script)], check=True)
+    subprocess.run(["bash", "-n", str(CLUSTER / script)], check=True)
 
 
 def test_mlflow_server_flags():
     text = (CLUSTER / "scripts" / "head_services.sh").read_text()
-    for flag in ("--backend-store-uri postgresql://", "--artifacts-destination", "--host 0.0.0.0",
-                 "--allowed-hosts", "--workers 1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false"):
+    for flag in ("--app-name basic-auth", "--backend-store-uri postgresql://", "--artifacts-destination",
+                 "--host $ip", "--allowed-hosts", "--workers 1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false",
+                 "EnvironmentFile=$STATE/mlflow_server.env"):
         assert flag in text, flag
     assert "DISENT_OPTUNA_STORAGE=postgresql+psycopg2://" in text
 
@@ -302,11 +303,20 @@ def test_kuberay_services_and_image():
     assert docs[("PersistentVolumeClaim", "disent-shared")]["spec"]["accessModes"] == ["ReadWriteMany"]
     (mlflow,) = _containers(docs[("Deployment", "disent-mlflow")]["spec"])
     command = " ".join(mlflow["command"])
-    for flag in ("--backend-store-uri postgresql://", "--artifacts-destination", "--host 0.0.0.0",
-                 "--allowed-hosts", "--workers 1"):
+    for flag in ("--app-name basic-auth", "--backend-store-uri postgresql://", "--artifacts-destination",
+                 "--host 0.0.0.0", "--allowed-hosts", "--workers 1"):
         assert flag in command, flag
     assert "disent-mlflow" in command.split("--allowed-hosts ")[1]
     assert {"name": "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "value": "false"} in mlflow["env"]
+    env = {e["name"]: e for e in mlflow["env"]}
+    for name in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD",
+                 "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "disent-mlflow-auth", name
+    auth_ini = docs[("ConfigMap", "disent-mlflow-auth")]["data"]["basic_auth.ini"]
+    assert env["MLFLOW_AUTH_CONFIG_PATH"]["value"].endswith("/basic_auth.ini")
+    assert "database_uri = postgresql://disent@disent-postgres:5432/mlflow_auth" in auth_ini
+    init_sql = docs[("ConfigMap", "disent-postgres-init")]["data"]["10-mlflow.sql"]
+    assert "CREATE DATABASE mlflow_auth" in init_sql
 
     images = {mlflow["image"]}
     for spec in _ray_cluster_specs():
