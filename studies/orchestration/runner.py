@@ -5,14 +5,21 @@ Layout of one study (``<root>/<name>/``)::
     spec.yaml        the validated spec, every default filled in
     study.json       where its state lives: tracking URI, experiment, parent run, Optuna storage
                      and study name, Tune experiment path
+    study.lock       held by the one driver of the study (``lock.py``), with who holds it
     optuna.db        Optuna storage (default; a PostgreSQL URL from the spec replaces it)
     tune/            Ray Tune's experiment directory (default; ``storage.checkpoints`` replaces it)
     results.parquet  one row per trial, written when the study stops (also a parent-run artifact)
 
 The runs root holds ``mlflow.db`` and ``mlartifacts/`` shared by every study under it (each study
 has its own experiment). ``run_study`` refuses an existing study directory; ``resume_study``
-continues it with ``Tuner.restore`` (or starts it if Tune never wrote a snapshot). Whatever
-happens, ``finalize`` leaves no Optuna trial and no MLflow run RUNNING.
+continues it with ``Tuner.restore`` (or starts it if Tune never wrote a snapshot). Both hold the
+study's lock from before they create or change anything until they return, so a second driver of
+the same study stops with a message naming the first. Whatever happens, ``finalize`` leaves no
+Optuna trial and no MLflow run RUNNING.
+
+A trial whose latest checkpoint no longer exists on storage (deleted, or rotated away after Tune's
+last experiment snapshot) would fail for good when Tune restores it; it has no state to lose, so
+it starts again from step 0 instead (``restartable``), and ``resume`` says which trials it restarted.
 """
 
 from __future__ import annotations
@@ -24,14 +31,17 @@ from typing import Any
 
 import optuna
 import pandas as pd
+import pyarrow.fs
 import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.repeater import TRIAL_INDEX
+from ray.tune.trainable import wrap_function
 
 from disent_core.errors import DisentError
 from disent_core.methods.registry import METHODS
+from studies.orchestration.lock import hold_study
 from studies.orchestration.progress import Progress
 from studies.orchestration.search import StudySearch, fail_running_trials, make_sampler
 from studies.orchestration.tracking import StudyTracker, close_open_runs, ensure_experiment, prepare_store
@@ -50,6 +60,9 @@ from studies.study_dir import TUNE_NAME, StudyState, default_tracking_uri, load_
 
 log = logging.getLogger(__name__)
 STOPPED_BEFORE_END = "the study stopped before this trial finished; `disent-study resume` continues it"
+CHECKPOINTS_KEPT = 2
+"""Checkpoints Tune keeps per trial; with 2 the oldest and the latest are all it tracks, which
+``prepare_restarts`` relies on."""
 
 
 def init_ray(address: str | None) -> None:
@@ -92,31 +105,125 @@ def _create_state(spec: StudySpec, root: Path, directory: Path) -> StudyState:
 
 
 def run_study(spec: StudySpec, root: Path, address: str | None = None) -> Path:
-    """Start a new study under ``root``; returns its directory."""
+    """Start a new study under ``root``, holding its lock until it stops.
+
+    Args:
+        spec: the validated study spec.
+        root: the runs root; the study directory is ``root / spec.name``.
+        address: the Ray cluster to run on (None: ``$RAY_ADDRESS``, else an embedded Ray).
+
+    Returns:
+        The study directory.
+
+    Raises:
+        StudyLocked: another driver holds the study.
+        DisentError: the study exists already, or it stopped with trials unfinished.
+    """
     root = root.expanduser().resolve()
     directory = root / spec.name
     SearchSpace(spec).num_configurations()  # a grid larger than asked for fails before anything starts
-    if (directory / "study.json").exists():
-        raise DisentError(
-            f"study directory {directory} already exists; continue it with `disent-study resume {directory}` "
-            "or start a new one with --set name=<new name>"
-        )
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "spec.yaml").write_text(spec_yaml(spec))
-    state = _create_state(spec, root, directory)
-    state.save(directory)
-    _execute(spec, state, directory, address, restore=False)
+    with hold_study(directory, spec.name, spec.storage.optuna):
+        if (directory / "study.json").exists():
+            raise DisentError(
+                f"study directory {directory} already exists; continue it with "
+                f"`disent-study resume {directory}` or start a new one with --set name=<new name>"
+            )
+        (directory / "spec.yaml").write_text(spec_yaml(spec))
+        state = _create_state(spec, root, directory)
+        state.save(directory)
+        _execute(spec, state, directory, address, restore=False)
     return directory
 
 
 def resume_study(directory: Path, address: str | None = None) -> Path:
-    """Continue a study from its directory after a crash, a kill or Ctrl-C."""
+    """Continue a study from its directory after a crash, a kill or Ctrl-C, holding its lock.
+
+    Args:
+        directory: the study directory that ``run_study`` created.
+        address: the Ray cluster to run on (None: ``$RAY_ADDRESS``, else an embedded Ray).
+
+    Returns:
+        The study directory.
+
+    Raises:
+        StudyLocked: another driver holds the study.
+        DisentError: not a study directory, or it stopped again with trials unfinished.
+    """
     directory = directory.expanduser().resolve()
     state = StudyState.load(directory)
-    spec = load_study_spec(directory)
-    restore = tune.Tuner.can_restore(state.tune_path)
-    _execute(spec, state, directory, address, restore=restore)
+    with hold_study(directory, state.optuna_study, state.optuna_storage):
+        spec = load_study_spec(directory)
+        restore = tune.Tuner.can_restore(state.tune_path)
+        if restore:
+            for line in prepare_restarts(spec, state):
+                print(line, flush=True)
+        _execute(spec, state, directory, address, restore=restore)
     return directory
+
+
+def holds_state(checkpoint: tune.Checkpoint) -> bool:
+    """Whether a Tune checkpoint's directory is still on its storage and not empty."""
+    selector = pyarrow.fs.FileSelector(checkpoint.path, allow_not_found=True)
+    return bool(checkpoint.filesystem.get_file_info(selector))
+
+
+def prepare_restarts(spec: StudySpec, state: StudyState) -> list[str]:
+    """Ready the trials Tune will restore whose latest checkpoint is gone to start from scratch.
+
+    Such a trial starts from step 0 (``restartable``). Tune still tracks its checkpoints
+    (``CHECKPOINTS_KEPT`` = 2: the oldest and the latest) and deletes them as the trial checkpoints
+    again; a missing one makes that deletion log an error, so each is recreated empty here.
+
+    Args:
+        spec: the study's spec.
+        state: the study's state; its Tune experiment has a snapshot.
+
+    Returns:
+        ``trial <id> (<method>, seed <seed>): its checkpoint <path> is gone; restarted from scratch``
+        for each such trial.
+    """
+    analysis = tune.ExperimentAnalysis(state.tune_path)
+    lines = []
+    for trial in analysis.trials:
+        latest = trial.checkpoint
+        if trial.status == "TERMINATED" or latest is None or holds_state(latest):
+            continue
+        oldest = analysis.get_best_checkpoint(trial, "training_iteration", "min")
+        for checkpoint in (latest, oldest):
+            if checkpoint is not None:
+                checkpoint.filesystem.create_dir(checkpoint.path)
+        config = trial.config or {}
+        label = f"{config.get(METHOD, '?')}, seed {spec.seeds[config.get(TRIAL_INDEX, 0)]}"
+        lines.append(f"trial {trial.trial_id} ({label}): its checkpoint {latest.path} is gone; "
+                     "restarted from scratch")
+    return lines
+
+
+def restartable(function: Any) -> type[tune.Trainable]:
+    """``function`` as a Tune trainable that starts from scratch when its checkpoint is gone.
+
+    Tune restores a resumed or retried trial from its latest checkpoint and fails the trial when
+    that checkpoint no longer exists on storage (``Trainable.restore``); every retry fails the same
+    way. Such a trial has no state to lose, so the restore of a missing or empty checkpoint is
+    skipped instead and the function starts with ``tune.get_checkpoint()`` None, from step 0.
+
+    Args:
+        function: a function trainable (``tune.with_parameters(run_trial, ...)``).
+
+    Returns:
+        The trainable class, named like ``function`` (``Tuner.restore`` checks the name).
+    """
+    base = wrap_function(function)
+
+    class RestartableTrainable(base):  # type: ignore[misc, valid-type]
+        def restore(self, checkpoint_path: Any) -> None:
+            checkpoint = getattr(checkpoint_path, "checkpoint", checkpoint_path)
+            if isinstance(checkpoint, tune.Checkpoint) and not holds_state(checkpoint):
+                log.warning("checkpoint %s is gone; the trial starts from scratch", checkpoint.path)
+                return
+            super().restore(checkpoint_path)
+
+    return RestartableTrainable
 
 
 def _tuner(spec: StudySpec, state: StudyState, restore: bool, callbacks: list) -> tune.Tuner:
@@ -125,7 +232,7 @@ def _tuner(spec: StudySpec, state: StudyState, restore: bool, callbacks: list) -
     metric: Any = [o.metric for o in objectives] if len(objectives) > 1 else objectives[0].metric
     mode: Any = [o.mode for o in objectives] if len(objectives) > 1 else objectives[0].mode
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, spec_data=spec.model_dump(mode="json")),
+        restartable(tune.with_parameters(run_trial, spec_data=spec.model_dump(mode="json"))),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
     if restore:
@@ -155,7 +262,7 @@ def _tuner(spec: StudySpec, state: StudyState, restore: bool, callbacks: list) -
         run_config=tune.RunConfig(
             name=TUNE_NAME, storage_path=state.tune_storage, callbacks=callbacks, verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
         ),
     )
 

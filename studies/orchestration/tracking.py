@@ -16,7 +16,8 @@ disentanglement_lib's model number for grid studies that ask for it); metrics = 
 report and evaluation as a series over steps, each step once (a trial restored from an earlier
 checkpoint trains some steps again; their reports are not logged twice); artifacts = the final
 checkpoint directory (checkpoint, config, scores, latent traversals, reconstructions, KL per
-dimension). ``finalize`` closes whatever a crash left RUNNING.
+dimension). ``finalize`` closes whatever a crash left RUNNING, with a ``failure_reason`` tag that
+the run loses when a resumed driver starts its trial again.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ from studies.results import (
 )
 from studies.spec import StudySpec
 from studies.spec.space import SearchSpace
+
+FAILURE_REASON = "failure_reason"
+"""The tag of a run that did not finish: why (divergence, an error, the study stopped). A trial that
+runs again loses it; one that fails again gets its new reason."""
 
 
 def git_commit() -> str:
@@ -189,8 +194,11 @@ class StudyTracker(tune.Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.run_id(trial)
-        if self.client.get_run(run_id).info.status != "RUNNING":
+        run = self.client.get_run(run_id)
+        if run.info.status != "RUNNING":
             self.client.update_run(run_id, status="RUNNING")
+        if FAILURE_REASON in run.data.tags:  # why an earlier driver stopped it; it runs again now
+            self.client.delete_tag(run_id, FAILURE_REASON)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if DATASET_PROVENANCE in result and trial.trial_id not in self.provenance_tagged:
@@ -224,7 +232,7 @@ class StudyTracker(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.run_id(trial)
-        self.client.set_tag(run_id, "failure_reason", failure_reason(trial)[:5000])
+        self.client.set_tag(run_id, FAILURE_REASON, failure_reason(trial)[:5000])
         self.client.set_terminated(run_id, status="FAILED")
 
 
@@ -243,6 +251,6 @@ def close_open_runs(client: MlflowClient, experiment_id: str, parent_run_id: str
         filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and attributes.status = 'RUNNING'",
     )
     for run in open_runs:
-        client.set_tag(run.info.run_id, "failure_reason", reason)
+        client.set_tag(run.info.run_id, FAILURE_REASON, reason)
         client.set_terminated(run.info.run_id, status=RunStatus.to_string(RunStatus.KILLED))
     return len(open_runs)

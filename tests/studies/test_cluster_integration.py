@@ -365,7 +365,10 @@ def test_study_submitted_to_multi_node_cluster(tmp_path, write_spec, ray_cluster
         trial_pids[trial_id] = {r["pid"] for r in results}
 
     # Ray's record of the trial actors: each reserved CPU 1 + GPU 0.5 in its placement group on a GPU worker
-    actors = {a["pid"]: a for a in cluster.state("actors") if a["class_name"] == "ImplicitFunc"}
+    # Tune's trial actors: a function trainable (ImplicitFunc), or a class trainable given resources
+    # (with_resources.<locals>.ResourceTrainable)
+    trial_classes = ("ImplicitFunc", "ResourceTrainable")
+    actors = {a["pid"]: a for a in cluster.state("actors") if a["class_name"].endswith(trial_classes)}
     groups = {g["placement_group_id"]: g for g in cluster.state("placement_groups")}
     used_nodes = Counter()
     for trial_id, pids in trial_pids.items():
