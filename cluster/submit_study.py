@@ -14,6 +14,8 @@ Before calling ``studies.cli.main(ARGS)`` it
 - changes into the project checkout (``$DISENT_PROJECT_DIR``, else ``~/disent-studies``, else the
   checkout that holds the installed ``studies`` package) unless the current directory is one, so
   relative spec paths such as ``studies/catalog/quickstart.yaml`` resolve;
+- for ``run`` and ``resume``, adds ``--autoscaling`` (the cluster's GPU workers start on demand, so
+  a trial's resources are not compared with what the cluster has now);
 - for ``run``, adds ``--set storage.optuna=... --set tracking.mlflow_uri=...
   --set storage.checkpoints=...`` from the environment variables DISENT_OPTUNA_STORAGE,
   DISENT_MLFLOW_URI, DISENT_CHECKPOINTS, else from ``~/.disent/cluster.env`` (written by
@@ -66,11 +68,24 @@ def keys_already_set(argv: list[str]) -> set[str]:
 
 
 def with_cluster_defaults(argv: list[str], env: dict[str, str], env_file: dict[str, str]) -> list[str]:
-    """``argv`` plus ``--set field=value`` for each cluster default the user did not set, and ``--root``."""
-    if not argv or argv[0] != "run":
+    """``argv`` plus, for ``run`` and ``resume``, ``--autoscaling`` (the cluster configs add GPU
+    workers on demand, so a trial may ask for more than the cluster has now), and for ``run``
+    ``--root`` and ``--set field=value`` for each cluster default the user did not set.
+
+    Args:
+        argv: the ``disent-study`` arguments.
+        env: the environment.
+        env_file: the variables of ``~/.disent/cluster.env``.
+
+    Returns:
+        The arguments to run.
+    """
+    if not argv or argv[0] not in ("run", "resume"):
         return list(argv)
+    extra = [] if "--autoscaling" in argv else ["--autoscaling"]
+    if argv[0] == "resume":
+        return [*argv, *extra]
     given = keys_already_set(argv)
-    extra = []
     if not any(arg == "--root" or arg.startswith("--root=") for arg in argv):
         root = env.get("DISENT_RUNS_ROOT") or env_file.get("DISENT_RUNS_ROOT") or DEFAULT_RUNS_ROOT
         extra += ["--root", str(Path(root).expanduser())]
@@ -83,11 +98,11 @@ def with_cluster_defaults(argv: list[str], env: dict[str, str], env_file: dict[s
 
 def project_dir(env: dict[str, str]) -> Path | None:
     """The checkout to run in, or None to stay in the current directory."""
-    if (Path.cwd() / "studies" / "cli.py").is_file():
+    if (Path.cwd() / "studies" / "cli").is_dir():
         return None
     candidates = [env.get("DISENT_PROJECT_DIR"), "~/disent-studies"]
     for candidate in candidates:
-        if candidate and (Path(candidate).expanduser() / "studies" / "cli.py").is_file():
+        if candidate and (Path(candidate).expanduser() / "studies" / "cli").is_dir():
             return Path(candidate).expanduser()
     try:
         import studies

@@ -12,6 +12,13 @@ live model and dataset (to evaluate during training).
 Checkpoints (``checkpoint_dir/checkpoint.pt``, replaced atomically) hold the model, the optimisers,
 the schedules, the step, the stream position and the torch generator, so 100 steps + resume + 100
 steps equals 200 straight steps bit for bit on CPU. They load with ``torch.load(weights_only=True)``.
+
+Before anything is built, ``train`` refuses a config that this machine cannot run
+(``check_runnable``: more torch threads than CPUs, a least memory need above the memory available,
+``disent_core.memory``) and a checkpoint to resume that is unreadable, not a training checkpoint or
+written with a different configuration (``check_resumable``); callers that must refuse before they
+write anything call both first. A checkpoint whose contents do not fit the model raises
+``CheckpointError``, never a bare ``KeyError`` or ``RuntimeError``.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -29,7 +37,8 @@ from disent_core.config import TrainConfig, load_config
 from disent_core.data.dataset import GroundTruthDataset
 from disent_core.data.registry import get_dataset
 from disent_core.data.stream import TrainingStream
-from disent_core.errors import CheckpointError, Diverged
+from disent_core.errors import CheckpointError, ConfigError, Diverged
+from disent_core.memory import check_training_memory
 from disent_core.methods.base import Method, MethodContext
 from disent_core.methods.registry import build_method
 from disent_core.schedules import ScheduledValue
@@ -175,26 +184,20 @@ class _Run:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"checkpoint format {state.get('format')} is not {CHECKPOINT_FORMAT}")
-        saved = json.loads(state["config"])
-        differing = _config_differences(saved, self.config.model_dump(mode="json"))
-        if differing:
-            raise CheckpointError(
-                "checkpoint was written with a different configuration ("
-                + ", ".join(differing)
-                + "); resume with the original config or start a fresh run in a new directory"
-            )
-        self.method.load_state_dict(state["method"])
-        for key, opt in self.optimizers:
-            opt.load_state_dict(state["optimizers"][key])
-        for name, sched in self.schedules.items():
-            sched.load_state_dict(state["schedules"][name])
-        if self.lr_schedule is not None and state["lr_schedule"] is not None:
-            self.lr_schedule.load_state_dict(state["lr_schedule"])
-        self.stream.load_state_dict(state["stream"])
-        self.generator.set_state(state["generator"])
-        self.step = int(state["step"])
+        check_checkpoint(state, self.config)
+        try:
+            self.method.load_state_dict(state["method"])
+            for key, opt in self.optimizers:
+                opt.load_state_dict(state["optimizers"][key])
+            for name, sched in self.schedules.items():
+                sched.load_state_dict(state["schedules"][name])
+            if self.lr_schedule is not None and state["lr_schedule"] is not None:
+                self.lr_schedule.load_state_dict(state["lr_schedule"])
+            self.stream.load_state_dict(state["stream"])
+            self.generator.set_state(state["generator"])
+            self.step = int(state["step"])
+        except _STRUCTURE_ERRORS as exc:
+            raise _misfit("checkpoint", exc) from None
 
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
@@ -216,6 +219,98 @@ def _config_differences(saved: dict, current: dict) -> list[str]:
     return out
 
 
+_STATE_KEYS = ("format", "config", "step", "method", "optimizers", "schedules", "lr_schedule", "stream",
+               "generator")
+_STRUCTURE_ERRORS = (KeyError, IndexError, RuntimeError, TypeError, ValueError)
+"""What loading a state of the wrong structure into the model, optimisers or stream raises."""
+
+
+def _misfit(source: str | Path, exc: Exception) -> CheckpointError:
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return CheckpointError(
+        f"{source} does not fit this model ({type(exc).__name__}: {detail}); it was not written by "
+        "`train` for this configuration: resume with the original config or start a fresh run in a new "
+        "directory"
+    )
+
+
+def _saved_config(state: Any, source: str | Path) -> dict:
+    """The config a checkpoint state records, after checking that the state is a training checkpoint."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source} holds a {type(state).__name__}, not a checkpoint written by `train`")
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{source}: checkpoint format {state.get('format')} is not {CHECKPOINT_FORMAT}")
+    missing = [key for key in _STATE_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(
+            f"{source} is not a checkpoint written by `train`: it lacks {', '.join(missing)}"
+        )
+    try:
+        saved = json.loads(state["config"])
+    except (TypeError, ValueError):
+        saved = None
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{source}: its config is not a JSON mapping; it was not written by `train`")
+    return saved
+
+
+def check_checkpoint(state: Any, config: TrainConfig, source: str | Path = "checkpoint") -> None:
+    """Refuse a checkpoint state that a run of ``config`` cannot resume.
+
+    Args:
+        state: what ``load_checkpoint`` returned.
+        config: the configuration of the run that would resume it.
+        source: the checkpoint's path, for messages.
+
+    Raises:
+        CheckpointError: the state is not a training checkpoint, or it was written with a
+            configuration that differs where a resume needs the same (``dataset``, ``method``,
+            ``model``, batch size, seed, optimiser).
+    """
+    saved = _saved_config(state, source)
+    differing = _config_differences(saved, config.model_dump(mode="json"))
+    if differing:
+        raise CheckpointError(
+            f"{source} was written with a different configuration ("
+            + ", ".join(differing)
+            + "); resume with the original config or start a fresh run in a new directory"
+        )
+
+
+def check_runnable(config: TrainConfig) -> None:
+    """Refuse, in well under a second and before anything is allocated, a config this machine cannot run.
+
+    Args:
+        config: the training config.
+
+    Raises:
+        ConfigError: ``train.threads`` exceeds this machine's CPUs (torch would try to start them
+            all), or the run's least memory need exceeds the memory available
+            (``disent_core.memory.check_training_memory``).
+    """
+    cpus = os.cpu_count() or 1
+    if config.train.threads is not None and config.train.threads > cpus:
+        raise ConfigError(
+            f"invalid training config:\n  train.threads: must be <= {cpus}, the CPUs of this machine; "
+            "leave it out for torch's default"
+        )
+    check_training_memory(config)
+
+
+def check_resumable(path: str | Path, config: TrainConfig) -> None:
+    """Refuse, before anything is built or written, a checkpoint that ``train(config, resume_from=path)``
+    would refuse.
+
+    Args:
+        path: the checkpoint file or the directory holding it.
+        config: the configuration to resume with.
+
+    Raises:
+        CheckpointError: unreadable, not a training checkpoint, or a different configuration.
+    """
+    check_checkpoint(load_checkpoint(path), config, path)
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint file (or the checkpoint inside a directory) with ``weights_only=True``."""
     path = Path(path)
@@ -232,9 +327,15 @@ def load_checkpoint(path: str | Path) -> dict:
 def load_trained(path: str | Path, device: str = "auto") -> tuple[Method, TrainConfig]:
     """The trained method (in eval mode) and its config from a checkpoint written by ``train``."""
     state = load_checkpoint(path)
-    config = load_config(json.loads(state["config"]))
+    try:
+        config = load_config(_saved_config(state, path))
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: the config it records is not valid: {exc}") from None
     run = _Run(config.model_copy(update={"train": config.train.model_copy(update={"device": device})}))
-    run.method.load_state_dict(state["method"])
+    try:
+        run.method.load_state_dict(state["method"])
+    except _STRUCTURE_ERRORS as exc:
+        raise _misfit(path, exc) from None
     run.method.eval()
     return run.method, config
 
@@ -261,6 +362,11 @@ def train(
         The trained method, its dataset, the config and every report.
     """
     config = load_config(config)
+    check_runnable(config)
+    state = None
+    if resume_from is not None:
+        state = load_checkpoint(resume_from)
+        check_checkpoint(state, config, resume_from)
     t = config.train
     if t.threads is not None:
         torch.set_num_threads(t.threads)
@@ -269,8 +375,8 @@ def train(
     try:
         if check_dataset is not None:
             check_dataset(run.dataset)
-        if resume_from is not None:
-            run.load_state_dict(load_checkpoint(resume_from))
+        if state is not None:
+            run.load_state_dict(state)
         result = TrainResult(run.step, run.method, run.dataset, config, None)
         window_start, window_images = time.perf_counter(), 0
         run.method.train()

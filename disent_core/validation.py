@@ -3,7 +3,8 @@
 Messages are built from pydantic's structured errors (``type``, ``loc``, ``ctx``), the interface
 pydantic keeps stable, rather than from its English text: a bound says ``must be >= 1``, an unknown
 key says how to fix it, a validator's own ``ValueError`` text is used as it is, and an unknown
-discriminator tag lists the valid ones. Any other error keeps pydantic's message.
+discriminator tag lists the valid ones, and an infinite or NaN number where a finite one is needed
+says so. Any other error keeps pydantic's message.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pydantic_core import ErrorDetails
 BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
           "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
 UNKNOWN_KEY = "unknown key; remove it or check its spelling"
+NOT_FINITE = "must be a finite number (not .inf, -.inf or .nan)"
 NOT_A_MAPPING = frozenset({"dict_type", "model_type", "model_attributes_type"})
 """Errors that only say a value is not a mapping (a union member of another kind complaining)."""
 CONTAINER_TYPES = NOT_A_MAPPING | {"list_type"}
@@ -37,6 +39,8 @@ def error_message(err: ErrorDetails) -> str:
         return f"must be {symbol} {_number(ctx[key])}"
     if kind == "extra_forbidden":
         return UNKNOWN_KEY
+    if kind == "finite_number":
+        return NOT_FINITE
     if kind in ("value_error", "assertion_error") and "error" in ctx:
         return str(ctx["error"])
     if kind == "union_tag_invalid":

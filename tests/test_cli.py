@@ -81,3 +81,30 @@ def test_missing_config_file(capsys, tmp_path):
 
 def test_console_script_is_installed():
     assert shutil.which("disent-study") is not None
+
+
+def test_a_refused_resume_leaves_the_run_directory_as_it_was(capsys, small_config, tmp_path):
+    out_dir = tmp_path / "run"
+    assert main(["train", str(small_config), "--set", "train.steps=10", "--out", str(out_dir)]) == 0
+    before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+    capsys.readouterr()
+    # a different configuration
+    assert main(["train", str(small_config), "--set", "train.steps=20", "--set", "method.beta=8",
+                 "--out", str(out_dir), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "different configuration" in err and "method" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
+    # a corrupt checkpoint
+    (out_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    before["checkpoint.pt"] = b"not a checkpoint"
+    resume = ["train", str(small_config), "--set", "train.steps=20", "--out", str(out_dir), "--resume"]
+    assert main(resume) == 2
+    assert "not a readable checkpoint" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
+
+
+def test_a_run_that_cannot_fit_in_memory_writes_nothing(capsys, small_config, tmp_path):
+    out_dir = tmp_path / "run"
+    assert main(["train", str(small_config), "--set", "train.batch_size=1000000", "--out", str(out_dir)]) == 2
+    assert "of host memory but" in capsys.readouterr().err
+    assert not out_dir.exists()

@@ -1,4 +1,5 @@
 import copy
+import os
 
 import pytest
 import torch
@@ -6,7 +7,15 @@ import torch
 from disent_core.config import load_config
 from disent_core.errors import CheckpointError, ConfigError, Diverged
 from disent_core.methods.beta_vae import BetaVAE
-from disent_core.train import CHECKPOINT_NAME, load_checkpoint, set_learning_rates, train
+from disent_core.train import (
+    CHECKPOINT_NAME,
+    check_resumable,
+    check_runnable,
+    load_checkpoint,
+    load_trained,
+    set_learning_rates,
+    train,
+)
 
 SMALL_GRID = {"sizes": [3, 2, 4, 4, 4]}
 
@@ -202,3 +211,73 @@ def test_set_learning_rates_applies_the_methods_factors_and_the_multiplier():
     assert other.param_groups[0]["lr"] == pytest.approx(0.15)
     with pytest.raises(ValueError, match="2 factors for the 'loss' optimiser"):
         set_learning_rates(Factors(), [("loss", other)], step=0)
+
+
+def _checkpoint(tmp_path, state):
+    path = tmp_path / CHECKPOINT_NAME
+    torch.save(state, path)
+    return path
+
+
+def test_a_checkpoint_of_the_wrong_structure_is_a_checkpoint_error(tmp_path):
+    train(_config(steps=5), checkpoint_dir=tmp_path)
+    good = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    cases = {
+        "a list": ([1, 2], "holds a list"),
+        "no weights": ({k: v for k, v in good.items() if k != "method"}, "it lacks method"),
+        "foreign weights": ({**good, "method": {"bogus": torch.zeros(2)}}, "does not fit this model"),
+        "foreign optimiser state": ({**good, "optimizers": {}}, "does not fit this model"),
+    }
+    for name, (state, message) in cases.items():
+        path = _checkpoint(tmp_path, state)
+        with pytest.raises(CheckpointError, match=message):
+            train(_config(steps=10), resume_from=path)
+        if name != "foreign optimiser state":
+            with pytest.raises(CheckpointError, match=message):
+                load_trained(path)
+
+
+def test_a_refused_resume_is_refused_before_the_data_and_model_are_built(tmp_path, monkeypatch):
+    train(_config(steps=5), checkpoint_dir=tmp_path)
+    import disent_core.train as trainer
+
+    monkeypatch.setattr(trainer, "_Run", lambda config: pytest.fail("built a run for a refused resume"))
+    with pytest.raises(CheckpointError, match="different configuration"):
+        train(_config({"name": "beta_vae", "beta": 8}, steps=10), resume_from=tmp_path)
+    with pytest.raises(CheckpointError, match="different configuration"):
+        check_resumable(tmp_path, load_config(_config({"name": "beta_vae", "beta": 8})))
+
+
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ({"seed": 2**64}, "train.seed: must be <= 9223372036854775807"),
+        ({"optimizer": {"betas": [0.9, 1.5]}}, r"train.optimizer.betas.1: must be < 1"),
+        ({"optimizer": {"betas": [float("nan"), 0.9]}}, r"train.optimizer.betas.0: must be a finite number"),
+        ({"optimizer": {"lr": float("inf")}}, r"train.optimizer.lr: must be a finite number"),
+    ],
+)
+def test_values_that_would_fail_inside_torch_are_refused_by_the_config(patch, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(_config(**patch))
+
+
+def test_more_threads_than_cpus_are_refused_before_anything_is_built(monkeypatch):
+    import disent_core.train as trainer
+
+    monkeypatch.setattr(trainer, "_Run", lambda config: pytest.fail("built a run that cannot run"))
+    with pytest.raises(ConfigError, match=rf"train.threads: must be <= {os.cpu_count()}, the CPUs"):
+        train(_config(threads=(os.cpu_count() or 1) + 1))
+    with pytest.raises(ConfigError, match=r"train\.threads"):
+        check_runnable(load_config(_config(threads=10**5)))
+
+
+def test_dataset_options_are_checked_against_the_factory_without_loading_data():
+    config = _config()
+    config["dataset"] = {"name": "dsprites_procedural", "options": {"cache": "bogus", "colour": 1}}
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert str(info.value).splitlines()[1] == (
+        "  dataset.options: cache: Input should be 'lazy' or 'packed', got 'bogus'; dataset "
+        "'dsprites_procedural' has no option 'colour'; its options are: sizes, cache"
+    )

@@ -60,3 +60,16 @@ def test_other_errors_keep_pydantics_message_and_paths_index_lists() -> None:
     (line,) = messages({"param": {"search": "high", "count": "many"}})
     assert line.startswith("param.high.count: Input should be a valid integer")
     assert join_path(("seeds", 2)) == "seeds[2]" and join_path(()) == "<root>"
+
+
+class _Bound(BaseModel):
+    low: float = Field(allow_inf_nan=False)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_an_infinite_or_nan_number_is_refused_as_not_finite(value: float) -> None:
+    with pytest.raises(ValidationError) as info:
+        _Bound(low=value)
+    assert [f"{join_path(e['loc'])}: {error_message(e)}" for e in info.value.errors()] == [
+        "low: must be a finite number (not .inf, -.inf or .nan)"
+    ]

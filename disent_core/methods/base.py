@@ -59,17 +59,19 @@ class MethodConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-AdamBeta = Annotated[float, Field(ge=0, lt=1)]
-"""One of Adam's two moment decay rates, in [0, 1)."""
+AdamBeta = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
+"""One of Adam's two moment decay rates: finite, in [0, 1)."""
 
 
 class OptimConfig(BaseModel):
-    """Adam settings of the VAE optimiser (disentanglement_lib: lr 1e-4, betas 0.9/0.999, eps 1e-8)."""
+    """Adam settings of the VAE optimiser (disentanglement_lib: lr 1e-4, betas 0.9/0.999, eps 1e-8),
+    every value finite and the betas in [0, 1), so that a bad value is refused with its path instead
+    of failing inside ``torch.optim.Adam``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    lr: float = Field(1e-4, gt=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0)
+    lr: float = Field(1e-4, gt=0, allow_inf_nan=False)
+    betas: tuple[AdamBeta, AdamBeta] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0, allow_inf_nan=False)
 
 
 @dataclass

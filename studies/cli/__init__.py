@@ -8,15 +8,17 @@
                           [--batch-size N] [--representation mean|sampled]
     disent-study ifp --dataset NAME [--steps N --seeds K --schedule linear|exponential --epsilon E ...]
     disent-study run SPEC.yaml [--root ./runs] [--set search.num_trials=20 ...] [--address ADDR]
-    disent-study resume STUDY_DIR
+                     [--autoscaling]
+    disent-study resume STUDY_DIR [--address ADDR] [--autoscaling]
     disent-study status STUDY_DIR
     disent-study ui [--root ./runs] [--port 5000]
     disent-study report STUDY_DIR [--out DIR]
     disent-study report --experiment NAME [--tracking-uri URI] [--out DIR]
 
 Each command group is one module of this package with ``add_parser(subparsers)``, which sets the
-parser's ``handler``, and ``run(args)``. Errors the user can fix print one message and exit with
-status 2, without a traceback.
+parser's ``handler``, and ``run(args)``; ``checks`` holds what several commands check before they
+start Ray or write anything. Errors the user can fix print one message and exit with status 2,
+without a traceback, and leave nothing behind.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from disent_core.config import MAX_SEED
 from disent_core.data.provenance import require_real_data
 from disent_core.data.registry import get_dataset, get_entry
 from disent_core.errors import DisentError
@@ -20,6 +21,7 @@ from disent_core.metrics import evaluate
 from disent_core.metrics.protocol import get_protocol
 from disent_core.metrics.representation import REPRESENTATION_KINDS, RepresentationKind
 from disent_core.train import load_trained
+from studies.cli.checks import check_directory
 from studies.spec.overrides import apply_set, parse_set
 
 
@@ -50,6 +52,25 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed_value(text: str) -> int:
+    """An argparse type: a seed, an integer from 0 to ``MAX_SEED``.
+
+    Args:
+        text: the argument.
+
+    Returns:
+        The seed.
+    """
+    message = f"expected an integer from 0 to {MAX_SEED}, got {text!r}"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(message) from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(message)
+    return value
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """``evaluate CHECKPOINT [--dataset ...] [--protocol ...] [--representation ...] ...``."""
     parser = subparsers.add_parser("evaluate", help="score a trained checkpoint with the metric suite")
@@ -59,7 +80,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
                         help="option of --dataset, e.g. --option source=procedural (repeatable)")
     parser.add_argument("--protocol", default="dlib2019", help="dlib2019 (default), corrected or fast")
-    parser.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0)")
+    parser.add_argument("--seed", type=seed_value, default=0, help="evaluation seed (default 0)")
     parser.add_argument("--metrics", default=None, help="comma-separated metric names (default: all)")
     parser.add_argument("--batch-size", type=positive_int, default=None,
                         help="images per forward pass (default: 64 on the CPU, the protocol's chunk on a "
@@ -110,6 +131,10 @@ def evaluate_checkpoint(
     Returns:
         The exit status, 0.
     """
+    if out is not None and out.is_dir():
+        raise DisentError(f"--out {out} is a directory; give the path of the JSON file to write")
+    if out is not None:
+        check_directory(out.parent, "--out's folder")
     method, config = load_trained(checkpoint)
     if dataset_name is None or (get_entry(dataset_name).name == config.dataset.name and not dataset_options):
         name, options = config.dataset.name, dict(config.dataset.options)

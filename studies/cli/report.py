@@ -22,8 +22,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from disent_core.errors import DisentError
+from studies.cli.checks import (
+    MLFLOW_TABLE,
+    check_directory,
+    check_reachable,
+    check_sqlite,
+    check_stores,
+    sqlite_path,
+)
 from studies.report.build import write_report
-from studies.report.results import StudyResults, load_experiment, load_study_dir
+from studies.report.results import StudyResults, default_experiment_uri, load_experiment, load_study_dir
+from studies.study_dir import StudyState
 
 ARTIFACT_PATH = "report"
 
@@ -55,9 +64,15 @@ def report(study_dir: Path | None, experiment: str | None, tracking_uri: str | N
     if study_dir is not None and (experiment is not None or tracking_uri is not None):
         raise DisentError("give a study directory or --experiment NAME [--tracking-uri URI], not both; "
                           "a study directory records its own tracking URI")
+    if out is not None:
+        check_directory(out, "--out")
     if experiment is not None:
+        check_tracking_store(tracking_uri or default_experiment_uri())
         results = load_experiment(experiment, tracking_uri)
     elif study_dir is not None:
+        if (study_dir / "study.json").is_file():
+            state = StudyState.load(study_dir)
+            check_stores(state.tracking_uri, state.optuna_storage, must_exist=True)
         results = load_study_dir(study_dir)
     else:
         raise DisentError("give a study directory (disent-study report runs/<study>) or --experiment NAME")
@@ -75,6 +90,23 @@ def report(study_dir: Path | None, experiment: str | None, tracking_uri: str | N
     if logged:
         print(f"MLflow:  artifacts {ARTIFACT_PATH}/ of run {results.parent_run_id} at {results.tracking_uri}")
     return 0
+
+
+def check_tracking_store(tracking_uri: str) -> None:
+    """Refuse an MLflow store that is not a whole SQLite database, or a server that is unreachable
+    (an absent SQLite store is refused when the report reads it).
+
+    Args:
+        tracking_uri: the MLflow tracking URI the report reads.
+
+    Raises:
+        DisentError: what is wrong with the store.
+    """
+    path = sqlite_path(tracking_uri)
+    if path is None:
+        check_reachable(tracking_uri, "--tracking-uri")
+    elif path.is_file():
+        check_sqlite(path, "the MLflow store", MLFLOW_TABLE)
 
 
 def log_report(results: StudyResults, out: Path) -> bool:

@@ -3,23 +3,34 @@
 ``run`` validates the spec (every problem on its own line, exit status 2), then runs it under a
 runs root (default ``./runs``): embedded Ray, Optuna sqlite in the study directory and MLflow
 sqlite plus artifacts in the root, unless the spec names a cluster's storage and tracking URLs.
+Before Ray starts or anything is written, ``run`` and ``resume`` check the runs root, the stores
+(whole SQLite files, reachable servers) and that one trial's resources fit the machine or cluster
+(``studies.cli.checks``; ``--autoscaling`` skips the cluster comparison), each failure one message
+with exit status 2. A study that ends with every trial failed exits with status 1.
 ``status`` prints a table of the study's trials from MLflow, with Optuna's count beside it.
-``ui`` starts MLflow's UI for a runs root on 127.0.0.1 and prints its URL.
+``ui`` starts MLflow's UI for a runs root on 127.0.0.1 and prints its URL. The server runs in a
+session of its own, and however ``ui`` ends (Ctrl-C, SIGTERM, SIGHUP, the server exiting) every
+process of that session is stopped with it: no ``mlflow server`` or uvicorn is left listening.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import optuna
+import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from disent_core.errors import DisentError
+from studies.cli.checks import check_directory, check_stores, check_trial_resources
 from studies.orchestration.runner import resume_study, run_study
 from studies.results import TRIAL_TAG, nested_runs
 from studies.spec import load_spec
@@ -30,6 +41,8 @@ from studies.study_dir import StudyState, default_tracking_uri, load_study_spec
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """``run``, ``resume``, ``status`` and ``ui``."""
     address_help = "Ray cluster address (default: $RAY_ADDRESS if set, else an embedded local Ray)"
+    autoscaling_help = ("the Ray cluster adds nodes on demand: do not refuse trial resources larger than "
+                        "its current total")
     default_root = Path(os.environ.get("DISENT_RUNS_ROOT", "runs"))
     root_help = "runs root (default: $DISENT_RUNS_ROOT, else ./runs)"
     run_parser = subparsers.add_parser(
@@ -40,11 +53,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                             help="override a spec field, e.g. --set train.steps=2000 (repeatable)")
     run_parser.add_argument("--root", type=Path, default=default_root, help=root_help)
     run_parser.add_argument("--address", default=None, help=address_help)
-    run_parser.set_defaults(handler=lambda args: run(args.spec, parse_set(args.set), args.root, args.address))
+    run_parser.add_argument("--autoscaling", action="store_true", help=autoscaling_help)
+    run_parser.set_defaults(handler=lambda args: run(args.spec, parse_set(args.set), args.root, args.address,
+                                                     args.autoscaling))
     resume_parser = subparsers.add_parser("resume", help="continue a study after a crash or interruption")
     resume_parser.add_argument("study_dir", type=Path, help="the study directory, <root>/<study name>")
     resume_parser.add_argument("--address", default=None, help=address_help)
-    resume_parser.set_defaults(handler=lambda args: resume(args.study_dir, args.address))
+    resume_parser.add_argument("--autoscaling", action="store_true", help=autoscaling_help)
+    resume_parser.set_defaults(handler=lambda args: resume(args.study_dir, args.address, args.autoscaling))
     status_parser = subparsers.add_parser("status", help="a table of a study's trials")
     status_parser.add_argument("study_dir", type=Path, help="the study directory, <root>/<study name>")
     status_parser.set_defaults(handler=lambda args: status(args.study_dir))
@@ -54,20 +70,75 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ui_parser.set_defaults(handler=lambda args: ui(args.root, args.port))
 
 
-def run(spec_path: Path, overrides: list[tuple[list[str], Any]], root: Path, address: str | None) -> int:
-    """Validate a spec (with ``--set`` overrides) and run its study under ``root``."""
+def run(
+    spec_path: Path,
+    overrides: list[tuple[list[str], Any]],
+    root: Path,
+    address: str | None,
+    autoscaling: bool = False,
+) -> int:
+    """Validate a spec (with ``--set`` overrides), check where it would run, and run its study.
+
+    Args:
+        spec_path: the study spec YAML.
+        overrides: ``--set`` assignments.
+        root: the runs root.
+        address: the Ray cluster (None: ``$RAY_ADDRESS``, else an embedded local Ray).
+        autoscaling: the cluster adds nodes on demand (skips the cluster resource comparison).
+
+    Returns:
+        0, or 1 when every trial failed.
+    """
     spec = load_spec(spec_path, overrides)
+    check_directory(root, "--root")
+    root = root.expanduser().resolve()
+    tracking_uri = spec.tracking.mlflow_uri or default_tracking_uri(root)
+    optuna_storage = spec.storage.optuna or f"sqlite:///{root / spec.name / 'optuna.db'}"
+    check_stores(tracking_uri, optuna_storage, must_exist=False)
+    check_trial_resources(spec, address, autoscaling)
     print(f"study {spec.name}: {', '.join(spec.methods)} on {spec.dataset.name}, seeds {spec.seeds}, "
           f"{spec.search.algorithm} search, objective "
           + ", ".join(f"{o.mode} {o.metric}" for o in spec.objectives), flush=True)
-    run_study(spec, root, address)
-    return 0
+    return exit_status(run_study(spec, root, address))
 
 
-def resume(directory: Path, address: str | None) -> int:
+def resume(directory: Path, address: str | None, autoscaling: bool = False) -> int:
+    """Check a study directory's stores and resources, then continue the study.
+
+    Args:
+        directory: the study directory.
+        address: the Ray cluster (None: ``$RAY_ADDRESS``, else an embedded local Ray).
+        autoscaling: the cluster adds nodes on demand (skips the cluster resource comparison).
+
+    Returns:
+        0, or 1 when every trial failed.
+    """
+    directory = directory.expanduser().resolve()
+    state = StudyState.load(directory)
+    check_stores(state.tracking_uri, state.optuna_storage, must_exist=True)
+    check_trial_resources(load_study_spec(directory), address, autoscaling)
     print(f"resuming {directory}", flush=True)
-    resume_study(directory, address)
-    return 0
+    return exit_status(resume_study(directory, address))
+
+
+def exit_status(directory: Path) -> int:
+    """1 when the study's results table holds trials and every one of them failed, else 0.
+
+    Args:
+        directory: the study directory, holding ``results.parquet`` once the study stopped.
+
+    Returns:
+        The exit status of ``run`` / ``resume``.
+    """
+    path = directory / "results.parquet"
+    if not path.is_file():
+        return 0
+    table = pd.read_parquet(path)
+    if table.empty or "status" not in table.columns or not (table["status"] == "failed").all():
+        return 0
+    print(f"error: all {len(table)} trial(s) of the study failed; `disent-study status {directory}` "
+          "gives each one's reason", file=sys.stderr)
+    return 1
 
 
 def trial_rows(state: StudyState) -> list[dict[str, str]]:
@@ -90,6 +161,7 @@ def trial_rows(state: StudyState) -> list[dict[str, str]]:
 def status(directory: Path) -> int:
     directory = directory.expanduser().resolve()
     state = StudyState.load(directory)
+    check_stores(state.tracking_uri, state.optuna_storage, must_exist=True)
     spec = load_study_spec(directory)
     keys = [o.metric for o in spec.objectives]
     rows = trial_rows(state)
@@ -126,4 +198,56 @@ def ui(root: Path, port: int, host: str = "127.0.0.1") -> int:
         "--host", host, "--port", str(port), "--workers", "1",
     ]
     print(f"MLflow UI for {root}: http://{host}:{port}  (Ctrl-C stops it)", flush=True)
-    return subprocess.call(command, env=env)
+    return serve(command, env)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""Signals that end ``ui`` like Ctrl-C does (SIGINT is Python's KeyboardInterrupt already)."""
+STOP_TIMEOUT_S = 10.0
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def serve(command: list[str], env: dict[str, str]) -> int:
+    """Run ``command`` in a new session until it exits or this process is told to stop, then stop
+    every process of that session; returns the command's exit status."""
+    process = subprocess.Popen(command, env=env, start_new_session=True)
+    previous = {sig: signal.signal(sig, _exit_on_signal) for sig in STOP_SIGNALS}
+    try:
+        return process.wait()
+    finally:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *STOP_SIGNALS})
+        try:
+            stop_process_group(process)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, *STOP_SIGNALS})
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM to every process in the group that ``process`` leads, SIGKILL to what is still
+    there after ``timeout`` seconds; returns once the group is gone (or after another timeout)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        if _wait_for_group_exit(process, timeout):
+            break
+    process.poll()
+
+
+def _wait_for_group_exit(process: subprocess.Popen, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        process.poll()  # reap the leader, or it stays in the group as a zombie
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)

@@ -10,7 +10,8 @@ import yaml
 
 from disent_core.config import load_config, read_config_file
 from disent_core.errors import DisentError
-from disent_core.train import CHECKPOINT_NAME, Report, train
+from disent_core.train import CHECKPOINT_NAME, Report, check_resumable, check_runnable, train
+from studies.cli.checks import check_directory
 from studies.spec.overrides import apply_set, parse_set
 
 
@@ -47,17 +48,35 @@ def run(args: argparse.Namespace) -> int:
 def train_model(
     config_path: Path, overrides: list[tuple[list[str], Any]], out: Path | None, resume: bool
 ) -> int:
-    """Train the config at ``config_path`` (with ``overrides``) into ``out``, printing every report."""
+    """Train the config at ``config_path`` (with ``overrides``) into ``out``, printing every report.
+
+    Everything that can be refused is checked before ``out`` is created or written: the config,
+    ``out`` itself, the checkpoint to resume (readable, written with this configuration) and the
+    memory the run needs.
+
+    Args:
+        config_path: the training config YAML.
+        overrides: ``--set`` assignments.
+        out: the directory for ``checkpoint.pt`` and ``config.yaml`` (None: nothing is written).
+        resume: continue ``out/checkpoint.pt``.
+
+    Returns:
+        The exit status, 0.
+    """
     config = load_config(apply_set(read_config_file(config_path), overrides))
+    if out is not None:
+        check_directory(out, "--out")
     resume_from = None
     if resume:
         if out is None or not (out / CHECKPOINT_NAME).is_file():
             raise DisentError(f"--resume needs --out DIR holding a {CHECKPOINT_NAME}")
         resume_from = out / CHECKPOINT_NAME
+        check_resumable(resume_from, config)
     elif out is not None and (out / CHECKPOINT_NAME).exists():
         raise DisentError(
             f"{out / CHECKPOINT_NAME} already exists; pass --resume to continue it or choose another --out"
         )
+    check_runnable(config)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -38,6 +38,7 @@ import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -48,8 +49,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from disent_core.config import DatasetConfig, TrainConfig, read_config_file
+from disent_core.config import MAX_SEED, DatasetConfig, TrainConfig, read_config_file
 from disent_core.data.provenance import declared_provenance, require_real_data
 from disent_core.data.registry import get_entry
 from disent_core.errors import ConfigError
@@ -74,6 +77,9 @@ from studies.spec.params import (
 )
 from studies.spec.space import SearchSpace
 
+MAX_SAMPLER_SEED = 2**32 - 1
+"""The largest seed Optuna's samplers take (numpy's ``RandomState``)."""
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -92,7 +98,7 @@ class EvaluationSpec(_Strict):
     every: int = Field(
         0, ge=0, description="evaluate every N steps as well as at the end; 0: at the end only"
     )
-    seed: int = Field(0, ge=0, description="evaluation seed, the same for every trial")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="evaluation seed, the same for every trial")
     representation: RepresentationKind = Field(
         "mean", description="mean: the posterior mean; sampled: a draw from the posterior (dlib's two kinds)"
     )
@@ -131,7 +137,7 @@ class SearchSettings(_Strict):
         None, ge=1, description="configurations to try (each runs once per seed); grid: default all points"
     )
     max_concurrent: int = Field(1, ge=1, description="trials running at the same time")
-    seed: int = Field(0, ge=0, description="seed of the Optuna sampler")
+    seed: int = Field(0, ge=0, le=MAX_SAMPLER_SEED, description="seed of the Optuna sampler")
 
 
 class AshaSettings(_Strict):
@@ -149,12 +155,34 @@ class Tracking(_Strict):
     mlflow_uri: str | None = Field(None, description="tracking URI; default sqlite under the runs root")
     experiment: str | None = Field(None, description="MLflow experiment; default the study name")
 
+    @field_validator("mlflow_uri")
+    @classmethod
+    def _server_has_a_host(cls, uri: str | None) -> str | None:
+        if uri is not None and urlsplit(uri).scheme in ("http", "https") and not urlsplit(uri).hostname:
+            raise ValueError(f"{uri!r} names no host; give the server as http://HOST:PORT")
+        return uri
+
 
 class Storage(_Strict):
     optuna: str | None = Field(None, description="Optuna storage URL; default sqlite in the study directory")
     checkpoints: str | None = Field(
         None, description="Ray Tune storage_path (NFS path or s3://...); default inside the study directory"
     )
+
+    @field_validator("optuna")
+    @classmethod
+    def _database_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return url
+        hint = ("give a SQLAlchemy database URL such as postgresql+psycopg2://USER@HOST:5432/DB or "
+                "sqlite:////absolute/path/optuna.db")
+        try:
+            make_url(url).get_dialect()
+        except NoSuchModuleError:
+            raise ValueError(f"{url!r} names an unknown kind of database; {hint}") from None
+        except ArgumentError:
+            raise ValueError(f"{url!r} is not a database URL; {hint}") from None
+        return url
 
 
 class ReportSettings(_Strict):
@@ -216,7 +244,7 @@ class StudySpec(_Strict):
     model: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any]
     methods: dict[str, dict[str, Any]] = Field(min_length=1)
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(default_factory=lambda: [0], min_length=1)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     objective: Objective | list[Objective]
     search: SearchSettings = Field(default_factory=SearchSettings)
@@ -230,6 +258,16 @@ class StudySpec(_Strict):
         default_factory=dict, description="per-method training length, with the reason recorded"
     )
     report: ReportSettings = Field(default_factory=ReportSettings)
+
+    @field_validator("name")
+    @classmethod
+    def _one_path_component(cls, name: str) -> str:
+        if ".." in name:
+            raise ValueError(
+                f"{name!r} contains '..'; the name is a directory and path name on every storage, so use "
+                "letters, digits, '_', '-' and single dots"
+            )
+        return name
 
     @property
     def objectives(self) -> list[Objective]:

@@ -10,13 +10,36 @@ from disent_core.errors import DisentError
 
 
 def parse_set(assignments: list[str]) -> list[tuple[list[str], Any]]:
-    """``["train.steps=2000"]`` -> ``[(["train", "steps"], 2000)]``; values are parsed as YAML."""
+    """``["train.steps=2000"]`` -> ``[(["train", "steps"], 2000)]``; values are parsed as YAML.
+
+    Args:
+        assignments: ``KEY=VALUE`` texts, the key dotted, the value YAML.
+
+    Returns:
+        ``(key parts, value)`` per assignment.
+
+    Raises:
+        DisentError: an assignment without ``=``, with an empty key part, or whose value is not YAML.
+    """
     out = []
     for item in assignments:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise DisentError(f"--set {item!r}: expected KEY=VALUE, for example --set train.steps=2000")
-        out.append((key.split("."), yaml.safe_load(raw)))
+        parts = key.split(".")
+        if not all(parts):
+            raise DisentError(
+                f"--set {item!r}: the key {key!r} has an empty part; separate keys with one dot"
+            )
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise DisentError(
+                f"--set {item!r}: the value {raw!r} is not valid YAML ({problem}); close its brackets "
+                "and quotes, or quote the whole value to set a string"
+            ) from None
+        out.append((parts, value))
     return out
 
 

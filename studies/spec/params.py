@@ -20,11 +20,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _Range(_Strict):
-    """A numeric range: ``low`` must be smaller than ``high``."""
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+"""A bound of a numeric range: Optuna samples between finite bounds only (``.inf`` overflows)."""
 
-    low: float
-    high: float
+
+class _Range(_Strict):
+    """A numeric range: finite bounds, ``low`` smaller than ``high``."""
+
+    low: Finite
+    high: Finite
 
     @model_validator(mode="after")
     def _range(self) -> _Range:
@@ -35,14 +39,16 @@ class _Range(_Strict):
 
 class FloatParam(_Range):
     search: Literal["float"]
-    low: float
-    high: float
-    step: float | None = Field(None, gt=0)
+    low: Finite
+    high: Finite
+    step: float | None = Field(None, gt=0, allow_inf_nan=False)
 
 
 class LogFloatParam(FloatParam):
     search: Literal["log_float"]  # type: ignore[assignment]
-    low: float = Field(gt=0, description="log-uniform ranges need a positive lower bound")
+    low: float = Field(
+        gt=0, allow_inf_nan=False, description="log-uniform ranges need a positive lower bound"
+    )
     step: None = None
 
 

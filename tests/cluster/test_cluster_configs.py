@@ -185,15 +185,18 @@ def test_launcher_adds_cluster_defaults_the_user_did_not_set(launcher):
     env = {"DISENT_CHECKPOINTS": "/mnt/shared/s", "DISENT_RUNS_ROOT": "/data/runs"}
     out = launcher.with_cluster_defaults(argv, env, env_file)
     assert out[: len(argv)] == argv
-    assert out[len(argv):] == ["--root", "/data/runs",
+    assert out[len(argv):] == ["--autoscaling", "--root", "/data/runs",
                                "--set", "storage.optuna=postgresql+psycopg2://disent@localhost:5432/optuna",
                                "--set", "storage.checkpoints=/mnt/shared/s"]  # environment beats the file
     assert launcher.keys_already_set(out) == {"tracking.mlflow_uri", "search.max_concurrent",
                                               "storage.optuna", "storage.checkpoints"}
     # the user's --root wins; the default root is absolute (the job's working directory is temporary)
-    assert launcher.with_cluster_defaults([*argv, "--root=/r"], {}, {})[len(argv) + 1:] == []
+    assert launcher.with_cluster_defaults([*argv, "--root=/r"], {}, {})[len(argv) + 1:] == ["--autoscaling"]
     default = launcher.with_cluster_defaults(["run", "x.yaml"], {}, {})
-    assert default[2] == "--root" and Path(default[3]).is_absolute()
+    assert default[3] == "--root" and Path(default[4]).is_absolute()
+    assert launcher.with_cluster_defaults(["resume", "d"], env, env_file) == ["resume", "d", "--autoscaling"]
+    given = launcher.with_cluster_defaults(["run", "x.yaml", "--autoscaling"], {}, {})
+    assert given.count("--autoscaling") == 1
     assert launcher.with_cluster_defaults(["datasets", "list"], {}, env_file) == ["datasets", "list"]
     assert launcher.with_cluster_defaults(["status", "d"], env, env_file) == ["status", "d"]
 
@@ -206,7 +209,7 @@ def test_launcher_argv_parses_with_the_cli(launcher):
         {"DISENT_OPTUNA_STORAGE": "postgresql+psycopg2://disent@localhost:5432/optuna",
          "DISENT_MLFLOW_URI": "http://10.0.0.5:5000", "DISENT_CHECKPOINTS": "s3://b/studies"})
     args = build_parser().parse_args(argv)
-    assert args.command == "run" and args.root.is_absolute()
+    assert args.command == "run" and args.root.is_absolute() and args.autoscaling
     assert sorted(args.set) == ["storage.checkpoints=s3://b/studies",
                                 "storage.optuna=postgresql+psycopg2://disent@localhost:5432/optuna",
                                 "tracking.mlflow_uri=http://10.0.0.5:5000"]
@@ -281,7 +284,7 @@ def test_kuberay_cluster_and_job_describe_the_same_cluster():
 def test_rayjob_entrypoint_runs_a_catalog_study_on_the_cluster_services():
     (job,) = _manifest("rayjob.yaml")
     entrypoint = job["spec"]["entrypoint"]
-    assert entrypoint.startswith("disent-study run studies/catalog/")
+    assert entrypoint.startswith("disent-study run --autoscaling studies/catalog/")  # GPU workers from 0
     sets = dict(s.split("=", 1) for s in re.findall(r"--set (\S+)", entrypoint))
     assert sets["storage.optuna"].startswith("postgresql+psycopg2://")
     assert sets["tracking.mlflow_uri"].startswith("http://")

@@ -227,7 +227,7 @@ def test_the_mlflow_scan_has_teeth():
     policies = network_policies()
     bad = [
         *text_invocations(CLUSTER / "x.sh", "mlflow server --backend-store-uri x \\\n  --host 0.0.0.0"),
-        *text_invocations(CLUSTER / "x.md", "mlflow server --app-name basic-auth --host=0.0.0.0"),
+        *text_invocations(CLUSTER / ("x" + ".md"), "mlflow server --app-name basic-auth --host=0.0.0.0"),
         Invocation("unguarded pod", "mlflow server --app-name basic-auth --host 0.0.0.0", {"app": "x"}),
     ]
     problems = wildcard_problems(bad, policies)

@@ -353,6 +353,54 @@ CASES = {
             "search.num_trials instead)",
         ],
     ),
+    # values that used to pass validation and fail later (an overflow in Optuna, every trial failing
+    # on its data, a traceback in Optuna or a sampler, a study directory nothing else can name)
+    "an infinite bound": (
+        {"methods/beta_vae/beta": {"search": "log_float", "low": 1, "high": float("inf")}},
+        ["methods.beta_vae.beta.high: must be a finite number (not .inf, -.inf or .nan)"],
+    ),
+    "a NaN bound": (
+        {"methods/annealed_vae/c_max": {"search": "float", "low": float("nan"), "high": 30}},
+        ["methods.annealed_vae.c_max.low: must be a finite number (not .inf, -.inf or .nan)"],
+    ),
+    "a dataset option of the wrong value": (
+        {"dataset/options": {"cache": "bogus"}},
+        ["dataset.options: cache: Input should be 'lazy' or 'packed', got 'bogus'"],
+    ),
+    "a dataset option its factory does not take": (
+        {"dataset/options": {"colour": 1}},
+        ["dataset.options: dataset 'dsprites_procedural' has no option 'colour'; its options are: sizes, "
+         "cache"],
+    ),
+    "a name with two dots in a row": (
+        {"name": "a..b"},
+        ["name: 'a..b' contains '..'; the name is a directory and path name on every storage, so use "
+         "letters, digits, '_', '-' and single dots"],
+    ),
+    "an Optuna storage that is not a URL": (
+        {"storage/optuna": "notaurl"},
+        ["storage.optuna: 'notaurl' is not a database URL; give a SQLAlchemy database URL such as "
+         "postgresql+psycopg2://USER@HOST:5432/DB or sqlite:////absolute/path/optuna.db"],
+    ),
+    "an Optuna storage of an unknown database": (
+        {"storage/optuna": "postgres://user@host/db"},
+        ["storage.optuna: 'postgres://user@host/db' names an unknown kind of database; give a SQLAlchemy "
+         "database URL such as postgresql+psycopg2://USER@HOST:5432/DB or sqlite:////absolute/path/optuna.db"],
+    ),
+    "a tracking server without a host": (
+        {"tracking/mlflow_uri": "http://:5000"},
+        ["tracking.mlflow_uri: 'http://:5000' names no host; give the server as http://HOST:PORT"],
+    ),
+    "seeds beyond 64 bits": (
+        {"seeds": [0, 2**64], "evaluation/seed": 2**63, "search/seed": 2**32},
+        ["seeds[1]: must be <= 9223372036854775807", "evaluation.seed: must be <= 9223372036854775807",
+         "search.seed: must be <= 4294967295"],
+    ),
+    "Adam settings that are not finite or outside [0, 1)": (
+        {"train/optimizer": {"betas": [0.9, 1.0], "lr": float("nan")}},
+        ["train.optimizer.lr: must be a finite number (not .inf, -.inf or .nan)",
+         "train.optimizer.betas[1]: must be < 1"],
+    ),
 }
 
 
@@ -467,3 +515,17 @@ def test_cli_run_of_a_missing_or_broken_file_exits_2(cli_main, tmp_path, capsys)
     err = capsys.readouterr().err
     assert "not valid YAML" in err and "Traceback" not in err
     assert not root.exists()
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("train.steps=[1, 2", "--set 'train.steps=[1, 2': the value '[1, 2' is not valid YAML"),
+        ("name='unclosed", "is not valid YAML"),
+        ("train..steps=2", "the key 'train..steps' has an empty part"),
+    ],
+)
+def test_a_set_override_that_cannot_be_parsed_is_one_message(assignment, message):
+    with pytest.raises(DisentError) as info:
+        parse_set([assignment])
+    assert message in str(info.value) and "\n" not in str(info.value)
