@@ -1,5 +1,6 @@
 """The ``disent-study`` command line.
 
+    disent-study --version
     disent-study datasets list
     disent-study datasets info NAME
     disent-study datasets prepare NAME [--data-root DIR] [--no-download]
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 from disent_core.errors import DisentError
@@ -41,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="disent-study",
         description="Disentanglement studies: datasets, training, evaluation and studies."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('disent-studies')}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(subparsers)
