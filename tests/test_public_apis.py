@@ -27,9 +27,10 @@ LIBRARIES = frozenset({"ray", "optuna", "mlflow", "sklearn", "torch"})
 ATTR_FUNCTIONS = frozenset({"getattr", "hasattr", "setattr", "delattr"})
 # namedtuple's public API is spelled with a leading underscore
 PUBLIC_UNDERSCORED = frozenset({"_asdict", "_replace", "_fields", "_make", "_field_defaults"})
-# Known reads outside this check's slice of the work, each with why it is there. The fast DCI
-# (docs: disent_core/metrics/dci.py) lays out HistGradientBoostingClassifier's fitted trees itself;
-# scikit-learn has no public API for a fitted model's binned features, baseline or predictors.
+# Known reads, each with why it is there. The fast DCI (docs/metrics.md) lays out
+# HistGradientBoostingClassifier's fitted trees itself; scikit-learn has no public API for a fitted
+# model's binned features, baseline or predictors, so pyproject.toml pins scikit-learn below 1.10
+# and tests/metrics/test_estimators.py checks the layout's predictions against ``predict``.
 KNOWN = frozenset({
     ("disent_core/metrics/dci.py", "_bin_mapper"),
     ("disent_core/metrics/dci.py", "_baseline_prediction"),

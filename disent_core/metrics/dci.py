@@ -31,9 +31,11 @@ import hashlib
 import numpy as np
 import scipy.special
 import scipy.stats
+import sklearn
 from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
+from disent_core.errors import MetricError
 from disent_core.metrics.base import EvalContext, MetricSpec, check_classes, require
 
 
@@ -90,9 +92,16 @@ def _fit_one(args: tuple) -> tuple[np.ndarray, float, float]:
 
 
 def _predictors(model: HistGradientBoostingClassifier) -> list:
+    """The fitted trees of each iteration. scikit-learn has no public API for them, so the fast
+    estimators are tied to the scikit-learn range pinned in pyproject.toml (<1.10), where
+    tests/metrics/test_estimators.py checks their predictions against ``predict``."""
     predictors = getattr(model, "_predictors", None)
     if predictors is None:
-        raise RuntimeError("this scikit-learn's HistGradientBoostingClassifier has no _predictors")
+        raise MetricError(
+            f"scikit-learn {sklearn.__version__}'s HistGradientBoostingClassifier does not expose its "
+            "fitted trees as the fast DCI estimators expect; install scikit-learn>=1.4,<1.10 or use "
+            "dci.estimator 'gbt' (the disentanglement_lib estimator)"
+        )
     return predictors
 
 
