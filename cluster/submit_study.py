@@ -31,6 +31,8 @@ import os
 import sys
 from pathlib import Path
 
+from dotenv import dotenv_values
+
 # environment variable -> spec field filled in with --set
 CLUSTER_DEFAULTS = {
     "DISENT_OPTUNA_STORAGE": "storage.optuna",
@@ -42,18 +44,23 @@ DEFAULT_RUNS_ROOT = "~/disent-runs"
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """``KEY=VALUE`` lines (``#`` comments and blank lines ignored); a missing file is empty."""
+    """The variables of a dotenv file such as ``~/.disent/cluster.env``.
+
+    Parsed by python-dotenv: ``#`` comments, blank lines, an ``export`` prefix and single or double
+    quotes around values are understood; ``${VAR}`` is kept literally (no interpolation). A key
+    without ``=`` has no value and is left out.
+
+    Args:
+        path: the file (``~`` is expanded).
+
+    Returns:
+        {name: value} as strings; empty when the file does not exist.
+    """
     path = path.expanduser()
     if not path.is_file():
         return {}
-    values = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        values[key.strip()] = value.strip().strip("'\"")
-    return values
+    values = dotenv_values(path, interpolate=False)
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def keys_already_set(argv: list[str]) -> set[str]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 
 from disent_core.data.paths import data_root
 from disent_core.data.registry import DATASETS, get_dataset, get_entry
@@ -73,6 +75,24 @@ def info(name: str) -> int:
 
 
 def prepare(name: str, download: bool) -> int:
+    """Download (unless ``download`` is False), verify and convert a dataset's files.
+
+    The download's progress is a bar on a terminal; otherwise ``disent_core.data``'s progress lines
+    go to stderr.
+
+    Args:
+        name: a registered dataset name.
+        download: whether missing files may be downloaded.
+
+    Returns:
+        The exit status, 0.
+    """
+    data_log = logging.getLogger("disent_core.data")
+    if not data_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        data_log.addHandler(handler)
+        data_log.setLevel(logging.INFO)
     entry = get_entry(name)
     if entry.source is None:
         print(f"{entry.name} is procedural: nothing to download or prepare")

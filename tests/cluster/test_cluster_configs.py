@@ -73,6 +73,22 @@ def test_cloud_head_runs_no_trials_and_gpu_workers_autoscale(name):
         assert node_type["min_workers"] == 0 < node_type["max_workers"] <= config["max_workers"]
 
 
+def test_aws_workers_get_an_instance_profile_the_head_may_pass():
+    """Ray attaches `ray-autoscaler-v1` to the head only; the workers name it for their S3 checkpoints,
+    and the README gives the head's role iam:PassRole on it (without it no worker launches)."""
+    config = _prepared("aws.yaml")
+    head = config["head_node_type"]
+    types = config["available_node_types"]
+    assert "IamInstanceProfile" not in types[head]["node_config"]
+    for name, node_type in types.items():
+        if name != head:
+            assert node_type["node_config"]["IamInstanceProfile"] == {"Name": "ray-autoscaler-v1"}, name
+    readme = (CLUSTER / "README.md").read_text()
+    assert "--role-name ray-autoscaler-v1" in readme
+    assert '"iam:PassRole", "Resource": "arn:aws:iam::\'"$ACCOUNT"\':role/ray-autoscaler-v1"' in readme
+    assert "<your-account-id>" not in (CLUSTER / "aws.yaml").read_text()
+
+
 def test_local_yaml_follows_the_local_provider_rules():
     raw = _load("local.yaml")
     assert raw["provider"]["type"] == "local"
@@ -224,6 +240,11 @@ def test_launcher_reads_the_env_file_written_by_head_services(launcher, tmp_path
         "DISENT_MLFLOW_URI": "http://10.0.0.5:5000",
     }
     assert launcher.read_env_file(tmp_path / "missing.env") == {}
+    # dotenv syntax: export prefix, double quotes keep '#', inline comments, no ${VAR} expansion
+    path.write_text('export DISENT_CHECKPOINTS="s3://b/a#b"  # bucket\n'
+                    "DISENT_RUNS_ROOT=${HOME}/runs\nNO_VALUE\n")
+    assert launcher.read_env_file(path) == {"DISENT_CHECKPOINTS": "s3://b/a#b",
+                                            "DISENT_RUNS_ROOT": "${HOME}/runs"}
     keys = set(re.findall(r"^(DISENT_\w+)=", (CLUSTER / "scripts" / "head_services.sh").read_text(), re.M))
     assert keys == set(launcher.CLUSTER_DEFAULTS)
 

@@ -18,7 +18,14 @@ from data_fixtures import (
     write_shapes3d_h5,
 )
 
+from disent_core.data import files
 from disent_core.data.sources import get_source
+
+
+@pytest.fixture(autouse=True)
+def no_retry_backoff(monkeypatch):
+    """Downloads retry without waiting (a dead URL would otherwise wait 0 + 2 + 4 + 8 s)."""
+    monkeypatch.setattr(files, "BACKOFF_FACTOR", 0.0)
 
 
 @pytest.fixture

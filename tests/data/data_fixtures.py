@@ -1,6 +1,6 @@
 """Test data for the real-data path: tiny files in the exact on-disk layouts of the originals,
 written at test time, and a local HTTP server (127.0.0.1, ephemeral port) with Range support and
-switchable faults (corrupt bytes, truncated responses, no Range support)."""
+switchable faults (corrupt bytes, truncated responses, no Range support, error statuses)."""
 
 from __future__ import annotations
 
@@ -232,6 +232,8 @@ class FileServer(http.server.ThreadingHTTPServer):
         self.truncate: dict[str, int] = {}
         """name -> bytes to send before dropping the connection (applies once)."""
         self.no_range = False
+        self.fail: dict[str, list[int]] = {}
+        """name -> HTTP statuses to answer, one per request, before the file is served."""
         self.requests: list[tuple[str, str | None]] = []
 
     def url(self, name: str) -> str:
@@ -248,6 +250,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         name = self.path.lstrip("/")
         self.server.requests.append((name, self.headers.get("Range")))
         path = self.server.root / name
+        if self.server.fail.get(name):
+            self.send_error(self.server.fail[name].pop(0))
+            return
         if not path.is_file():
             self.send_error(404)
             return

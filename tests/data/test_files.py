@@ -1,8 +1,9 @@
-"""FileSpec verification and fetch: file:// and local HTTP, mirrors, resume, bad files moved aside."""
+"""FileSpec verification and fetch: file:// and local HTTP, mirrors, resume, retries, bad files set aside."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 
 import pytest
 from data_fixtures import sha256_of, spec_for
@@ -182,3 +183,28 @@ def test_http_wrong_bytes_raise_checksum_error_and_are_never_reused(upstream, tm
     http_server.corrupt.clear()
     assert fetch(spec, raw).path.read_bytes() == PAYLOAD
     assert len(list(raw.glob("payload.bin.bad-*"))) == 2
+
+
+def test_http_retries_503_with_backoff_then_downloads(upstream, tmp_path, http_server, caplog):
+    raw = tmp_path / "raw"
+    url = http_server.url("payload.bin")
+    http_server.fail["payload.bin"] = [503, 503]
+    with caplog.at_level(logging.INFO, logger="disent_core.data.files"):
+        record = fetch(spec_for(upstream, url=url), raw, backoff_factor=0.05)
+    assert record.path.read_bytes() == PAYLOAD and record.source == url
+    assert http_server.requests == [("payload.bin", None)] * 3
+    retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(retries) == 2
+    assert all(url in m and "HTTP 503" in m for m in retries)
+    assert "attempt 1 failed" in retries[0] and "attempt 2 failed" in retries[1]
+    assert "retrying in 0.1 s" in retries[1]  # exponential backoff: 0, then 2 x 0.05 s
+    assert any(r.getMessage().startswith(f"downloaded {url}") for r in caplog.records)
+
+
+def test_http_persistent_503_gives_up_after_the_retries(upstream, tmp_path, http_server):
+    raw = tmp_path / "raw"
+    http_server.fail["payload.bin"] = [503] * 10
+    with pytest.raises(DataNotFoundError, match="HTTP Error 503"):
+        fetch(spec_for(upstream, url=http_server.url("payload.bin")), raw, retries=2)
+    assert len(http_server.requests) == 3
+    assert not (raw / "payload.bin").exists()
