@@ -41,6 +41,9 @@ TRAINING_PREFIXES = (LOSS, KL, INFO, SCHEDULE)
 TRAINING_KEYS = ("images_per_sec", "active_dims")
 STEP, EVALUATED, DIVERGED = "step", "evaluated", "diverged"
 DATASET_PROVENANCE = "dataset_provenance"
+CHECKPOINT_SCORE = "checkpoint_score"
+"""Under ``storage.keep_checkpoints: best``: the first objective where this report evaluated it, else NaN;
+what Tune ranks the checkpoints by (not tracked in MLflow, not a column of the results table)."""
 METHOD_PROVENANCE = "method_provenance"
 """How faithful the method is to published code (``Method.provenance``: DiD is a reconstruction)."""
 

@@ -15,6 +15,11 @@ Every function writes one PNG and returns its path; the arrays behind the two im
   per dimension; beyond that (1024 latents) they are sorted by KL, drawn as one filled step curve
   without per-dimension ticks. The y axis is linear below the threshold and logarithmic above it.
 
+Size: the grids draw each image at the data's resolution and store it losslessly by default;
+``cell`` draws each image ``cell`` pixels square (area-averaged) and ``colors`` stores the grid with
+that many grey levels (1-channel data) or palette colours (3-channel data), for the small figures
+a study keeps per trial. ``kl_per_dim_plot`` takes a ``dpi``.
+
 How each method is read: through ``disent_core.latents.LatentModel`` (``code``, ``decode``,
 ``latent_information``), which every registered method provides:
 
@@ -242,11 +247,25 @@ def reconstructions(
     return x.cpu().numpy(), recon.float().cpu().numpy()
 
 
-def _grid_image(cells: np.ndarray, labels: Sequence[str]) -> Image.Image:
-    """(rows, cols, C, H, W) floats in [0, 1] -> a grid with ``PAD`` gaps and a left label strip."""
+def _resize_cells(cells: np.ndarray, cell: int) -> np.ndarray:
+    """(rows, cols, C, H, W) -> (rows, cols, C, cell, cell), each image area-averaged (or repeated)."""
+    rows, cols, channels, h, w = cells.shape
+    flat = torch.from_numpy(np.ascontiguousarray(cells, dtype=np.float32)).reshape(-1, channels, h, w)
+    resized = torch.nn.functional.interpolate(flat, size=(cell, cell), mode="area")
+    return resized.reshape(rows, cols, channels, cell, cell).numpy()
+
+
+def _grid_image(cells: np.ndarray, labels: Sequence[str], cell: int | None = None) -> Image.Image:
+    """(rows, cols, C, H, W) floats in [0, 1] -> a grid with ``PAD`` gaps and a left label strip;
+    each image ``cell`` pixels square when given."""
     rows, cols, channels, h, w = cells.shape
     if channels not in (1, 3):
         raise ValueError(f"image grids need 1 (grey) or 3 (colour) channels, got {channels}")
+    if cell is not None:
+        if cell < 8:
+            raise ValueError(f"cell must be >= 8 pixels, got {cell}")
+        cells = _resize_cells(cells, cell)
+        h = w = cell
     height = rows * (h + PAD) + PAD
     width = LABEL_WIDTH + cols * (w + PAD) + PAD
     canvas = np.full((height, width, channels), BACKGROUND, dtype=np.uint8)
@@ -264,10 +283,22 @@ def _grid_image(cells: np.ndarray, labels: Sequence[str]) -> Image.Image:
     return image
 
 
-def _save_image(image: Image.Image, path: str | os.PathLike[str]) -> Path:
+def _reduce_colors(image: Image.Image, colors: int) -> Image.Image:
+    """``colors`` evenly spaced grey levels (mode "L") or an adaptive palette of ``colors`` colours."""
+    if not 2 <= colors <= 256:
+        raise ValueError(f"colors must be in [2, 256], got {colors}")
+    if image.mode == "L":
+        step = 255 / (colors - 1)
+        return image.point([round(round(v / step) * step) for v in range(256)])
+    return image.quantize(colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+
+
+def _save_image(image: Image.Image, path: str | os.PathLike[str], colors: int | None = None) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    image.save(out, format="PNG")
+    if colors is not None:
+        image = _reduce_colors(image, colors)
+    image.save(out, format="PNG", optimize=True)
     return out
 
 
@@ -281,11 +312,14 @@ def latent_traversal_grid(
     seed: int = 0,
     dims: Sequence[int] | None = None,
     device: str | torch.device = "cpu",
+    cell: int | None = None,
+    colors: int | None = None,
 ) -> Path:
     """PNG of a latent traversal: one row per dimension, ``n_steps`` columns (module docstring).
 
-    Size: (LABEL_WIDTH + n_steps * (W + PAD) + PAD) x (rows * (H + PAD) + PAD) pixels, grey (mode
-    "L") for 1-channel data and RGB for 3-channel data.
+    Size: (LABEL_WIDTH + n_steps * (W + PAD) + PAD) x (rows * (H + PAD) + PAD) pixels, with W = H =
+    ``cell`` when given, grey (mode "L") for 1-channel data and RGB for 3-channel data (a palette
+    image with ``colors``).
 
     Args:
         method: a ``LatentModel`` module (every registered method).
@@ -296,12 +330,15 @@ def latent_traversal_grid(
         seed: seeds the observation and the KL batch.
         dims: the dimensions to sweep (default: all, or the ``TOP_DIMS`` of largest KL).
         device: where the method runs.
+        cell: draw each image this many pixels square, >= 8 (default: the data's size).
+        colors: store this many grey levels or palette colours, 2-256 (default: lossless).
 
     Returns:
         ``path``.
 
     Raises:
-        ValueError: as ``latent_traversal``, or images with neither 1 nor 3 channels.
+        ValueError: as ``latent_traversal``, images with neither 1 nor 3 channels, or ``cell`` or
+            ``colors`` out of range.
         TypeError: ``method`` is not a ``LatentModel``.
     """
     traversal = latent_traversal(
@@ -309,7 +346,7 @@ def latent_traversal_grid(
     )
     name = traversal.kl_name
     labels = [f"dim {d}\n{name} {k:.3g}" for d, k in zip(traversal.dims, traversal.kl, strict=True)]
-    return _save_image(_grid_image(traversal.images, labels), path)
+    return _save_image(_grid_image(traversal.images, labels, cell), path, colors)
 
 
 def reconstruction_grid(
@@ -320,6 +357,8 @@ def reconstruction_grid(
     n: int = 8,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    cell: int | None = None,
+    colors: int | None = None,
 ) -> Path:
     """PNG with ``n`` seeded observations (top row) above their mean reconstructions (bottom row).
 
@@ -330,17 +369,20 @@ def reconstruction_grid(
         n: how many observations, >= 1.
         seed: seeds the observations.
         device: where the method runs.
+        cell: draw each image this many pixels square, >= 8 (default: the data's size).
+        colors: store this many grey levels or palette colours, 2-256 (default: lossless).
 
     Returns:
         ``path``.
 
     Raises:
-        ValueError: ``n < 1``, or images with neither 1 nor 3 channels.
+        ValueError: ``n < 1``, images with neither 1 nor 3 channels, or ``cell`` or ``colors`` out
+            of range.
         TypeError: ``method`` is not a ``LatentModel``.
     """
     originals, recon = reconstructions(method, dataset, n=n, seed=seed, device=device)
     label = _latents(method).reconstruction_name
-    return _save_image(_grid_image(np.stack([originals, recon]), ["data", label]), path)
+    return _save_image(_grid_image(np.stack([originals, recon]), ["data", label], cell), path, colors)
 
 
 def kl_per_dim_plot(
@@ -350,6 +392,7 @@ def kl_per_dim_plot(
     threshold: float = 0.01,
     title: str | None = None,
     name: str = "KL",
+    dpi: int = 100,
 ) -> Path:
     """PNG bar chart of the information (nats) of each latent dimension with the active
     ``threshold`` line.
@@ -360,18 +403,21 @@ def kl_per_dim_plot(
         threshold: nats above which a dimension counts as active.
         title: the plot's title (default: how many dimensions are active).
         name: what the values measure, for the labels (``Report.information_name``).
+        dpi: pixels per inch of the PNG (the figure is 4-10 x 3.2 inches), >= 40.
 
     Returns:
         ``path``.
 
     Raises:
-        ValueError: ``kl_per_dim`` is not a non-empty 1-D sequence, or ``threshold < 0``.
+        ValueError: ``kl_per_dim`` is not a non-empty 1-D sequence, ``threshold < 0`` or ``dpi < 40``.
     """
     kl = np.asarray(kl_per_dim, dtype=np.float64)
     if kl.ndim != 1 or kl.size == 0:
         raise ValueError(f"kl_per_dim must be a non-empty 1-D sequence, got shape {kl.shape}")
     if threshold < 0:
         raise ValueError(f"threshold must be >= 0, got {threshold}")
+    if dpi < 40:
+        raise ValueError(f"dpi must be >= 40 for readable labels, got {dpi}")
     latent_dim = kl.size
     active = int(np.sum(kl > threshold))
     figure = Figure(figsize=(min(max(4.0, 1.5 + 0.3 * latent_dim), 10.0), 3.2), layout="constrained")
@@ -399,5 +445,5 @@ def kl_per_dim_plot(
     ax.set_title(title or f"{name} per latent dimension: {active} of {latent_dim} active")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, format="png", dpi=100)
+    figure.savefig(out, format="png", dpi=dpi, pil_kwargs={"optimize": True})
     return out

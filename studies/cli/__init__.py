@@ -9,7 +9,7 @@
                           [--batch-size N] [--representation mean|sampled]
     disent-study ifp --dataset NAME [--steps N --seeds K --schedule linear|exponential --epsilon E ...]
     disent-study run SPEC.yaml [--root ./runs] [--set search.num_trials=20 ...] [--address ADDR]
-                     [--autoscaling]
+                     [--autoscaling] [--dry-run [--images-per-sec N]]
     disent-study resume STUDY_DIR [--address ADDR] [--autoscaling]
     disent-study status STUDY_DIR
     disent-study ui [--root ./runs] [--port 5000]

@@ -7,6 +7,9 @@ Before Ray starts or anything is written, ``run`` and ``resume`` check the runs 
 (whole SQLite files, reachable servers) and that one trial's resources fit the machine or cluster
 (``studies.cli.checks``; ``--autoscaling`` skips the cluster comparison), each failure one message
 with exit status 2. A study that ends with every trial failed exits with status 1.
+``run --dry-run`` validates the spec and prints the number of trials, their resources, the storage
+they will leave and the training compute they need (``studies.orchestration.budget``), without
+starting Ray, checking the runs root or writing anything.
 ``status`` prints a table of the study's trials from MLflow, with Optuna's count beside it.
 ``ui`` starts MLflow's UI for a runs root on 127.0.0.1 and prints its URL. The server runs in a
 session of its own, and however ``ui`` ends (Ctrl-C, SIGTERM, SIGHUP, the server exiting) every
@@ -31,6 +34,7 @@ from mlflow.tracking import MlflowClient
 
 from disent_core.errors import DisentError
 from studies.cli.checks import check_directory, check_stores, check_trial_resources
+from studies.orchestration.budget import estimate_study, format_budget
 from studies.orchestration.runner import resume_study, run_study
 from studies.results import TRIAL_TAG, nested_runs
 from studies.spec import load_spec
@@ -54,8 +58,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run_parser.add_argument("--root", type=Path, default=default_root, help=root_help)
     run_parser.add_argument("--address", default=None, help=address_help)
     run_parser.add_argument("--autoscaling", action="store_true", help=autoscaling_help)
-    run_parser.set_defaults(handler=lambda args: run(args.spec, parse_set(args.set), args.root, args.address,
-                                                     args.autoscaling))
+    run_parser.add_argument("--dry-run", action="store_true",
+                            help="validate the spec and print its trials, storage and compute; start nothing")
+    run_parser.add_argument("--images-per-sec", type=float, default=None, metavar="N",
+                            help="with --dry-run: training images/s of one trial (default: measured on CPU, "
+                                 "assumed on GPU)")
+    run_parser.set_defaults(handler=_run_command)
     resume_parser = subparsers.add_parser("resume", help="continue a study after a crash or interruption")
     resume_parser.add_argument("study_dir", type=Path, help="the study directory, <root>/<study name>")
     resume_parser.add_argument("--address", default=None, help=address_help)
@@ -68,6 +76,42 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ui_parser.add_argument("--root", type=Path, default=default_root, help=root_help)
     ui_parser.add_argument("--port", type=int, default=5000)
     ui_parser.set_defaults(handler=lambda args: ui(args.root, args.port))
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    if args.images_per_sec is not None and not args.dry_run:
+        raise DisentError("--images-per-sec is an input of the estimate; give it with --dry-run")
+    if args.dry_run:
+        return dry_run(args.spec, parse_set(args.set), args.images_per_sec)
+    return run(args.spec, parse_set(args.set), args.root, args.address, args.autoscaling)
+
+
+def dry_run(
+    spec_path: Path, overrides: list[tuple[list[str], Any]], images_per_sec: float | None = None
+) -> int:
+    """Validate a spec (with ``--set`` overrides) and print what running it would take.
+
+    Nothing starts and nothing is written: no Ray, no runs root, no stores.
+
+    Args:
+        spec_path: the study spec YAML.
+        overrides: ``--set`` assignments.
+        images_per_sec: training throughput of one trial (None: the estimate's default).
+
+    Returns:
+        0.
+
+    Raises:
+        DisentError: the spec is invalid, or ``images_per_sec`` is not positive.
+    """
+    if images_per_sec is not None and not images_per_sec > 0:
+        raise DisentError(f"--images-per-sec must be > 0, got {images_per_sec:g}")
+    spec = load_spec(spec_path, overrides)
+    budget = estimate_study(spec, images_per_sec)
+    print(f"dry run of study {spec.name} ({spec_path}): the spec is valid; nothing was started or written")
+    for line in format_budget(budget):
+        print(line)
+    return 0
 
 
 def run(

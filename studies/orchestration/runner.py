@@ -17,6 +17,9 @@ study's lock from before they create or change anything until they return, so a 
 the same study stops with a message naming the first. Whatever happens, ``finalize`` leaves no
 Optuna trial and no MLflow run RUNNING.
 
+Tune restores the trials of its last experiment snapshot; the runs of trials a killed driver
+started after it are closed as lost (``tracking.close_lost_runs``) before Tune starts again.
+
 A trial whose latest checkpoint no longer exists on storage (deleted, or rotated away after Tune's
 last experiment snapshot) would fail for good when Tune restores it; it has no state to lose, so
 it starts again from step 0 instead (``restartable``), and ``resume`` says which trials it restarted.
@@ -44,8 +47,14 @@ from disent_core.methods.registry import METHODS
 from studies.orchestration.lock import hold_study
 from studies.orchestration.progress import Progress
 from studies.orchestration.search import StudySearch, fail_running_trials, make_sampler
-from studies.orchestration.tracking import StudyTracker, close_open_runs, ensure_experiment, prepare_store
-from studies.orchestration.trainable import run_trial
+from studies.orchestration.tracking import (
+    StudyTracker,
+    close_lost_runs,
+    close_open_runs,
+    ensure_experiment,
+    prepare_store,
+)
+from studies.orchestration.trainable import checkpoint_config, run_trial
 from studies.results import (
     DATASET_PROVENANCE,
     METHOD_PROVENANCE,
@@ -60,9 +69,6 @@ from studies.study_dir import TUNE_NAME, StudyState, default_tracking_uri, load_
 
 log = logging.getLogger(__name__)
 STOPPED_BEFORE_END = "the study stopped before this trial finished; `disent-study resume` continues it"
-CHECKPOINTS_KEPT = 2
-"""Checkpoints Tune keeps per trial; with 2 the oldest and the latest are all it tracks, which
-``prepare_restarts`` relies on."""
 
 
 def init_ray(address: str | None) -> None:
@@ -154,9 +160,17 @@ def resume_study(directory: Path, address: str | None = None) -> Path:
     with hold_study(directory, state.optuna_study, state.optuna_storage):
         spec = load_study_spec(directory)
         restore = tune.Tuner.can_restore(state.tune_path)
+        known: set[str] = set()
         if restore:
-            for line in prepare_restarts(spec, state):
+            analysis = tune.ExperimentAnalysis(state.tune_path)
+            known = {trial.trial_id for trial in analysis.trials}
+            for line in prepare_restarts(spec, state, analysis):
                 print(line, flush=True)
+        client = MlflowClient(state.tracking_uri)
+        lost = close_lost_runs(client, state.experiment_id, state.parent_run_id, known)
+        if lost:
+            print(f"{lost} trial(s) started after Tune's last snapshot before the driver stopped are "
+                  "lost; their MLflow runs are closed as KILLED", flush=True)
         _execute(spec, state, directory, address, restore=restore)
     return directory
 
@@ -167,22 +181,25 @@ def holds_state(checkpoint: tune.Checkpoint) -> bool:
     return bool(checkpoint.filesystem.get_file_info(selector))
 
 
-def prepare_restarts(spec: StudySpec, state: StudyState) -> list[str]:
+def prepare_restarts(spec: StudySpec, state: StudyState,
+                     analysis: tune.ExperimentAnalysis | None = None) -> list[str]:
     """Ready the trials Tune will restore whose latest checkpoint is gone to start from scratch.
 
-    Such a trial starts from step 0 (``restartable``). Tune still tracks its checkpoints
-    (``CHECKPOINTS_KEPT`` = 2: the oldest and the latest) and deletes them as the trial checkpoints
-    again; a missing one makes that deletion log an error, so each is recreated empty here.
+    Such a trial starts from step 0 (``restartable``). Tune still tracks the checkpoints it kept
+    (``trainable.checkpoint_config``: the latest, or under ``keep_checkpoints: best`` also the
+    best) and deletes those it no longer keeps as the trial checkpoints again; a missing one makes
+    that deletion log an error, so the oldest and the latest are recreated empty here.
 
     Args:
         spec: the study's spec.
         state: the study's state; its Tune experiment has a snapshot.
+        analysis: that snapshot, if already loaded (loading it reads every trial's state).
 
     Returns:
         ``trial <id> (<method>, seed <seed>): its checkpoint <path> is gone; restarted from scratch``
         for each such trial.
     """
-    analysis = tune.ExperimentAnalysis(state.tune_path)
+    analysis = analysis or tune.ExperimentAnalysis(state.tune_path)
     lines = []
     for trial in analysis.trials:
         latest = trial.checkpoint
@@ -262,7 +279,7 @@ def _tuner(spec: StudySpec, state: StudyState, restore: bool, callbacks: list) -
         run_config=tune.RunConfig(
             name=TUNE_NAME, storage_path=state.tune_storage, callbacks=callbacks, verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+            checkpoint_config=checkpoint_config(spec),
         ),
     )
 

@@ -17,7 +17,15 @@ report and evaluation as a series over steps, each step once (a trial restored f
 checkpoint trains some steps again; their reports are not logged twice); artifacts = the final
 checkpoint directory (checkpoint, config, scores, latent traversals, reconstructions, KL per
 dimension). ``finalize`` closes whatever a crash left RUNNING, with a ``failure_reason`` tag that
-the run loses when a resumed driver starts its trial again.
+the run loses when a resumed driver starts its trial again. A trial that a killed driver started or
+ended after Tune's last experiment snapshot does not exist for the resumed Tune; ``resume`` closes
+its run as KILLED with the ``LOST_AFTER_SNAPSHOT`` reason (``close_lost_runs``), so every FINISHED run
+is a trial Tune holds.
+
+The calls per trial are few, whatever the study's size: the runs an earlier driver created are
+listed once, paged, when the tracker first needs them (not searched for trial by trial), a new run
+is created with its tags and its params in batches, and each result is one ``log_batch`` (metrics,
+and the dataset provenance tag with the first one).
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.search.repeater import TRIAL_INDEX
@@ -48,6 +56,7 @@ from studies.results import (
     is_number,
     is_score_key,
     is_training_key,
+    nested_runs,
 )
 from studies.spec import StudySpec
 from studies.spec.space import SearchSpace
@@ -55,6 +64,8 @@ from studies.spec.space import SearchSpace
 FAILURE_REASON = "failure_reason"
 """The tag of a run that did not finish: why (divergence, an error, the study stopped). A trial that
 runs again loses it; one that fails again gets its new reason."""
+LOST_AFTER_SNAPSHOT = ("lost: the driver stopped before Tune's experiment snapshot recorded this trial; "
+                       "the resumed study does not continue it")
 
 
 def git_commit() -> str:
@@ -123,6 +134,10 @@ class StudyTracker(tune.Callback):
         self.parent_run_id = parent_run_id
         self.objective_keys = [o.metric for o in spec.objectives]
         self.runs: dict[str, str] = {}
+        self.earlier_runs: dict[str, str] | None = None
+        """Trial id -> run of the runs that existed when this tracker first looked (None: not yet)."""
+        self.created: set[str] = set()
+        """Trials whose run this tracker created (RUNNING, no failure reason to clear)."""
         self.last_step: dict[str, int] = {}
         """Per trial, the last step whose report is in its run (-1: none yet)."""
         self.provenance_tagged: set[str] = set()
@@ -142,14 +157,15 @@ class StudyTracker(tune.Callback):
         return (StudyTracker, (self.spec, self.client.tracking_uri, self.experiment_id, self.parent_run_id))
 
     def _find_run(self, trial_id: str) -> str | None:
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=(
-                f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{PARENT_TAG}` = '{self.parent_run_id}'"
-            ),
-            max_results=2,
-        )
-        return runs[0].info.run_id if runs else None
+        # one driver per study: the runs that exist before this tracker creates any are an earlier
+        # driver's, listed once (paged) instead of a tag search per trial that grows with the study
+        if self.earlier_runs is None:
+            self.earlier_runs = {
+                run.data.tags[TRIAL_TAG]: run.info.run_id
+                for run in nested_runs(self.client, self.experiment_id, self.parent_run_id)
+                if TRIAL_TAG in run.data.tags
+            }
+        return self.earlier_runs.get(trial_id)
 
     def run_id(self, trial: Any) -> str:
         """The MLflow run of ``trial``: remembered, found again by tag, or created with its params."""
@@ -158,6 +174,7 @@ class StudyTracker(tune.Callback):
         run_id = self._find_run(trial.trial_id)
         if run_id is None:
             run_id = self._create_run(trial)
+            self.created.add(trial.trial_id)
             self.last_step[trial.trial_id] = -1
         self.runs[trial.trial_id] = run_id
         return run_id
@@ -194,6 +211,9 @@ class StudyTracker(tune.Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.run_id(trial)
+        if trial.trial_id in self.created:  # created RUNNING just now, or running since
+            self.created.discard(trial.trial_id)
+            return
         run = self.client.get_run(run_id)
         if run.info.status != "RUNNING":
             self.client.update_run(run_id, status="RUNNING")
@@ -201,25 +221,27 @@ class StudyTracker(tune.Callback):
             self.client.delete_tag(run_id, FAILURE_REASON)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        tags = []
         if DATASET_PROVENANCE in result and trial.trial_id not in self.provenance_tagged:
-            label = str(result[DATASET_PROVENANCE])[:5000]
-            self.client.set_tag(self.run_id(trial), DATASET_PROVENANCE, label)
+            tags.append(RunTag(DATASET_PROVENANCE, str(result[DATASET_PROVENANCE])[:5000]))
             self.provenance_tagged.add(trial.trial_id)
         values = tracked_metrics(result, self.objective_keys)
-        if not values:
+        metrics: list[Metric] = []
+        run_id = self.run_id(trial) if values or tags else None
+        if values and run_id is not None:
+            step = int(result.get(STEP, 0))
+            if trial.trial_id not in self.last_step:  # a run of an earlier driver: what does it hold?
+                self.last_step[trial.trial_id] = self._last_logged_step(run_id, list(values))
+            # a step at or before the last logged one was trained again after a restore from an
+            # earlier checkpoint (the trainer is deterministic, so the same numbers): logged once
+            if step > self.last_step[trial.trial_id] or DIVERGED in values:
+                self.last_step[trial.trial_id] = step
+                now = int(time.time() * 1000)
+                metrics = [Metric(k, v, now, step) for k, v in values.items()]
+        if run_id is None or not (metrics or tags):
             return
-        step = int(result.get(STEP, 0))
-        run_id = self.run_id(trial)
-        if trial.trial_id not in self.last_step:  # a run of an earlier driver: what does it hold?
-            self.last_step[trial.trial_id] = self._last_logged_step(run_id, list(values))
-        if step <= self.last_step[trial.trial_id] and DIVERGED not in values:
-            # trained again after a restore from an earlier checkpoint (the trainer is
-            # deterministic, so the same numbers): each step is logged once
-            return
-        self.last_step[trial.trial_id] = step
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, step) for k, v in values.items()]
-        for start in range(0, len(metrics), 1000):
+        self.client.log_batch(run_id, metrics=metrics[:1000], tags=tags)
+        for start in range(1000, len(metrics), 1000):
             self.client.log_batch(run_id, metrics=metrics[start:start + 1000])
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -254,3 +276,31 @@ def close_open_runs(client: MlflowClient, experiment_id: str, parent_run_id: str
         client.set_tag(run.info.run_id, FAILURE_REASON, reason)
         client.set_terminated(run.info.run_id, status=RunStatus.to_string(RunStatus.KILLED))
     return len(open_runs)
+
+
+def close_lost_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, known: set[str],
+                    reason: str = LOST_AFTER_SNAPSHOT) -> int:
+    """Close the nested runs of trials the resumed Tune does not hold: KILLED, with ``reason``.
+
+    A driver killed between two of Tune's experiment snapshots leaves runs of trials it created (and
+    maybe finished) after the last one; the restored Tune never continues them.
+
+    Args:
+        client: the study's MLflow client.
+        experiment_id: the study's experiment.
+        parent_run_id: the study's parent run.
+        known: the trial ids of Tune's snapshot (empty when Tune wrote none and starts over).
+        reason: their ``failure_reason`` tag.
+
+    Returns:
+        How many runs were closed (runs closed with ``reason`` before are left as they are).
+    """
+    closed = 0
+    for run in nested_runs(client, experiment_id, parent_run_id):
+        tags = run.data.tags
+        if tags.get(TRIAL_TAG) in known or tags.get(FAILURE_REASON) == reason:
+            continue
+        client.set_tag(run.info.run_id, FAILURE_REASON, reason)
+        client.set_terminated(run.info.run_id, status=RunStatus.to_string(RunStatus.KILLED))
+        closed += 1
+    return closed

@@ -13,7 +13,21 @@ validated to compare trials only after their first evaluation.
 
 Checkpoints are reported with ``tune.Checkpoint`` whenever the trainer writes one, and a retried
 trial resumes from ``tune.get_checkpoint()`` step-exactly. The final checkpoint also holds the
-trial's config, its scores and figures (latent traversals, reconstructions, KL per dimension).
+trial's config, its scores and figures (latent traversals, reconstructions, KL per dimension: small
+PNGs, ``FIGURE_CELL`` pixels per image, ``FIGURE_COLORS`` grey levels or colours, ``FIGURE_DPI``).
+
+How many checkpoints a trial leaves is the spec's ``storage.keep_checkpoints``
+(``checkpoint_config`` gives Tune's part, ``checkpoints_kept`` the count):
+
+- ``final``: Tune keeps the latest checkpoint only; at the end that is the final one, which the
+  tracker also uploads to MLflow.
+- ``best``: Tune also keeps the best by the first objective. Only a checkpoint written at an
+  evaluated step has a score (``CHECKPOINT_SCORE``; NaN otherwise, which Tune ranks last), so the
+  kept one is the model whose score it is, not a later one carrying that score forward.
+- ``all``: Tune keeps every checkpoint.
+- ``none``: the trainer writes no checkpoint; the final report carries a directory with the config,
+  scores and figures only, and a retried trial starts from step 0 (so does a restored one whose
+  checkpoint holds no ``checkpoint.pt``).
 
 A diverged trial reports a checkpoint holding only ``diverged.json`` and raises ``Diverged``, so
 Tune records it as failed with the reason; if Tune retries it, the retry fails at once from that
@@ -42,6 +56,7 @@ from disent_core.metrics import evaluate
 from disent_core.metrics.protocol import get_protocol
 from disent_core.train import CHECKPOINT_NAME, Report, train
 from studies.results import (
+    CHECKPOINT_SCORE,
     DATASET_PROVENANCE,
     DIVERGED,
     EVALUATED,
@@ -58,6 +73,15 @@ from studies.spec.space import SearchSpace
 DIVERGED_MARKER = "diverged.json"
 WORK_ROOT = Path("~/.cache/disent_studies/trials")
 ACTIVE_KL = 0.01
+FIGURES = ("latent_traversals.png", "reconstructions.png", "kl_per_dim.png")
+"""The figures of a trial's final checkpoint directory."""
+FIGURE_CELL = 48
+"""Pixels per image in the trial's image grids (the data's 64, area-averaged). With ``FIGURE_COLORS``
+a quarter of the bytes of full-size lossless grids: 44 KB of traversals at 10 latents, not 176 KB."""
+FIGURE_COLORS = 64
+"""Grey levels (or palette colours for RGB data) of the trial's image grids."""
+FIGURE_DPI = 80
+"""Resolution of the trial's KL plot (labels stay readable down to about 70)."""
 
 
 def report_metrics(report: Report) -> dict[str, float]:
@@ -80,9 +104,54 @@ def _write_final_files(directory: Path, report: Report, config: Any, scores: Any
     }
     (directory / "scores.json").write_text(json.dumps(payload, indent=2))
     device = next(report.method.parameters()).device
-    latent_traversal_grid(report.method, report.dataset, directory / "latent_traversals.png", device=device)
-    reconstruction_grid(report.method, report.dataset, directory / "reconstructions.png", device=device)
-    kl_per_dim_plot(report.latent_information, directory / "kl_per_dim.png", name=report.information_name)
+    traversals, reconstructions, kl = (directory / name for name in FIGURES)
+    small = {"cell": FIGURE_CELL, "colors": FIGURE_COLORS}
+    latent_traversal_grid(report.method, report.dataset, traversals, device=device, **small)
+    reconstruction_grid(report.method, report.dataset, reconstructions, device=device, **small)
+    kl_per_dim_plot(report.latent_information, kl, name=report.information_name, dpi=FIGURE_DPI)
+
+
+def checkpoint_config(spec: StudySpec) -> tune.CheckpointConfig:
+    """What Tune keeps of a trial's checkpoints under the spec's ``storage.keep_checkpoints``.
+
+    Args:
+        spec: the study spec.
+
+    Returns:
+        ``all``: every checkpoint; ``best``: the best by ``CHECKPOINT_SCORE`` (the first objective's
+        mode) and, as always, the latest; ``final`` and ``none``: the latest.
+    """
+    keep = spec.storage.keep_checkpoints
+    if keep == "all":
+        return tune.CheckpointConfig(num_to_keep=None)
+    if keep == "best":
+        return tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=CHECKPOINT_SCORE,
+                                     checkpoint_score_order=spec.objectives[0].mode)
+    return tune.CheckpointConfig(num_to_keep=1)
+
+
+def checkpoints_kept(spec: StudySpec, steps: int, checkpoint_every: int) -> tuple[int, int]:
+    """How many training checkpoints one finished trial leaves, at most.
+
+    Args:
+        spec: the study spec (``storage.keep_checkpoints``, ``evaluation.every``).
+        steps: the trial's ``train.steps``.
+        checkpoint_every: its ``train.checkpoint_every`` (0: at the end only).
+
+    Returns:
+        ``(in Tune's storage, in MLflow)``: ``final`` (1, 1); ``best`` (2, 1) when intermediate
+        steps are evaluated (the best and the final), else (1, 1); ``all`` (every checkpoint, 1);
+        ``none`` (0, 0).
+    """
+    keep = spec.storage.keep_checkpoints
+    if keep == "none":
+        return 0, 0
+    if keep == "all":
+        written = steps // checkpoint_every + (steps % checkpoint_every != 0) if checkpoint_every else 1
+        return written, 1
+    if keep == "best" and 0 < spec.evaluation.every < steps:
+        return 2, 1
+    return 1, 1
 
 
 def trial_work_dir(study: str) -> Path:
@@ -106,6 +175,8 @@ def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
     seed = spec.seeds[config.get(TRIAL_INDEX, 0)]
     train_config = space.train_config(config, seed)
     evaluation = spec.evaluation
+    keep = spec.storage.keep_checkpoints
+    first = spec.objectives[0].metric
     work = trial_work_dir(spec.name)
     resume_from = None
     checkpoint = tune.get_checkpoint()
@@ -115,8 +186,10 @@ def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
             if marker.is_file():
                 info = json.loads(marker.read_text())
                 raise Diverged(info["step"], info["term"], info["value"])
-            shutil.copy2(Path(restored) / CHECKPOINT_NAME, work / CHECKPOINT_NAME)
-        resume_from = work / CHECKPOINT_NAME
+            # keep_checkpoints: none reports the final files without a training checkpoint
+            if (Path(restored) / CHECKPOINT_NAME).is_file():
+                shutil.copy2(Path(restored) / CHECKPOINT_NAME, work / CHECKPOINT_NAME)
+                resume_from = work / CHECKPOINT_NAME
     carried = {o.metric: math.nan for o in spec.objectives}
     resources = {f"{RESOURCES}gpus": float(len(ray.get_gpu_ids())),
                  f"{RESOURCES}cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
@@ -141,17 +214,19 @@ def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
             carried.update({k: v for k, v in scores.items() if k in carried})
             if at_end:
                 _write_final_files(work, report, train_config, scores)
+        if keep == "best":
+            metrics[CHECKPOINT_SCORE] = metrics.get(first, math.nan) if metrics[EVALUATED] else math.nan
         metrics.update({k: v for k, v in carried.items() if k not in metrics})
         last.clear()
         last.update(metrics)
-        if report.checkpoint is not None:
+        if report.checkpoint is not None or at_end:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(work)))
         else:
             tune.report(metrics)
 
     try:
-        train(train_config, on_report, checkpoint_dir=work, resume_from=resume_from,
-              check_dataset=check_dataset)
+        train(train_config, on_report, checkpoint_dir=None if keep == "none" else work,
+              resume_from=resume_from, check_dataset=check_dataset)
     except Diverged as exc:
         shutil.rmtree(work)
         work.mkdir()
@@ -159,6 +234,8 @@ def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
             json.dumps({"step": exc.step, "term": exc.term, "value": exc.value, "message": str(exc)})
         )
         failure = {**last, **carried, DIVERGED: 1, STEP: exc.step}
+        if keep == "best":
+            failure[CHECKPOINT_SCORE] = math.nan
         tune.report(failure, checkpoint=tune.Checkpoint.from_directory(str(work)))
         raise
     finally:

@@ -163,10 +163,38 @@ class Tracking(_Strict):
         return uri
 
 
+KeepCheckpoints = Literal["final", "best", "all", "none"]
+"""What ``storage.keep_checkpoints`` may say (see ``Storage``)."""
+
+
 class Storage(_Strict):
+    """Where a study's state lives, and how many training checkpoints each trial leaves.
+
+    ``keep_checkpoints`` (a checkpoint is the model with its Adam state, about 8 MB for the standard
+    model at 10 latents):
+
+    - ``final`` (the default): Tune keeps each trial's latest checkpoint only, so a retried or
+      resumed trial continues from it and a finished one ends with its final checkpoint, which also
+      goes to MLflow with the figures. Two copies per trial: the final model is the one the scores
+      describe, and the one ``disent-study evaluate`` can score again under another protocol.
+    - ``best``: as ``final``, and Tune also keeps the checkpoint of the best score of the first
+      objective among the evaluated steps (``evaluation.every``); MLflow still gets the final.
+    - ``all``: Tune keeps every checkpoint (``train.checkpoint_every``), for analyses over training.
+    - ``none``: no checkpoint is kept anywhere; the trial's figures, config and scores still reach
+      Tune's storage and MLflow. A trial that does not finish (a killed worker or driver) starts
+      again from step 0 on retry or ``resume``. For the largest grids, where even two copies of
+      every model add up to hundreds of GB.
+    """
+
     optuna: str | None = Field(None, description="Optuna storage URL; default sqlite in the study directory")
     checkpoints: str | None = Field(
         None, description="Ray Tune storage_path (NFS path or s3://...); default inside the study directory"
+    )
+    keep_checkpoints: KeepCheckpoints = Field(
+        "final",
+        description="training checkpoints a trial leaves: final (Tune's latest, which ends as the final, and "
+        "the final in MLflow), best (also the best-scored by the first objective), all, or none (figures "
+        "and scores only; an unfinished trial restarts from step 0)",
     )
 
     @field_validator("optuna")

@@ -1,0 +1,202 @@
+"""``disent-study run --dry-run`` and ``storage.keep_checkpoints``.
+
+The dry run validates a spec and prints its trials, resources, storage and compute without starting
+Ray or writing anything, for every catalog spec. Its checkpoint size matches a real checkpoint of
+``disent_core.train``, and its per-trial storage what a tiny quickstart trial really leaves. Each
+``keep_checkpoints`` policy leaves what it says: ``final`` one checkpoint in Tune and one in MLflow,
+``none`` figures only, ``best`` the best evaluated checkpoint and the final one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import ray
+from mlflow.tracking import MlflowClient
+from study_helpers import TINY, nested_runs, run_cli, write_spec
+
+from disent_core.train import CHECKPOINT_NAME, train
+from studies.cli import main
+from studies.orchestration.budget import METRIC_ROW_BYTES, estimate_study, format_budget, trial_cost
+from studies.orchestration.trainable import CHECKPOINT_SCORE, FIGURES, checkpoint_config, checkpoints_kept
+from studies.spec import load_spec, spec_yaml, validate_spec
+from studies.spec.overrides import parse_set
+from studies.spec.space import SearchSpace
+
+CATALOG = Path(__file__).parents[2] / "studies" / "catalog"
+SPECS = sorted(CATALOG.glob("*.yaml"))
+QUICKSTART = CATALOG / "quickstart.yaml"
+TINY_QUICKSTART = ["train.steps=20", "train.report_every=10", "search.num_trials=1", "seeds=[0]",
+                   "search.max_concurrent=1"]
+LABELS = ("trials:", "resources:", "storage:", "  checkpoints:", "  figures:", "  MLflow metric rows:",
+          "compute:")
+
+
+def tree_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_dry_run_of_every_catalog_spec_prints_the_estimate_and_writes_nothing(path, tmp_path, capsys,
+                                                                              monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "runs"
+    assert main(["run", str(path), "--dry-run", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    for label in LABELS:
+        assert any(line.startswith(label) for line in lines), (label, out)
+    spec = load_spec(path)
+    trials = SearchSpace(spec).num_configurations() * len(spec.seeds)
+    assert f"trials: {trials:,} (" in out
+    assert f"storage.keep_checkpoints: {spec.storage.keep_checkpoints}" in out
+    assert ("GPU-hours" in out) == (spec.resources.gpu > 0) and "CPU-hours" in out
+    assert list(tmp_path.iterdir()) == []  # no runs root, nothing in the working directory
+    assert not ray.is_initialized()
+
+
+def test_dry_run_takes_overrides_and_a_measured_throughput(capsys):
+    args = ["run", str(QUICKSTART), "--dry-run", "--images-per-sec", "6400"]
+    for item in ("search.num_trials=2", "train.steps=1000", "storage.keep_checkpoints=none"):
+        args += ["--set", item]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "trials: 4 (2 configuration(s) x 2 seed(s)" in out
+    assert "checkpoints: 0 x" in out and "storage.keep_checkpoints: none" in out
+    # 1000 steps x 64 images at 6400 images/s: 10 s per trial
+    assert "at 6,400 images/s per trial (given with --images-per-sec): 0.00 hours per trial" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dry-run", "--images-per-sec", "0"], "--images-per-sec must be > 0"),
+    (["--images-per-sec", "100"], "give it with --dry-run"),
+    (["--dry-run", "--set", "storage.keep_checkpoints=last"], "storage.keep_checkpoints: Input should be"),
+    (["--dry-run", "--set", "search.algorithm=grid"], "grid search needs explicit values"),
+])
+def test_a_bad_dry_run_is_one_error(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(QUICKSTART), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_keep_checkpoints_defaults_to_final_and_is_recorded_in_the_spec():
+    spec = validate_spec({"name": "keep", **TINY, "methods": {"beta_vae": {}}})
+    assert spec.storage.keep_checkpoints == "final"
+    assert "  keep_checkpoints: final" in spec_yaml(spec).splitlines()
+
+
+def test_each_policy_tells_tune_what_to_keep():
+    def spec(keep: str, every: int = 0, mode: str = "max"):
+        return validate_spec({"name": "keep", **TINY, "methods": {"beta_vae": {}},
+                              "objective": {"metric": "mig.discrete_mig", "mode": mode},
+                              "evaluation": {"protocol": "fast", "metrics": ["mig"], "every": every},
+                              "storage": {"keep_checkpoints": keep}})
+
+    assert checkpoint_config(spec("final")).num_to_keep == 1
+    assert checkpoint_config(spec("none")).num_to_keep == 1
+    assert checkpoint_config(spec("all")).num_to_keep is None
+    best = checkpoint_config(spec("best", mode="min"))
+    assert (best.num_to_keep, best.checkpoint_score_attribute, best.checkpoint_score_order) == (
+        1, CHECKPOINT_SCORE, "min")
+    assert checkpoints_kept(spec("final"), 1000, 200) == (1, 1)
+    assert checkpoints_kept(spec("none"), 1000, 200) == (0, 0)
+    assert checkpoints_kept(spec("all"), 1000, 300) == (4, 1)  # 300, 600, 900 and the end
+    assert checkpoints_kept(spec("all"), 1000, 0) == (1, 1)
+    assert checkpoints_kept(spec("best"), 20, 10) == (1, 1)  # evaluated at the end only
+    assert checkpoints_kept(spec("best", every=10), 20, 10) == (2, 1)
+
+
+def test_the_checkpoint_estimate_matches_a_real_checkpoint(tmp_path):
+    """The quickstart's model, two steps: the formula (weights + Adam state) against the file."""
+    spec = load_spec(QUICKSTART)
+    config = SearchSpace(spec).train_config({"method": "beta_vae", "beta_vae.beta": 4.0}, 0)
+    train_settings = config.train.model_copy(update={"steps": 2, "batch_size": 8, "prefetch": 0})
+    config = config.model_copy(update={"train": train_settings})
+    train(config, checkpoint_dir=tmp_path)
+    real = (tmp_path / CHECKPOINT_NAME).stat().st_size
+    estimate = trial_cost(spec, config).checkpoint_bytes
+    assert abs(estimate / real - 1) < 0.01, (estimate, real)
+
+
+@pytest.mark.slow
+def test_a_tiny_quickstart_trial_leaves_what_the_dry_run_says(tmp_path):
+    """keep_checkpoints: final: one checkpoint in Tune and one in MLflow, small figures, and in all
+    within a factor 2 of the estimate."""
+    root = tmp_path / "runs"
+    sets = [arg for item in TINY_QUICKSTART for arg in ("--set", item)]
+    done = run_cli("run", str(QUICKSTART), "--root", str(root), *sets)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    trial_dirs = list((root / "quickstart" / "tune").glob("trial_*"))
+    assert len(trial_dirs) == 1
+    assert len(list(trial_dirs[0].rglob(CHECKPOINT_NAME))) == 1
+    (run,) = nested_runs(root, "quickstart")
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    artifacts = {Path(a.path).name: a.file_size for a in client.list_artifacts(run.info.run_id, "final")}
+    assert CHECKPOINT_NAME in artifacts
+    for name in FIGURES:
+        assert 1_000 < artifacts[name] < 80_000, name
+    rows = sum(len(client.get_metric_history(run.info.run_id, key)) for key in run.data.metrics)
+
+    left = tree_bytes(trial_dirs[0]) + sum(artifacts.values()) + rows * METRIC_ROW_BYTES
+    estimate = estimate_study(load_spec(QUICKSTART, parse_set(TINY_QUICKSTART)))
+    assert estimate.trials == 1
+    assert 0.5 < estimate.per_trial.storage / left < 2, (estimate.per_trial, left)
+    assert estimate.per_trial.metric_rows == rows
+
+
+@pytest.mark.slow
+def test_keep_checkpoints_none_leaves_figures_and_no_checkpoint(tmp_path):
+    spec = write_spec(tmp_path, "nockpt", methods={"beta_vae": {"beta": 4}},
+                      search={"algorithm": "random", "num_trials": 1},
+                      storage={"keep_checkpoints": "none"})
+    root = tmp_path / "runs"
+    done = run_cli("run", str(spec), "--root", str(root))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert list(root.rglob(CHECKPOINT_NAME)) == []
+    assert "keep_checkpoints: none" in (root / "nockpt" / "spec.yaml").read_text()
+    (run,) = nested_runs(root, "nockpt")
+    assert run.info.status == "FINISHED"
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    artifacts = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "final")}
+    assert artifacts == {*FIGURES, "config.yaml", "scores.json"}
+
+
+@pytest.mark.slow
+def test_keep_checkpoints_best_keeps_the_best_evaluated_checkpoint_and_the_final_one(tmp_path):
+    """Checkpoints every 10 steps, evaluations every 20: the checkpoints at 10 and 30 have no score of
+    their own and are not kept as the best, though the one at 30 carries the score of step 20 forward
+    for the search. (Maximising the reconstruction error makes an earlier checkpoint the best.)"""
+    train = {**TINY["train"], "steps": 40, "checkpoint_every": 10}
+    spec = write_spec(tmp_path, "bestckpt", train=train, methods={"beta_vae": {"beta": 4}},
+                      search={"algorithm": "random", "num_trials": 1},
+                      evaluation={"protocol": "fast", "metrics": ["reconstruction"], "every": 20},
+                      objective={"metric": "reconstruction.reconstruction_error", "mode": "max"},
+                      storage={"keep_checkpoints": "best"})
+    root = tmp_path / "runs"
+    done = run_cli("run", str(spec), "--root", str(root))
+    assert done.returncode == 0, done.stderr[-3000:]
+    (trial_dir,) = (root / "bestckpt" / "tune").glob("trial_*")
+    results = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+    assert [r["step"] for r in results] == [10, 20, 30, 40]
+    assert all(r["checkpoint_dir_name"] for r in results)
+    scored = [(r[CHECKPOINT_SCORE], r["step"], r["checkpoint_dir_name"]) for r in results
+              if not math.isnan(r[CHECKPOINT_SCORE])]
+    assert [s[1] for s in scored] == [20, 40]
+    carried = results[2]["reconstruction.reconstruction_error"]
+    assert math.isnan(results[2][CHECKPOINT_SCORE]) and carried == results[1][CHECKPOINT_SCORE]
+    expected = {max(scored)[2], results[-1]["checkpoint_dir_name"]}
+    kept = {p.name for p in trial_dir.glob("checkpoint_*")}
+    assert kept == expected
+    assert all((trial_dir / name / CHECKPOINT_NAME).is_file() for name in kept)
+
+
+def test_format_budget_lines_have_no_newlines():
+    budget = estimate_study(load_spec(QUICKSTART))
+    assert all("\n" not in line for line in format_budget(budget))
+    with pytest.raises(ValueError, match="images per second"):
+        estimate_study(load_spec(QUICKSTART), images_per_sec=-1)
