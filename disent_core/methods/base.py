@@ -272,7 +272,7 @@ class GaussianAutoencoder(Method):
 
     @torch.no_grad()
     def code(self, x: torch.Tensor) -> torch.Tensor:
-        """The posterior mean (N, d).
+        """The posterior mean (N, d): the representation.
 
         Args:
             x: observations (N, C, H, W), float in [0, 1].
@@ -280,7 +280,7 @@ class GaussianAutoencoder(Method):
         Returns:
             The posterior means (N, d).
         """
-        return self.encoder(x)[0]
+        return self.representation(x)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
