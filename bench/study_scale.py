@@ -14,8 +14,9 @@ grid.
 
 Stores (``--store``): ``sqlite``, the embedded default (Optuna and MLflow sqlite under the runs
 root, embedded Ray), and ``cluster``: Optuna on a PostgreSQL server and MLflow on an ``mlflow
-server`` backed by PostgreSQL, both started here on 127.0.0.1 the way
-``tests/studies/test_cluster_integration.py`` starts them, and stopped at the end.
+server`` backed by PostgreSQL, both started on 127.0.0.1 by ``bench/local_services.py`` (as for
+``tests/studies/test_cluster_integration.py``; this server allows 200 connections), and stopped at
+the end.
 
 Half-way (when half the trials printed their ``done`` line) the driver's process group is killed
 with SIGKILL and the study is continued with ``disent-study resume``; then ``status`` and
@@ -54,31 +55,26 @@ import argparse
 import contextlib
 import glob
 import os
-import pwd
 import shlex
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from local_services import PostgresServer, live_pids, mlflow_server, postgres_server
 
 REPO = Path(__file__).resolve().parents[1]
 CATALOG_SPEC = REPO / "studies" / "catalog" / "locatello2019.yaml"
 GRID_CONFIGS, GRID_SEEDS = 36, 50
 CLUSTER_SLOTS = 64
-PG_USER = "postgres"
-SERVICE_READY_S = 90
 
 
 # ------------------------------------------------------------------------------------ the rehearsal
@@ -267,13 +263,14 @@ class DriverRun:
             Pids of the group still alive 10 s later.
         """
         assert self.process is not None
+        group = self.process.pid
         self.ended = time.monotonic()
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+            os.killpg(group, signal.SIGKILL)
         self.wait(timeout=60)
         deadline = time.monotonic() + 10
         while True:
-            left = [pid for pid in _proc_table() if _pgid(pid) == self.process.pid]
+            left = live_pids(lambda pid, pgid: pgid == group)
             if not left or time.monotonic() > deadline:
                 return left
             time.sleep(0.2)
@@ -281,13 +278,6 @@ class DriverRun:
     @property
     def wall_s(self) -> float:
         return (self.ended or time.monotonic()) - self.started
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None
 
 
 def timed(argv: list[str], log: Path, timeout: float = 1800) -> tuple[float, subprocess.CompletedProcess]:
@@ -327,146 +317,7 @@ class Stores:
     optuna_url: str | None = None
     mlflow_db_url: str | None = None
     artifacts: Path | None = None
-    pg: dict[str, Any] | None = None
-
-
-def _pg_bindir() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
-                   key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
-    if found:
-        return Path(found[-1]).parent
-    on_path = shutil.which("pg_ctl")
-    if on_path and shutil.which("initdb"):
-        return Path(on_path).parent
-    raise RuntimeError("no PostgreSQL server binaries (initdb, pg_ctl); install Debian's `postgresql`")
-
-
-def _as_pg_user(command: list[str]) -> list[str]:
-    if os.geteuid() != 0:
-        return command
-    if shutil.which("runuser"):
-        return ["runuser", "-u", PG_USER, "--", *command]
-    return ["su", PG_USER, "-s", "/bin/sh", "-c", shlex.join(command)]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def postgres_server() -> Iterator[dict[str, Any]]:
-    """A throw-away PostgreSQL server on 127.0.0.1 (trust auth, no fsync), stopped on exit.
-
-    Yields:
-        ``{"host", "port", "user"}``.
-    """
-    bindir = _pg_bindir()
-    base = Path(tempfile.mkdtemp(prefix="disent-pg-"))
-    data, log = base / "data", base / "server.log"
-    user = PG_USER if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
-    if os.geteuid() == 0:
-        shutil.chown(base, PG_USER, PG_USER)
-    os.chmod(base, 0o700)
-    port = free_port()
-
-    def run(command: list[str]) -> subprocess.CompletedProcess:
-        return subprocess.run(_as_pg_user(command), capture_output=True, text=True, timeout=120, cwd=base)
-
-    try:
-        init = run([str(bindir / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8",
-                    "--locale=C", "--no-sync"])
-        if init.returncode != 0:
-            raise RuntimeError(f"initdb failed: {init.stderr[-2000:]}")
-        options = (f"-h 127.0.0.1 -p {port} -k {base} -c max_connections=200 "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-        pg_ctl = str(bindir / "pg_ctl")
-        start = run([pg_ctl, "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"])
-        if start.returncode != 0:
-            raise RuntimeError(f"pg_ctl start failed: {start.stderr[-2000:]}")
-        try:
-            yield {"host": "127.0.0.1", "port": port, "user": user}
-        finally:
-            if run([pg_ctl, "-D", str(data), "-m", "fast", "-w", "-t", "60", "stop"]).returncode != 0:
-                with contextlib.suppress(OSError, ValueError, IndexError):
-                    os.kill(int((data / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def _pg_connect(pg: dict[str, Any], database: str) -> Any:
-    import psycopg2
-
-    return psycopg2.connect(host=pg["host"], port=pg["port"], user=pg["user"], dbname=database,
-                            connect_timeout=10)
-
-
-def create_database(pg: dict[str, Any], name: str) -> str:
-    """Create database ``name`` on the server.
-
-    Args:
-        pg: the server (``postgres_server``).
-        name: the database.
-
-    Returns:
-        Its psycopg2 SQLAlchemy URL.
-    """
-    connection = _pg_connect(pg, "postgres")
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        connection.close()
-    return f"postgresql+psycopg2://{pg['user']}@{pg['host']}:{pg['port']}/{name}"
-
-
-@contextlib.contextmanager
-def mlflow_server(backend_uri: str, directory: Path) -> Iterator[tuple[str, Path]]:
-    """``mlflow server`` on 127.0.0.1 (one worker, no job runner) over ``backend_uri``, stopped on exit.
-
-    Args:
-        backend_uri: its backend store.
-        directory: where its artifacts destination and log go.
-
-    Yields:
-        ``(its URL, its artifacts directory)``.
-    """
-    artifacts, log = directory / "mlflow-artifacts", directory / "mlflow-server.log"
-    artifacts.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
-               "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1"]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=directory, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + SERVICE_READY_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited {process.returncode}: {log.read_text()[-3000:]}")
-            with contextlib.suppress(urllib.error.URLError, OSError):
-                with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server not ready after {SERVICE_READY_S} s")
-            time.sleep(0.5)
-        yield url, artifacts
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+    pg: PostgresServer | None = None
 
 
 @contextlib.contextmanager
@@ -483,12 +334,12 @@ def study_stores(kind: str, workdir: Path) -> Iterator[Stores]:
     if kind == "sqlite":
         yield Stores(kind, [])
         return
-    with postgres_server() as pg:
-        optuna_url = create_database(pg, "optuna")
-        mlflow_db = create_database(pg, "mlflow")
-        with mlflow_server(mlflow_db, workdir) as (url, artifacts):
-            yield Stores(kind, [f"storage.optuna={optuna_url}", f"tracking.mlflow_uri={url}"],
-                         optuna_url=optuna_url, mlflow_db_url=mlflow_db, artifacts=artifacts, pg=pg)
+    with postgres_server(max_connections=200) as pg:
+        optuna_url = pg.create_database("optuna")
+        mlflow_db = pg.create_database("mlflow")
+        with mlflow_server(mlflow_db, workdir) as mlflow:
+            yield Stores(kind, [f"storage.optuna={optuna_url}", f"tracking.mlflow_uri={mlflow.url}"],
+                         optuna_url=optuna_url, mlflow_db_url=mlflow_db, artifacts=mlflow.artifacts, pg=pg)
 
 
 def tree_bytes(path: Path) -> int:
@@ -523,7 +374,7 @@ def store_sizes(stores: Stores, root: Path, directory: Path) -> dict[str, int]:
         sizes["mlflow_artifacts"] = tree_bytes(root / "mlartifacts")
     else:
         for name in ("optuna", "mlflow"):
-            connection = _pg_connect(stores.pg, name)
+            connection = stores.pg.connect(name)
             try:
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT pg_database_size(current_database())")
@@ -551,7 +402,7 @@ def metric_rows(stores: Stores, root: Path) -> int:
     if stores.pg is None:
         with contextlib.closing(sqlite3.connect(root / "mlflow.db")) as connection:
             return int(connection.execute(query).fetchone()[0])
-    connection = _pg_connect(stores.pg, "mlflow")
+    connection = stores.pg.connect("mlflow")
     try:
         with connection.cursor() as cursor:
             cursor.execute(query)

@@ -11,13 +11,11 @@ driver started after Tune's last snapshot.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import study_scale
 from mlflow.tracking import MlflowClient
 from ray.tune.search.repeater import TRIAL_INDEX
 from study_helpers import TINY
@@ -25,28 +23,17 @@ from study_helpers import TINY
 from studies.orchestration.tracking import LOST_AFTER_SNAPSHOT, StudyTracker, close_lost_runs
 from studies.spec import validate_spec
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "study_scale.py"
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("study_scale", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_grid_prefix_is_configurations_times_seeds():
-    bench = load_bench()
-    assert bench.grid_shape(1800) == (36, 50)
-    assert bench.grid_shape(300) == (30, 10)
-    assert bench.grid_shape(100) == (25, 4)
-    sets = bench.rehearsal_overrides("s", 100, 2)
+    assert study_scale.grid_shape(1800) == (36, 50)
+    assert study_scale.grid_shape(300) == (30, 10)
+    assert study_scale.grid_shape(100) == (25, 4)
+    sets = study_scale.rehearsal_overrides("s", 100, 2)
     assert "seeds=[0, 1, 2, 3]" in sets and "search.num_trials=25" in sets
     assert "dataset.name=dsprites_procedural" in sets and "evaluation.protocol=fast" in sets
-    assert not any(s.startswith("search.num_trials") for s in bench.rehearsal_overrides("s", 1800, 2))
+    assert not any(s.startswith("search.num_trials") for s in study_scale.rehearsal_overrides("s", 1800, 2))
     with pytest.raises(ValueError):
-        bench.grid_shape(1801)
+        study_scale.grid_shape(1801)
 
 
 def test_resume_closes_the_runs_of_trials_tune_lost(tmp_path):
@@ -78,10 +65,9 @@ def test_resume_closes_the_runs_of_trials_tune_lost(tmp_path):
 
 @pytest.mark.slow
 def test_100_trial_rehearsal_accounts_for_every_trial_once(tmp_path):
-    bench = load_bench()
     started = time.monotonic()
-    rehearsal = bench.rehearse(100, "sqlite", tmp_path, slots=2, kill_at=0.5, timeout_s=900)
-    bench.print_rehearsal(rehearsal, cluster_steps_per_s=100.0)
+    rehearsal = study_scale.rehearse(100, "sqlite", tmp_path, slots=2, kill_at=0.5, timeout_s=900)
+    study_scale.print_rehearsal(rehearsal, cluster_steps_per_s=100.0)
     print(f"rehearsal of 100 trials: {time.monotonic() - started:.0f} s")
     assert rehearsal.resume is not None, "the driver was not killed half-way"
     assert 50 <= len(rehearsal.run.ended_trials) < 100
