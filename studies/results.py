@@ -38,7 +38,8 @@ LOSS, KL, INFO, SCHEDULE = "loss/", "kl/", "info/", "schedule/"
 DiD, reports its information bound as ``info/<d>``), schedule values."""
 RESOURCES, CONFIG = "resources/", "config/"
 TRAINING_PREFIXES = (LOSS, KL, INFO, SCHEDULE)
-TRAINING_KEYS = ("images_per_sec", "active_dims")
+IMAGES_PER_SEC = "images_per_sec"
+TRAINING_KEYS = (IMAGES_PER_SEC, "active_dims")
 STEP, EVALUATED, DIVERGED = "step", "evaluated", "diverged"
 DATASET_PROVENANCE = "dataset_provenance"
 CHECKPOINT_SCORE = "checkpoint_score"
@@ -158,7 +159,7 @@ def one_type_per_column(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def nested_runs(client: Any, experiment_id: str, parent_run_id: str) -> list[Any]:
+def nested_runs(client: Any, experiment_id: str, parent_run_id: str, status: str | None = None) -> list[Any]:
     """Every nested run (trial) of a study's parent run, oldest first, paged: a study may have
     thousands.
 
@@ -166,15 +167,19 @@ def nested_runs(client: Any, experiment_id: str, parent_run_id: str) -> list[Any
         client: the study's MLflow client.
         experiment_id: the study's experiment.
         parent_run_id: the study's parent run.
+        status: only runs in this status (``RUNNING``, ``FINISHED``, ...); None: every run.
 
     Returns:
         The MLflow runs.
     """
+    query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
+    if status is not None:
+        query += f" and attributes.status = '{status}'"
     runs: list[Any] = []
     token = None
     while True:
-        page = client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
-                                  max_results=1000, order_by=["attributes.start_time ASC"], page_token=token)
+        page = client.search_runs([experiment_id], filter_string=query, max_results=1000,
+                                  order_by=["attributes.start_time ASC"], page_token=token)
         runs.extend(page)
         token = page.token
         if not token:

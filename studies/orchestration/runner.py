@@ -243,6 +243,12 @@ def restartable(function: Any) -> type[tune.Trainable]:
     return RestartableTrainable
 
 
+def trial_dirname(trial: tune.experiment.Trial) -> str:
+    """``trial_<id>``: a trial's directory name (a module function, pickled by name into every
+    trial's state in Tune's snapshot, where a lambda took 1.3 KB per trial)."""
+    return f"trial_{trial.trial_id}"
+
+
 def _tuner(spec: StudySpec, state: StudyState, restore: bool, callbacks: list) -> tune.Tuner:
     space = SearchSpace(spec)
     objectives = spec.objectives
@@ -274,7 +280,7 @@ def _tuner(spec: StudySpec, state: StudyState, restore: bool, callbacks: list) -
             num_samples=space.num_configurations() * len(spec.seeds),
             max_concurrent_trials=spec.search.max_concurrent,
             reuse_actors=True,  # a new trial reuses a finished trial's process: no start-up, no imports
-            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+            trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=TUNE_NAME, storage_path=state.tune_storage, callbacks=callbacks, verbose=0,

@@ -24,6 +24,15 @@ hence its grid point: ``study.enqueue_trial`` would give a copy without one, whi
 ``after_trial`` when one point is left). A RUNNING trial cannot be given a user attribute through
 ``Study``, so ``failure_reason`` is written through the storage (``BaseStorage.set_trial_user_attr``),
 an object this code creates itself.
+
+A configuration Optuna was told after the snapshot cannot be undone (a finished Optuna trial is
+final), so it is run again instead of being asked anew: the trials of a configuration the restored
+searcher knows run again from the snapshot's state when they ended after it, and telling it again
+is skipped (``tell(skip_if_finished=True)``); a configuration asked and told after the snapshot,
+unknown to the restored searcher, is queued to be suggested again, seed by seed, under its own
+Optuna trial (``replay``), before anything new is asked. The trainer is deterministic, so the
+trials run again reach the numbers Optuna holds. Each configuration thus has one finished Optuna
+trial, and each grid point and seed one Tune trial, however the driver stopped.
 """
 
 from __future__ import annotations
@@ -142,6 +151,7 @@ class StudySearch(Searcher):
         self.repeat = repeat
         self.group_of: dict[str, SeedGroup] = {}  # Tune trial id -> its configuration
         self.filling: SeedGroup | None = None  # the configuration still short of seeds
+        self.replay: list[SeedGroup] = []  # told after the snapshot restored from: run again first
         self.optuna_study: optuna.Study | None = None
         self.study()  # created now (or loaded), as the study's first trial may be asked much later
 
@@ -167,13 +177,16 @@ class StudySearch(Searcher):
 
         Returns:
             The configuration (Optuna's params and what the space returned) and ``__trial_index__``
-            (``TRIAL_INDEX``), the seed's index; a new configuration is asked of Optuna when the
-            current one has ``repeat`` trials.
+            (``TRIAL_INDEX``), the seed's index; when the current configuration has ``repeat``
+            trials, the next one is the first to ``replay``, else a new one asked of Optuna.
         """
         if self.filling is None or len(self.filling.trials) >= self.repeat:
-            trial = self.study().ask()
-            returned = self.space(trial) or {}
-            self.filling = SeedGroup(trial.number, {**trial.params, **returned})
+            if self.replay:
+                self.filling = self.replay.pop(0)
+            else:
+                trial = self.study().ask()
+                returned = self.space(trial) or {}
+                self.filling = SeedGroup(trial.number, {**trial.params, **returned})
         group = self.filling
         group.trials.append(trial_id)
         self.group_of[trial_id] = group
@@ -190,8 +203,7 @@ class StudySearch(Searcher):
         group = self.group_of.get(trial_id)
         if group is None:
             return
-        if group.told:
-            log.warning("trial %s ended again after its configuration was told; ignored", trial_id)
+        if group.told:  # run again after a restore (see the module docstring): Optuna holds it
             return
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
         group.values[trial_id] = [result.get(m, np.nan) if result else np.nan for m in metrics]
@@ -205,22 +217,27 @@ class StudySearch(Searcher):
         else:
             values, state = (means if isinstance(self.metric, list) else means[0]), TrialState.COMPLETE
         try:
-            self.study().tell(group.number, values, state=state)
+            self.study().tell(group.number, values, state=state, skip_if_finished=True)
         except Exception as exc:  # e.g. GridSampler calls study.stop() once the grid is done
             log.warning("telling Optuna trial %d: %s", group.number, exc)
         group.told = True
 
     def save(self, checkpoint_path: str) -> None:
-        """Pickle the searcher's state: the sampler, the seed groups and the one being filled.
+        """Pickle the searcher's state: the sampler, the seed groups, the one being filled and the
+        configurations still to run again.
 
         Args:
             checkpoint_path: the file to write.
         """
         with open(checkpoint_path, "wb") as out:
-            pickle.dump({"sampler": self.sampler, "group_of": self.group_of, "filling": self.filling}, out)
+            pickle.dump({"sampler": self.sampler, "group_of": self.group_of, "filling": self.filling,
+                         "replay": self.replay}, out)
 
     def restore(self, checkpoint_path: str) -> None:
-        """Take the state of the snapshot, then fail and ask again the trials asked after it.
+        """Take the state of the snapshot, then account for the Optuna trials asked after it.
+
+        Those told already are queued to run again (``replay``); those still RUNNING are failed
+        and asked again (see the module docstring).
 
         Args:
             checkpoint_path: the file ``save`` wrote.
@@ -228,6 +245,14 @@ class StudySearch(Searcher):
         with open(checkpoint_path, "rb") as saved:
             state = pickle.load(saved)
         self.sampler, self.group_of, self.filling = state["sampler"], state["group_of"], state["filling"]
+        self.replay = state.get("replay", [])
         self.optuna_study = None  # reopened with the restored sampler
-        known = {group.number for group in self.group_of.values()}
+        known = {group.number for group in [*self.group_of.values(), *self.replay]}
+        finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        for frozen in self.study().get_trials(deepcopy=False, states=finished):
+            if frozen.number in known or "failure_reason" in frozen.user_attrs:
+                continue  # known, or failed as lost or stopped: not a configuration that ran
+            returned = self.space(frozen) or {}
+            self.replay.append(SeedGroup(frozen.number, {**frozen.params, **returned}, told=True))
+            log.info("Optuna trial %d was told after the last snapshot; its trials run again", frozen.number)
         fail_running_trials(self.storage, self.study_name, known, LOST_ON_RESTORE, retry=True)

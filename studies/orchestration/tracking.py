@@ -48,6 +48,7 @@ from studies.results import (
     DATASET_PROVENANCE,
     DIVERGED,
     EVALUATED,
+    IMAGES_PER_SEC,
     METHOD_PROVENANCE,
     PARENT_TAG,
     STEP,
@@ -180,9 +181,14 @@ class StudyTracker(tune.Callback):
         return run_id
 
     def _last_logged_step(self, run_id: str, keys: list[str]) -> int:
-        """The last step at which any of ``keys`` was logged to ``run_id`` (-1: never)."""
+        """The last step at which any of ``keys`` was logged to ``run_id`` (-1: never).
+
+        Every report holds ``images_per_sec``, so when it is among ``keys`` its history alone is
+        read, not one history per key.
+        """
+        series = [IMAGES_PER_SEC] if IMAGES_PER_SEC in keys else keys
         return max(
-            (m.step for key in keys for m in self.client.get_metric_history(run_id, key)), default=-1
+            (m.step for key in series for m in self.client.get_metric_history(run_id, key)), default=-1
         )
 
     def _create_run(self, trial: Any) -> str:
@@ -268,10 +274,7 @@ def failure_reason(trial: Any) -> str:
 
 def close_open_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, reason: str) -> int:
     """Mark every nested run of the study still RUNNING as KILLED with ``reason``; their number."""
-    open_runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and attributes.status = 'RUNNING'",
-    )
+    open_runs = nested_runs(client, experiment_id, parent_run_id, status="RUNNING")
     for run in open_runs:
         client.set_tag(run.info.run_id, FAILURE_REASON, reason)
         client.set_terminated(run.info.run_id, status=RunStatus.to_string(RunStatus.KILLED))

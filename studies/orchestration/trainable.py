@@ -29,6 +29,10 @@ How many checkpoints a trial leaves is the spec's ``storage.keep_checkpoints``
   scores and figures only, and a retried trial starts from step 0 (so does a restored one whose
   checkpoint holds no ``checkpoint.pt``).
 
+When every trial reports a single checkpoint (``writes_one_checkpoint``, e.g. ``checkpoint_every``
+0), Tune is given no limit: the same files are kept, and Tune does not force an experiment snapshot
+at every trial's end (``checkpoint_config``).
+
 A diverged trial reports a checkpoint holding only ``diverged.json`` and raises ``Diverged``, so
 Tune records it as failed with the reason; if Tune retries it, the retry fails at once from that
 marker instead of training again into the same divergence.
@@ -60,6 +64,7 @@ from studies.results import (
     DATASET_PROVENANCE,
     DIVERGED,
     EVALUATED,
+    IMAGES_PER_SEC,
     INFO,
     KL,
     LOSS,
@@ -68,7 +73,7 @@ from studies.results import (
     STEP,
 )
 from studies.spec import StudySpec
-from studies.spec.space import SearchSpace
+from studies.spec.space import SearchSpace, default_checkpoint_every
 
 DIVERGED_MARKER = "diverged.json"
 WORK_ROOT = Path("~/.cache/disent_studies/trials")
@@ -86,7 +91,7 @@ FIGURE_DPI = 80
 
 def report_metrics(report: Report) -> dict[str, float]:
     """The training part of one Tune result."""
-    metrics: dict[str, float] = {STEP: report.step, "images_per_sec": report.images_per_sec}
+    metrics: dict[str, float] = {STEP: report.step, IMAGES_PER_SEC: report.images_per_sec}
     metrics.update({f"{LOSS}{k}": v for k, v in report.terms.items()})
     prefix = KL if report.information_name == "KL" else INFO
     metrics.update({f"{prefix}{i}": v for i, v in enumerate(report.latent_information)})
@@ -111,18 +116,52 @@ def _write_final_files(directory: Path, report: Report, config: Any, scores: Any
     kl_per_dim_plot(report.latent_information, kl, name=report.information_name, dpi=FIGURE_DPI)
 
 
-def checkpoint_config(spec: StudySpec) -> tune.CheckpointConfig:
-    """What Tune keeps of a trial's checkpoints under the spec's ``storage.keep_checkpoints``.
+def writes_one_checkpoint(spec: StudySpec) -> bool:
+    """Whether every trial of the spec reports exactly one Tune checkpoint (the final one).
+
+    True under ``keep_checkpoints: none`` (the final files only) and when every method's trials
+    train no further than their ``train.checkpoint_every`` (set, or its default). A diverged trial
+    also reports one (its marker, instead of the final checkpoint).
 
     Args:
         spec: the study spec.
 
     Returns:
-        ``all``: every checkpoint; ``best``: the best by ``CHECKPOINT_SCORE`` (the first objective's
-        mode) and, as always, the latest; ``final`` and ``none``: the latest.
+        Whether no trial ever reports a second checkpoint.
+    """
+    if spec.storage.keep_checkpoints == "none":
+        return True
+    every = spec.train.get("checkpoint_every")
+    if every is not None and not isinstance(every, int):
+        return False  # searched: some trials may checkpoint often
+    for method in spec.methods:
+        steps = spec.steps_of(method)
+        interval = default_checkpoint_every(spec, steps) if every is None else every
+        if interval and interval < steps:
+            return False
+    return True
+
+
+def checkpoint_config(spec: StudySpec) -> tune.CheckpointConfig:
+    """What Tune keeps of a trial's checkpoints under the spec's ``storage.keep_checkpoints``.
+
+    Tune forces an experiment snapshot whenever a trial has reported ``num_to_keep`` checkpoints
+    since the last one, so that the snapshot never names a checkpoint it has since deleted. The
+    snapshot holds every trial of the study (about 30 KB each), so at thousands of trials a forced
+    snapshot per trial end would take most of the driver's time. When each trial reports one
+    checkpoint there is nothing to delete, and keeping "all" keeps the same files without forcing:
+    snapshots then follow Tune's own period (``TUNE_GLOBAL_CHECKPOINT_S``).
+
+    Args:
+        spec: the study spec.
+
+    Returns:
+        ``all``, or any policy when trials report one checkpoint (``writes_one_checkpoint``): no
+        limit; ``best``: the best by ``CHECKPOINT_SCORE`` (the first objective's mode) and, as
+        always, the latest; ``final`` and ``none``: the latest.
     """
     keep = spec.storage.keep_checkpoints
-    if keep == "all":
+    if keep == "all" or writes_one_checkpoint(spec):
         return tune.CheckpointConfig(num_to_keep=None)
     if keep == "best":
         return tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=CHECKPOINT_SCORE,

@@ -21,7 +21,13 @@ from study_helpers import TINY, nested_runs, run_cli, write_spec
 from disent_core.train import CHECKPOINT_NAME, train
 from studies.cli import main
 from studies.orchestration.budget import METRIC_ROW_BYTES, estimate_study, format_budget, trial_cost
-from studies.orchestration.trainable import CHECKPOINT_SCORE, FIGURES, checkpoint_config, checkpoints_kept
+from studies.orchestration.trainable import (
+    CHECKPOINT_SCORE,
+    FIGURES,
+    checkpoint_config,
+    checkpoints_kept,
+    writes_one_checkpoint,
+)
 from studies.spec import load_spec, spec_yaml, validate_spec
 from studies.spec.overrides import parse_set
 from studies.spec.space import SearchSpace
@@ -90,18 +96,29 @@ def test_keep_checkpoints_defaults_to_final_and_is_recorded_in_the_spec():
 
 
 def test_each_policy_tells_tune_what_to_keep():
-    def spec(keep: str, every: int = 0, mode: str = "max"):
-        return validate_spec({"name": "keep", **TINY, "methods": {"beta_vae": {}},
+    def spec(keep: str, every: int = 0, mode: str = "max", checkpoint_every: int | None = None):
+        train = TINY["train"] if checkpoint_every is None else {**TINY["train"],
+                                                                 "checkpoint_every": checkpoint_every}
+        return validate_spec({"name": "keep", **TINY, "train": train, "methods": {"beta_vae": {}},
                               "objective": {"metric": "mig.discrete_mig", "mode": mode},
                               "evaluation": {"protocol": "fast", "metrics": ["mig"], "every": every},
                               "storage": {"keep_checkpoints": keep}})
 
+    # TINY trains 20 steps and checkpoints every 10 by default: Tune rotates them
+    assert not writes_one_checkpoint(spec("final"))
     assert checkpoint_config(spec("final")).num_to_keep == 1
-    assert checkpoint_config(spec("none")).num_to_keep == 1
     assert checkpoint_config(spec("all")).num_to_keep is None
     best = checkpoint_config(spec("best", mode="min"))
     assert (best.num_to_keep, best.checkpoint_score_attribute, best.checkpoint_score_order) == (
         1, CHECKPOINT_SCORE, "min")
+    # one checkpoint per trial: nothing to rotate, so no limit (and no snapshot forced per trial)
+    assert writes_one_checkpoint(spec("none"))
+    assert checkpoint_config(spec("none")).num_to_keep is None
+    for keep in ("final", "best"):
+        for once in (0, 20, 50):
+            assert writes_one_checkpoint(spec(keep, checkpoint_every=once))
+            assert checkpoint_config(spec(keep, checkpoint_every=once)).num_to_keep is None
+    assert checkpoint_config(spec("final", checkpoint_every=19)).num_to_keep == 1
     assert checkpoints_kept(spec("final"), 1000, 200) == (1, 1)
     assert checkpoints_kept(spec("none"), 1000, 200) == (0, 0)
     assert checkpoints_kept(spec("all"), 1000, 300) == (4, 1)  # 300, 600, 900 and the end
