@@ -9,6 +9,9 @@
   storage) accepts a TCP connection within ``CONNECT_TIMEOUT_S``, and a database URL's driver is
   installed.
 - ``check_stores``: both of the above for a study's tracking URI and Optuna storage.
+- ``check_artifacts_inside``: a study whose runs root was copied or moved still has its MLflow
+  runs name the original's artifact folder (MLflow records absolute locations); a command that
+  would write artifacts there (``resume``, the report's upload) is refused unless told it may.
 - ``check_trial_resources``: one trial's ``resources`` fit where it runs. On the embedded local Ray
   (no ``--address`` and no ``$RAY_ADDRESS``) they are compared with this machine's CPUs and CUDA
   devices before Ray starts; on a cluster with the cluster's current total
@@ -23,16 +26,18 @@ import os
 import socket
 import sqlite3
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import ray
 import torch
+from mlflow.tracking import MlflowClient
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from disent_core.errors import DisentError
 from studies.orchestration.runner import init_ray
 from studies.spec import StudySpec
+from studies.study_dir import StudyState
 
 CONNECT_TIMEOUT_S = 5.0
 QUICK_CHECK_MAX_BYTES = 1024**3
@@ -196,6 +201,51 @@ def check_stores(tracking_uri: str, optuna_storage: str, must_exist: bool) -> No
         elif must_exist:
             raise DisentError(f"{what} {path} does not exist; the study's files are incomplete (was it "
                               "moved or deleted?)")
+
+
+ALLOW_OUTSIDE_ROOT = "--allow-outside-root"
+
+
+def artifacts_outside_root(state: StudyState) -> Path | None:
+    """Where a study with a local MLflow store keeps its artifacts, when that is outside its runs root.
+
+    Args:
+        state: the study's state (``StudyState.load`` resolved its locations under its root).
+
+    Returns:
+        The experiment's artifact folder if the store is a local SQLite file and the folder lies
+        outside ``state.root`` (the study was copied or moved from there); else None.
+    """
+    if sqlite_path(state.tracking_uri) is None:
+        return None  # a tracking server keeps the artifacts where it is configured to
+    location = MlflowClient(state.tracking_uri).get_experiment(state.experiment_id).artifact_location
+    parts = urlsplit(location)
+    if parts.scheme not in ("", "file"):
+        return None
+    folder = Path(unquote(parts.path))
+    return None if folder.is_relative_to(state.root) else folder
+
+
+def check_artifacts_inside(state: StudyState, command: str, allow: bool) -> None:
+    """Refuse a command that would write MLflow artifacts outside the study's runs root.
+
+    Args:
+        state: the study's state.
+        command: the command, for the message (``resume``).
+        allow: ``--allow-outside-root`` was given: accept writing there.
+
+    Raises:
+        DisentError: the artifacts are outside the root and ``allow`` is False.
+    """
+    folder = None if allow else artifacts_outside_root(state)
+    if folder is None:
+        return
+    origin = f" (it was copied or moved from {state.created_under})" if state.created_under else ""
+    raise DisentError(
+        f"the MLflow runs of study {state.name} keep their artifacts in {folder}, outside its runs root "
+        f"{state.root}{origin}: `{command}` would write there. Work on the study where it was created, "
+        f"or give {ALLOW_OUTSIDE_ROOT} to write into that folder"
+    )
 
 
 def _local_ray(address: str | None) -> bool:

@@ -23,7 +23,9 @@ from mlflow.tracking import MlflowClient
 
 from disent_core.errors import DisentError
 from studies.cli.checks import (
+    ALLOW_OUTSIDE_ROOT,
     MLFLOW_TABLE,
+    artifacts_outside_root,
     check_directory,
     check_reachable,
     check_sqlite,
@@ -50,17 +52,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "(default: sqlite under $DISENT_RUNS_ROOT, else ./runs)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output directory (default: <study dir>/report, or ./<study name>-report)")
+    parser.add_argument(ALLOW_OUTSIDE_ROOT, action="store_true",
+                        help="a copied or moved study: log the report into the original's artifact folder")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``disent-study report``; returns the exit status."""
-    return report(args.study_dir, args.experiment, args.tracking_uri, args.out)
+    return report(args.study_dir, args.experiment, args.tracking_uri, args.out, args.allow_outside_root)
 
 
-def report(study_dir: Path | None, experiment: str | None, tracking_uri: str | None, out: Path | None) -> int:
-    """Build and log the report of a study directory or of an MLflow experiment."""
+def report(study_dir: Path | None, experiment: str | None, tracking_uri: str | None, out: Path | None,
+           allow_outside_root: bool = False) -> int:
+    """Build and log the report of a study directory or of an MLflow experiment.
+
+    Args:
+        study_dir: the study directory (or None with ``experiment``).
+        experiment: the MLflow experiment to build it from alone.
+        tracking_uri: with ``experiment``, its tracking URI.
+        out: the output directory (default: ``<study dir>/report`` or ``./<study name>-report``).
+        allow_outside_root: log it even where a copied study's artifacts lie outside its runs root.
+
+    Returns:
+        0.
+    """
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    outside = None
     if study_dir is not None and (experiment is not None or tracking_uri is not None):
         raise DisentError("give a study directory or --experiment NAME [--tracking-uri URI], not both; "
                           "a study directory records its own tracking URI")
@@ -73,6 +90,7 @@ def report(study_dir: Path | None, experiment: str | None, tracking_uri: str | N
         if (study_dir / "study.json").is_file():
             state = StudyState.load(study_dir)
             check_stores(state.tracking_uri, state.optuna_storage, must_exist=True)
+            outside = None if allow_outside_root else artifacts_outside_root(state)
         results = load_study_dir(study_dir)
     else:
         raise DisentError("give a study directory (disent-study report runs/<study>) or --experiment NAME")
@@ -84,11 +102,14 @@ def report(study_dir: Path | None, experiment: str | None, tracking_uri: str | N
           f"{counts['failed']} failed, {counts['running']} running, {counts['stopped']} stopped "
           f"(trials read from {results.source})", flush=True)
     path = write_report(results, out)
-    logged = log_report(results, out)
+    logged = outside is None and log_report(results, out)
     print(f"report:  {path}")
     print(f"open it: xdg-open {path}   (or {path.as_uri()} in a browser)")
     if logged:
         print(f"MLflow:  artifacts {ARTIFACT_PATH}/ of run {results.parent_run_id} at {results.tracking_uri}")
+    elif outside is not None:
+        print(f"MLflow:  not logged: this study's runs keep their artifacts in {outside}, outside its runs "
+              f"root (a copied or moved study); give {ALLOW_OUTSIDE_ROOT} to log it there")
     return 0
 
 

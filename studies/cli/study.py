@@ -19,6 +19,7 @@ process of that session is stopped with it: no ``mlflow server`` or uvicorn is l
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import subprocess
@@ -33,11 +34,18 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from disent_core.errors import DisentError
-from studies.cli.checks import check_directory, check_stores, check_trial_resources
+from studies.cli.checks import (
+    ALLOW_OUTSIDE_ROOT,
+    check_artifacts_inside,
+    check_directory,
+    check_stores,
+    check_trial_resources,
+)
 from studies.orchestration.budget import estimate_study, format_budget
 from studies.orchestration.runner import resume_study, run_study
-from studies.results import TRIAL_TAG, nested_runs
-from studies.spec import load_spec
+from studies.report.results import trial_row
+from studies.results import EVALUATION, SEARCH, nested_runs
+from studies.spec import StudySpec, load_spec
 from studies.spec.overrides import parse_set
 from studies.study_dir import StudyState, default_tracking_uri, load_study_spec
 
@@ -68,7 +76,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     resume_parser.add_argument("study_dir", type=Path, help="the study directory, <root>/<study name>")
     resume_parser.add_argument("--address", default=None, help=address_help)
     resume_parser.add_argument("--autoscaling", action="store_true", help=autoscaling_help)
-    resume_parser.set_defaults(handler=lambda args: resume(args.study_dir, args.address, args.autoscaling))
+    resume_parser.add_argument(ALLOW_OUTSIDE_ROOT, action="store_true",
+                               help="a copied or moved study: let its MLflow runs write artifacts into "
+                                    "the original's artifact folder")
+    resume_parser.set_defaults(handler=lambda args: resume(args.study_dir, args.address, args.autoscaling,
+                                                           args.allow_outside_root))
     status_parser = subparsers.add_parser("status", help="a table of a study's trials")
     status_parser.add_argument("study_dir", type=Path, help="the study directory, <root>/<study name>")
     status_parser.set_defaults(handler=lambda args: status(args.study_dir))
@@ -146,13 +158,15 @@ def run(
     return exit_status(run_study(spec, root, address))
 
 
-def resume(directory: Path, address: str | None, autoscaling: bool = False) -> int:
+def resume(directory: Path, address: str | None, autoscaling: bool = False,
+           allow_outside_root: bool = False) -> int:
     """Check a study directory's stores and resources, then continue the study.
 
     Args:
         directory: the study directory.
         address: the Ray cluster (None: ``$RAY_ADDRESS``, else an embedded local Ray).
         autoscaling: the cluster adds nodes on demand (skips the cluster resource comparison).
+        allow_outside_root: a copied or moved study may write MLflow artifacts where it came from.
 
     Returns:
         0, or 1 when every trial failed.
@@ -161,6 +175,7 @@ def resume(directory: Path, address: str | None, autoscaling: bool = False) -> i
     state = StudyState.load(directory)
     check_stores(state.tracking_uri, state.optuna_storage, must_exist=True)
     check_trial_resources(load_study_spec(directory), address, autoscaling)
+    check_artifacts_inside(state, "resume", allow_outside_root)
     print(f"resuming {directory}", flush=True)
     return exit_status(resume_study(directory, address))
 
@@ -185,40 +200,64 @@ def exit_status(directory: Path) -> int:
     return 1
 
 
-def trial_rows(state: StudyState) -> list[dict[str, str]]:
-    """One row per trial run in MLflow: id, method, seed, status, objective-ish scores."""
+def status_table(spec: StudySpec, state: StudyState) -> tuple[list[str], list[tuple[list[str], str]],
+                                                              dict[str, int]]:
+    """The trials of a study as MLflow holds them, for ``status``.
+
+    Args:
+        spec: the study's spec.
+        state: the study's state.
+
+    Returns:
+        ``(header, rows, counts)``: the columns (trial, method, seed, status, step, each searched
+        parameter, each objective); per trial its text cells and why it failed, stopped or is
+        running again ('' for a completed trial, whose earlier reason is stale); and the count of
+        runs per MLflow status.
+    """
     runs = nested_runs(MlflowClient(state.tracking_uri), state.experiment_id, state.parent_run_id)
-    rows = []
-    for r in runs:
-        rows.append({
-            "trial": r.data.tags.get(TRIAL_TAG, "?"),
-            "method": r.data.tags.get("method", "?"),
-            "seed": r.data.tags.get("seed", "?"),
-            "status": r.info.status,
-            "step": f"{int(r.data.metrics['step'])}" if "step" in r.data.metrics else "",
-            "scores": r.data.metrics,
-            "reason": r.data.tags.get("failure_reason", ""),
-        })
-    return rows
+    rows = [trial_row(spec, run) for run in runs]
+    searched = sorted({key for row in rows for key in row if key.startswith(SEARCH)})
+    objectives = [f"{EVALUATION}{o.metric}" for o in spec.objectives]
+    header = ["trial", "method", "seed", "status", "step",
+              *(key.removeprefix(SEARCH) for key in searched), *(o.metric for o in spec.objectives)]
+    table = []
+    for row in rows:
+        cells = [str(row["trial_id"]), str(row["method"]), _cell(row["seed"]), str(row["status"]),
+                 _cell(row["step"]), *(_cell(row.get(key)) for key in searched),
+                 *(_cell(row.get(key), ".4f") for key in objectives)]
+        reason = str(row.get("error") or "") if row["status"] != "completed" else ""
+        table.append((cells, reason))
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.info.status] = counts.get(run.info.status, 0) + 1
+    return header, table, counts
+
+
+def _cell(value: Any, number_format: str = "g") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return format(value, number_format) if isinstance(value, (int, float)) else str(value)
 
 
 def status(directory: Path) -> int:
+    """Print a study's trials (searched values and objectives) and its MLflow and Optuna counts.
+
+    Args:
+        directory: the study directory.
+
+    Returns:
+        0.
+    """
     directory = directory.expanduser().resolve()
     state = StudyState.load(directory)
     check_stores(state.tracking_uri, state.optuna_storage, must_exist=True)
     spec = load_study_spec(directory)
-    keys = [o.metric for o in spec.objectives]
-    rows = trial_rows(state)
+    header, rows, counts = status_table(spec, state)
+    widths = [max([len(h), *(len(cells[i]) for cells, _ in rows)]) for i, h in enumerate(header)]
     print(f"study {state.name} ({directory})")
-    header = f"{'trial':<12} {'method':<14} {'seed':>4} {'status':<9} " + " ".join(f"{k:>22}" for k in keys)
-    print(header)
-    for row in rows:
-        scores = " ".join(f"{row['scores'].get(k, float('nan')):>22.4f}" for k in keys)
-        line = f"{row['trial']:<12} {row['method']:<14} {row['seed']:>4} {row['status']:<9} {scores}"
-        print(line + (f"  {row['reason']}" if row["reason"] else ""))
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+    for cells, reason in rows:
+        print("  ".join([*(c.ljust(w) for c, w in zip(cells, widths, strict=True)), reason]).rstrip())
     print("mlflow runs: " + (", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())) or "none"))
     study = optuna.load_study(study_name=state.optuna_study, storage=state.optuna_storage)
     states: dict[str, int] = {}
