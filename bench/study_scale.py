@@ -42,6 +42,9 @@ trial and per model number), with nothing left RUNNING. Printed, per store:
                                  Locatello budget (each method's steps / report_every x the training
                                  keys per report that its rehearsal runs logged) and the rate 64 slots
                                  would log at ``--cluster-steps-per-s`` training steps per trial
+    mlflow_capacity_rows_per_s   after the study, the rows per second the same tracking store takes
+                                 from one client logging reports flat out (the driver logs from one
+                                 thread), and how many trials at the real budget's rate that carries
     status_s, report_s, resume_s wall time of each command (report target: < 60 s)
 
     python bench/study_scale.py                               # all 1,800 trials, sqlite
@@ -75,6 +78,7 @@ REPO = Path(__file__).resolve().parents[1]
 CATALOG_SPEC = REPO / "studies" / "catalog" / "locatello2019.yaml"
 GRID_CONFIGS, GRID_SEEDS = 36, 50
 CLUSTER_SLOTS = 64
+CAPACITY_S = 15.0
 
 
 # ------------------------------------------------------------------------------------ the rehearsal
@@ -318,6 +322,7 @@ class Stores:
     mlflow_db_url: str | None = None
     artifacts: Path | None = None
     pg: PostgresServer | None = None
+    tracking_uri: str | None = None
 
 
 @contextlib.contextmanager
@@ -339,7 +344,8 @@ def study_stores(kind: str, workdir: Path) -> Iterator[Stores]:
         mlflow_db = pg.create_database("mlflow")
         with mlflow_server(mlflow_db, workdir) as mlflow:
             yield Stores(kind, [f"storage.optuna={optuna_url}", f"tracking.mlflow_uri={mlflow.url}"],
-                         optuna_url=optuna_url, mlflow_db_url=mlflow_db, artifacts=mlflow.artifacts, pg=pg)
+                         optuna_url=optuna_url, mlflow_db_url=mlflow_db, artifacts=mlflow.artifacts, pg=pg,
+                         tracking_uri=mlflow.url)
 
 
 def tree_bytes(path: Path) -> int:
@@ -599,10 +605,11 @@ class Rehearsal:
     rows: int
     dead: tuple[float, float] | None
     wall_to_epoch: float
+    capacity_rows_per_s: float = 0.0
 
 
 def rehearse(trials: int, store: str, workdir: Path, slots: int = 2, kill_at: float = 0.5,
-             timeout_s: float = 6 * 3600) -> Rehearsal:
+             timeout_s: float = 6 * 3600, capacity_s: float = CAPACITY_S) -> Rehearsal:
     """Run the tiny Locatello study: run, kill the driver half-way, resume, status, report, account.
 
     Args:
@@ -612,6 +619,7 @@ def rehearse(trials: int, store: str, workdir: Path, slots: int = 2, kill_at: fl
         slots: trials at once (one CPU each).
         kill_at: the share of trials done when the driver is killed (0 or 1: no kill).
         timeout_s: seconds each command may take.
+        capacity_s: seconds of ``logging_capacity``, once the study is measured.
 
     Returns:
         The measurements.
@@ -661,9 +669,46 @@ def rehearse(trials: int, store: str, workdir: Path, slots: int = 2, kill_at: fl
                 dead = (killed + offset, min(later))
             resume_first = (resume.ended_trials[0] - resume.started) if resume.ended_trials else None
         lines = [line for line in status.stdout.splitlines() if line.startswith(("mlflow runs", "optuna"))]
-        return Rehearsal(trials, store, slots, run, resume, left, resume_first, status_s, lines, report_s,
-                         accounting, store_sizes(stores, root, directory), metric_rows(stores, root), dead,
-                         offset)
+        measured = Rehearsal(trials, store, slots, run, resume, left, resume_first, status_s, lines,
+                             report_s, accounting, store_sizes(stores, root, directory),
+                             metric_rows(stores, root), dead, offset)
+        keys = max(accounting.training_keys.values(), default=19)
+        tracking_uri = stores.tracking_uri or f"sqlite:///{root / 'mlflow.db'}"
+        measured.capacity_rows_per_s = logging_capacity(tracking_uri, keys, capacity_s)
+        return measured
+
+
+def logging_capacity(tracking_uri: str, keys: int, seconds: float = CAPACITY_S) -> float:
+    """Metric rows per second the tracking store takes from one client logging flat out.
+
+    One report after another, each ``keys`` metrics in one ``log_batch``, as the study driver's
+    tracker logs them (from one thread), into a run of a scratch experiment (after the study's
+    stores were measured).
+
+    Args:
+        tracking_uri: the study's MLflow tracking URI.
+        keys: metrics per report.
+        seconds: how long to log.
+
+    Returns:
+        The rows logged per second.
+    """
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    client = MlflowClient(tracking_uri)
+    experiment = client.create_experiment(f"logging-capacity-{os.getpid()}-{time.time_ns()}")
+    run_id = client.create_run(experiment).info.run_id
+    rows, step, started = 0, 0, time.monotonic()
+    while time.monotonic() - started < seconds:
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(f"loss/term{i}", float(step + i), now, step)
+                                          for i in range(keys)])
+        rows, step = rows + keys, step + 1
+    elapsed = time.monotonic() - started
+    client.set_terminated(run_id)
+    return rows / elapsed
 
 
 def print_rehearsal(r: Rehearsal, cluster_steps_per_s: float) -> None:
@@ -709,6 +754,11 @@ def print_rehearsal(r: Rehearsal, cluster_steps_per_s: float) -> None:
           f"{cluster_rate:.1f}  ({per_trial:.0f} rows per trial, "
           f"{per_trial * GRID_CONFIGS * GRID_SEEDS / 1e6:.2f}M for the 1,800 trials; "
           f"{reports_per_s:.3f} reports/s per trial)")
+    per_trial_rate = cluster_rate / CLUSTER_SLOTS
+    print(f"mlflow_capacity_rows_per_s: {r.capacity_rows_per_s:.0f}  (one client logging reports of "
+          f"{max(a.training_keys.values(), default=19)} rows flat out, as the driver does); "
+          "concurrent trials it carries at the locatello budget: "
+          f"{r.capacity_rows_per_s / per_trial_rate:.0f} ({per_trial_rate:.2f} rows/s per trial)")
     print(f"status_s{tag}: {r.status_s:.1f}")
     print(f"report_s{tag}: {r.report_s:.1f}  (target < 60)")
     if r.resume is not None:

@@ -66,7 +66,8 @@ def test_resume_closes_the_runs_of_trials_tune_lost(tmp_path):
 @pytest.mark.slow
 def test_100_trial_rehearsal_accounts_for_every_trial_once(tmp_path):
     started = time.monotonic()
-    rehearsal = study_scale.rehearse(100, "sqlite", tmp_path, slots=2, kill_at=0.5, timeout_s=900)
+    rehearsal = study_scale.rehearse(100, "sqlite", tmp_path, slots=2, kill_at=0.5, timeout_s=900,
+                                     capacity_s=1.0)
     study_scale.print_rehearsal(rehearsal, cluster_steps_per_s=100.0)
     print(f"rehearsal of 100 trials: {time.monotonic() - started:.0f} s")
     assert rehearsal.resume is not None, "the driver was not killed half-way"
@@ -76,3 +77,4 @@ def test_100_trial_rehearsal_accounts_for_every_trial_once(tmp_path):
     assert accounting.mlflow_status.get("RUNNING", 0) == 0
     assert accounting.optuna_states.get("RUNNING", 0) == 0
     assert accounting.problems() == [], "\n".join(accounting.problems())
+    assert rehearsal.capacity_rows_per_s > 0  # the store took the probe's reports
