@@ -11,11 +11,13 @@ Layout of one study (``<root>/<name>/``)::
     results.parquet  one row per trial, written when the study stops (also a parent-run artifact)
 
 The runs root holds ``mlflow.db`` and ``mlartifacts/`` shared by every study under it (each study
-has its own experiment). ``run_study`` refuses an existing study directory; ``resume_study``
-continues it with ``Tuner.restore`` (or starts it if Tune never wrote a snapshot). Both hold the
-study's lock from before they create or change anything until they return, so a second driver of
-the same study stops with a message naming the first. Whatever happens, ``finalize`` leaves no
-Optuna trial and no MLflow run RUNNING.
+has its own experiment). The study's parent run holds the spec (``spec.yaml``, and its values as
+params), a description, the results table and, once the study stops, its best trial by each
+objective (``tracking.parent_run_content``, ``tracking.log_best``). ``run_study`` refuses an
+existing study directory; ``resume_study`` continues it with ``Tuner.restore`` (or starts it if
+Tune never wrote a snapshot). Both hold the study's lock from before they create or change anything
+until they return, so a second driver of the same study stops with a message naming the first.
+Whatever happens, ``finalize`` leaves no Optuna trial and no MLflow run RUNNING.
 
 Tune restores the trials of its last experiment snapshot; the runs of trials a killed driver
 started after it are closed as lost (``tracking.close_lost_runs``) before Tune starts again.
@@ -52,6 +54,8 @@ from studies.orchestration.tracking import (
     close_lost_runs,
     close_open_runs,
     ensure_experiment,
+    log_best,
+    parent_run_content,
     prepare_store,
 )
 from studies.orchestration.trainable import checkpoint_config, run_trial
@@ -100,8 +104,11 @@ def _create_state(spec: StudySpec, root: Path, directory: Path) -> StudyState:
     client = MlflowClient(tracking_uri)
     artifact_root = None if spec.tracking.mlflow_uri else root / "mlartifacts"
     experiment_id = ensure_experiment(client, spec.experiment_name, artifact_root)
+    tags, params = parent_run_content(spec)
     parent = client.create_run(experiment_id, run_name=spec.name,
-                               tags={STUDY_TAG: spec.name, "disent.study_dir": str(directory)})
+                               tags={STUDY_TAG: spec.name, "disent.study_dir": str(directory), **tags})
+    for start in range(0, len(params), 100):
+        client.log_batch(parent.info.run_id, params=params[start:start + 100])
     client.log_text(parent.info.run_id, spec_yaml(spec), "spec.yaml")
     # studies may share one checkpoints location: each gets its own folder there
     shared = spec.storage.checkpoints
@@ -291,6 +298,8 @@ def _tuner(spec: StudySpec, state: StudyState, restore: bool, callbacks: list) -
 
 
 def _execute(spec: StudySpec, state: StudyState, directory: Path, address: str | None, restore: bool) -> None:
+    # with a tracking server MLflow prints a "View run" line, after one more request, per run it ends
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     init_ray(address)
     client = MlflowClient(state.tracking_uri)
     client.update_run(state.parent_run_id, status="RUNNING")
@@ -339,6 +348,7 @@ def finalize(spec: StudySpec, state: StudyState, directory: Path, grid: Any) -> 
         path = directory / "results.parquet"
         table.to_parquet(path)
         client.log_artifact(state.parent_run_id, str(path))
+        log_best(client, state.parent_run_id, spec, table)
     client.set_terminated(state.parent_run_id, status="FINISHED" if complete else "KILLED")
 
 

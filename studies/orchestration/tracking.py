@@ -11,8 +11,10 @@ keeps its one run.
 A nested run holds: params = the flattened training config; tags = study, method, the method's
 provenance (``method_provenance``: DiD is a ``reconstruction``), dataset, the dataset's provenance
 as the trial reports it (``dataset_provenance``: ``procedural`` or the real files' SHA-256), seed,
-trial id, protocol name and hash, representation kind, project version, git commit (and
-disentanglement_lib's model number for grid studies that ask for it); metrics = every training
+trial id, protocol name and hash, representation kind, project version, git commit (also as MLflow's
+own ``mlflow.source.git.commit``), each searched value as ``search.<name>`` (apart from the fixed
+params), a one-line description (``mlflow.note.content``) and disentanglement_lib's model number
+for grid studies that ask for it; metrics = every training
 report and evaluation as a series over steps, each step once (a trial restored from an earlier
 checkpoint trains some steps again; their reports are not logged twice); artifacts = the final
 checkpoint directory (checkpoint, config, scores, latent traversals, reconstructions, KL per
@@ -30,12 +32,14 @@ and the dataset provenance tag with the first one).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from filelock import FileLock
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
@@ -48,9 +52,11 @@ from studies.results import (
     DATASET_PROVENANCE,
     DIVERGED,
     EVALUATED,
+    EVALUATION,
     IMAGES_PER_SEC,
     METHOD_PROVENANCE,
     PARENT_TAG,
+    SEARCH,
     STEP,
     STUDY_TAG,
     TRIAL_TAG,
@@ -60,13 +66,19 @@ from studies.results import (
     nested_runs,
 )
 from studies.spec import StudySpec
-from studies.spec.space import SearchSpace
+from studies.spec.space import METHOD, SearchSpace
 
 FAILURE_REASON = "failure_reason"
 """The tag of a run that did not finish: why (divergence, an error, the study stopped). A trial that
 runs again loses it; one that fails again gets its new reason."""
 LOST_AFTER_SNAPSHOT = ("lost: the driver stopped before Tune's experiment snapshot recorded this trial; "
                        "the resumed study does not continue it")
+GIT_COMMIT_TAG = "mlflow.source.git.commit"
+"""MLflow's own tag for the source commit (its runs table's Version column)."""
+NOTE_TAG = "mlflow.note.content"
+"""MLflow's own tag for a run's description (shown on the run's page)."""
+SEARCHED_TAG_PREFIX = "search."
+"""Tags ``search.<name>`` hold a trial's searched values, apart from the fixed params."""
 
 
 def git_commit() -> str:
@@ -152,6 +164,7 @@ class StudyTracker(tune.Callback):
             "project_version": project_version(),
             "git_commit": git_commit(),
         }
+        self.base_tags[GIT_COMMIT_TAG] = self.base_tags["git_commit"]
 
     def __reduce__(self) -> tuple:
         # Tune pickles its callbacks into the experiment snapshot; rebuild the client on restore
@@ -207,6 +220,11 @@ class StudyTracker(tune.Callback):
         model_number = self.space.model_number(config, seed_index)
         if model_number is not None:
             tags["dlib_model_num"] = str(model_number)
+        searched = {k: v for k, v in config.items() if k not in (METHOD, TRIAL_INDEX)}
+        tags.update({f"{SEARCHED_TAG_PREFIX}{k}": str(v)[:5000] for k, v in searched.items()})
+        values = ", ".join(f"{k}={v}" for k, v in searched.items())
+        tags[NOTE_TAG] = (f"{train_config.method.name} ({values}), seed {seed}: trial {trial.trial_id} of "
+                          f"study {self.spec.name}")
         run = self.client.create_run(
             self.experiment_id, run_name=f"{train_config.method.name}-{trial.trial_id}", tags=tags
         )
@@ -262,6 +280,58 @@ class StudyTracker(tune.Callback):
         run_id = self.run_id(trial)
         self.client.set_tag(run_id, FAILURE_REASON, failure_reason(trial)[:5000])
         self.client.set_terminated(run_id, status="FAILED")
+
+
+def parent_run_content(spec: StudySpec) -> tuple[dict[str, str], list[Param]]:
+    """What a study's parent run holds besides the spec file: its description and source commit as
+    MLflow's own tags, and the spec's values (fixed ones, and each search's definition) as params.
+
+    Args:
+        spec: the study spec.
+
+    Returns:
+        ``(tags, params)``; params are the spec flattened with dots (``train.steps``,
+        ``methods.beta_vae.beta.values``), lists as JSON text.
+    """
+    data = spec.model_dump(mode="json", exclude={"description"})
+    flat = pd.json_normalize(data, sep=".").iloc[0].to_dict()
+    params = [Param(key, (json.dumps(value) if isinstance(value, list | dict) else str(value))[:6000])
+              for key, value in sorted(flat.items()) if value is not None]
+    description = " ".join((spec.description or f"study {spec.name}").split())
+    return {NOTE_TAG: description, GIT_COMMIT_TAG: git_commit()}, params
+
+
+def log_best(client: MlflowClient, parent_run_id: str, spec: StudySpec, table: pd.DataFrame) -> None:
+    """Put the best completed trial by each objective on the study's parent run.
+
+    Metrics ``best.<objective>``; tags ``best.<objective>.trial_id`` and, for the first objective,
+    ``best.method`` and ``best.search.<name>`` (tags, as a resumed study may find a better one).
+
+    Args:
+        client: the study's MLflow client.
+        parent_run_id: the parent run.
+        spec: the study spec.
+        table: the results table (``results_table``).
+    """
+    if table.empty or "status" not in table.columns:
+        return
+    done = table[table["status"] == "completed"]
+    metrics, tags = [], []
+    now = int(time.time() * 1000)
+    for index, objective in enumerate(spec.objectives):
+        column = f"{EVALUATION}{objective.metric}"
+        if column not in done.columns or done[column].dropna().empty:
+            continue
+        scores = done[column].astype(float)
+        best = done.loc[scores.idxmax() if objective.mode == "max" else scores.idxmin()]
+        metrics.append(Metric(f"best.{objective.metric}", float(best[column]), now, 0))
+        tags.append(RunTag(f"best.{objective.metric}.trial_id", str(best["trial_id"])))
+        if index == 0:
+            tags.append(RunTag("best.method", str(best["method"])))
+            tags.extend(RunTag(f"best.{key}", str(value)[:5000]) for key, value in best.items()
+                        if str(key).startswith(SEARCH) and pd.notna(value))
+    if metrics:
+        client.log_batch(parent_run_id, metrics=metrics, tags=tags)
 
 
 def failure_reason(trial: Any) -> str:

@@ -66,6 +66,9 @@ def test_study_tracks_every_trial_and_records_divergence(tmp_path):
             assert tags.get(key), key
         assert run.data.params["method.name"] == "beta_vae"
         assert tags["method_provenance"] == "reimplementation"
+        assert tags["mlflow.source.git.commit"] == tags["git_commit"]  # MLflow's Version column
+        lr = tags["search.train.optimizer.lr"]  # the searched value, apart from the fixed params
+        assert lr in ("0.001", "1000.0") and f"train.optimizer.lr={lr}" in tags["mlflow.note.content"]
         if run.info.status == "FAILED":
             assert "diverged at step" in tags["failure_reason"]
             continue
@@ -83,6 +86,14 @@ def test_study_tracks_every_trial_and_records_divergence(tmp_path):
     parent = client.get_run(state["parent_run_id"])
     assert parent.info.status == "FINISHED"
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"spec.yaml", "results.parquet"}
+    # the parent shows the study: its spec's values, a description, the best trial
+    assert parent.data.params["train.steps"] == "20"
+    assert parent.data.params["train.optimizer.lr.values"] == "[0.001, 1000.0]"
+    assert parent.data.tags["mlflow.note.content"]
+    best = good.loc[good["evaluation_results.mig.discrete_mig"].idxmax()]
+    assert parent.data.metrics["best.mig.discrete_mig"] == best["evaluation_results.mig.discrete_mig"]
+    assert parent.data.tags["best.mig.discrete_mig.trial_id"] == best["trial_id"]
+    assert parent.data.tags["best.search.train.optimizer.lr"] == "0.001"
 
     status = run_cli("status", str(root / "diverging"))
     assert status.returncode == 0, status.stderr
