@@ -52,7 +52,14 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from disent_core.config import MAX_SEED, DatasetConfig, TrainConfig, read_config_file
+from disent_core.config import (
+    MAX_SEED,
+    DatasetConfig,
+    ModelConfig,
+    TrainConfig,
+    TrainSettings,
+    read_config_file,
+)
 from disent_core.data.provenance import declared_provenance, require_real_data
 from disent_core.data.registry import get_entry
 from disent_core.errors import ConfigError
@@ -62,7 +69,7 @@ from disent_core.metrics.protocol import PROTOCOLS
 from disent_core.metrics.representation import RepresentationKind
 from disent_core.registry import suggest
 from disent_core.schedules import ScheduleConfig
-from disent_core.validation import CONTAINER_TYPES, NOT_A_MAPPING, error_message, join_path
+from disent_core.validation import CONTAINER_TYPES, NOT_A_MAPPING, UNKNOWN_KEY, error_message, join_path
 from studies.spec.claims import parse_claim
 from studies.spec.overrides import apply_set
 from studies.spec.params import (
@@ -426,6 +433,21 @@ def _locate(loc: tuple, origin: dict[tuple, str], spec_prefix: dict[str, tuple])
     return out
 
 
+def _check_section_keys(data: dict, problems: list[str]) -> None:
+    """The unknown keys of ``model``, ``train`` and each known ``methods.<name>``, for a spec that
+    does not validate (the trial configs, which would report them, are checked once it does)."""
+    sections: list[tuple[tuple, Any, type]] = [(("model",), data.get("model"), ModelConfig),
+                                               (("train",), data.get("train"), TrainSettings)]
+    methods = data.get("methods")
+    if isinstance(methods, dict):
+        sections += [(("methods", name), template, METHODS[name].config_class)
+                     for name, template in methods.items() if name in METHODS]
+    for path, template, config in sections:
+        if isinstance(template, dict):
+            problems.extend(f"{join_path((*path, key))}: {UNKNOWN_KEY}" for key in template
+                            if key not in config.model_fields)
+
+
 def _check_method(spec: StudySpec, method: str, problems: list[str]) -> None:
     """Validate the trial configs that ``method`` can produce, at every extreme and choice."""
     template = {
@@ -621,6 +643,7 @@ def validate_spec(data: Any, source: str = "spec") -> StudySpec:
         for section, template in sections:
             if isinstance(template, dict):
                 _parse_params(section, template, lines)
+        _check_section_keys(data, lines)
         unique = list(dict.fromkeys(lines))
         raise ConfigError(f"invalid study spec {source}:\n  " + "\n  ".join(unique)) from None
     problems: list[str] = []

@@ -427,6 +427,19 @@ def test_every_problem_of_a_spec_is_listed_at_once():
     ])
 
 
+def test_a_misspelled_key_is_listed_with_the_spec_level_problems():
+    """The trial configs (where a section's unknown key is found) are built only from a valid spec;
+    a typo is still reported in the same pass as the spec's own errors."""
+    data = spec(**{"search/algorithm": "tpee", "train/batch_sise": 16, "model/latent_dimm": 4,
+                   "methods/beta_vae/betta": 2})
+    listed = problems(data)
+    assert "train.batch_sise: unknown key; remove it or check its spelling" in listed
+    assert "model.latent_dimm: unknown key; remove it or check its spelling" in listed
+    assert "methods.beta_vae.betta: unknown key; remove it or check its spelling" in listed
+    assert any(line.startswith("search.algorithm:") for line in listed)
+    assert not any("batch_size" in line or "latent_dim:" in line for line in listed)  # known keys pass
+
+
 def test_both_extremes_of_a_range_are_checked():
     """A range valid at its low end but not its high end is reported at ``high``."""
     data = spec(**{"methods/dip_vae_i": {"lambda_od": {"search": "float", "low": 1, "high": 5}},
