@@ -20,6 +20,10 @@ Each command group is one module of this package with ``add_parser(subparsers)``
 parser's ``handler``, and ``run(args)``; ``checks`` holds what several commands check before they
 start Ray or write anything. Errors the user can fix print one message and exit with status 2,
 without a traceback, and leave nothing behind.
+
+Building the parser imports none of PyTorch, Ray, Optuna, MLflow, scikit-learn or pandas (so that
+``--help`` and ``--version`` answer at once): a command module imports them, and ``checks``, in the
+functions that run its command (``tests/test_cli_startup.py``).
 """
 
 from __future__ import annotations

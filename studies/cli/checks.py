@@ -35,6 +35,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from disent_core.errors import DisentError
+from studies.cli.flags import ALLOW_OUTSIDE_ROOT
 from studies.orchestration.runner import init_ray
 from studies.spec import StudySpec
 from studies.study_dir import StudyState
@@ -201,9 +202,6 @@ def check_stores(tracking_uri: str, optuna_storage: str, must_exist: bool) -> No
         elif must_exist:
             raise DisentError(f"{what} {path} does not exist; the study's files are incomplete (was it "
                               "moved or deleted?)")
-
-
-ALLOW_OUTSIDE_ROOT = "--allow-outside-root"
 
 
 def artifacts_outside_root(state: StudyState) -> Path | None:

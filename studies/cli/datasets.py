@@ -1,4 +1,8 @@
-"""``disent-study datasets list|info|prepare``: what is available, what it holds, and getting it."""
+"""``disent-study datasets list|info|prepare``: what is available, what it holds, and getting it.
+
+``disent_core.data`` (PyTorch) is imported by the functions that run a command, so that building
+the parser (``--help``) stays cheap.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,11 @@ import argparse
 import logging
 import sys
 
-from disent_core.data.paths import data_root
-from disent_core.data.registry import DATASETS, get_dataset, get_entry
-from disent_core.data.sources import get_source
-
 
 def _status(entry) -> str:
+    from disent_core.data.paths import data_root
+    from disent_core.data.sources import get_source
+
     if entry.source is None:
         return "offline"
     ready = get_source(entry.source).is_prepared(data_root())
@@ -21,6 +24,9 @@ def _status(entry) -> str:
 
 
 def list_datasets() -> int:
+    from disent_core.data.paths import data_root
+    from disent_core.data.registry import DATASETS
+
     print(f"data root: {data_root()}")
     width = max(len(name) for name in DATASETS)
     for name, entry in DATASETS.items():
@@ -54,6 +60,10 @@ def _source_lines(desc: dict) -> list[str]:
 
 
 def info(name: str) -> int:
+    from disent_core.data.paths import data_root
+    from disent_core.data.registry import get_dataset, get_entry
+    from disent_core.data.sources import get_source
+
     entry = get_entry(name)
     print(f"{entry.name}: {entry.summary}")
     print(f"kind: {entry.kind}")
@@ -87,6 +97,10 @@ def prepare(name: str, download: bool) -> int:
     Returns:
         The exit status, 0.
     """
+    from disent_core.data.paths import data_root
+    from disent_core.data.registry import get_entry
+    from disent_core.data.sources import get_source
+
     data_log = logging.getLogger("disent_core.data")
     if not data_log.handlers:
         handler = logging.StreamHandler(sys.stderr)

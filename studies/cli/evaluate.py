@@ -5,6 +5,11 @@ representation kind, seed, library versions, per-metric timings, notes) as JSON.
 sampled`` scores draws from the posterior instead of its mean (disentanglement_lib's sampled
 representation, ``disent_core.metrics.representation``); its default file name says so, so that it
 never overwrites the mean evaluation.
+
+PyTorch and the metric engine are imported by the functions that run the command, so that building
+the parser (``--help``) stays cheap; ``REPRESENTATIONS`` spells out
+``disent_core.metrics.representation.REPRESENTATION_KINDS`` for ``--representation``'s choices
+(``tests/test_cli_startup.py`` checks that the two agree).
 """
 
 from __future__ import annotations
@@ -12,17 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from disent_core.config import MAX_SEED
-from disent_core.data.provenance import require_real_data
-from disent_core.data.registry import get_dataset, get_entry
 from disent_core.errors import DisentError
-from disent_core.metrics import evaluate
-from disent_core.metrics.protocol import get_protocol
-from disent_core.metrics.representation import REPRESENTATION_KINDS, RepresentationKind
-from disent_core.train import load_trained
-from studies.cli.checks import check_directory
-from studies.spec.overrides import apply_set, parse_set
+
+if TYPE_CHECKING:
+    from disent_core.metrics.representation import RepresentationKind
+
+REPRESENTATIONS = ("mean", "sampled")
 
 
 def format_table(scores: dict[str, float], timings: dict[str, float]) -> list[str]:
@@ -61,6 +63,8 @@ def seed_value(text: str) -> int:
     Returns:
         The seed.
     """
+    from disent_core.config import MAX_SEED
+
     message = f"expected an integer from 0 to {MAX_SEED}, got {text!r}"
     try:
         value = int(text)
@@ -85,7 +89,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=None,
                         help="images per forward pass (default: 64 on the CPU, the protocol's chunk on a "
                              "GPU)")
-    parser.add_argument("--representation", choices=REPRESENTATION_KINDS, default="mean",
+    parser.add_argument("--representation", choices=REPRESENTATIONS, default="mean",
                         help="score the posterior mean (default) or a sample from the posterior")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON output (default: evaluation_<protocol>[_sampled]_seed<seed>.json "
@@ -95,6 +99,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``disent-study evaluate``; returns the exit status."""
+    from studies.spec.overrides import apply_set, parse_set
+
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     options = apply_set({}, parse_set(args.options))
     return evaluate_checkpoint(
@@ -131,6 +137,13 @@ def evaluate_checkpoint(
     Returns:
         The exit status, 0.
     """
+    from disent_core.data.provenance import require_real_data
+    from disent_core.data.registry import get_dataset, get_entry
+    from disent_core.metrics import evaluate
+    from disent_core.metrics.protocol import get_protocol
+    from disent_core.train import load_trained
+    from studies.cli.checks import check_directory
+
     if out is not None and out.is_dir():
         raise DisentError(f"--out {out} is a directory; give the path of the JSON file to write")
     if out is not None:

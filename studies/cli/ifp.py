@@ -7,6 +7,9 @@ cores, rough IFPs, and many factors do not freeze at all in so few steps) on top
 ``--schedule`` preset; with ``--steps`` (or ``--preset``) the authors' preset of ``--schedule``
 (``AnnealingConfig.preset``) and ``PRESET_SEEDS`` seeds. Flags given on the command line always
 win. Every value used and its source are printed before training and saved in the results JSON.
+
+NumPy, PyTorch, Matplotlib and the annealing test are imported by the functions that use them, so
+that building the parser (``--help``) stays cheap.
 """
 
 from __future__ import annotations
@@ -16,27 +19,19 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
-from disent_core.analysis.annealing import (
-    AnnealingConfig,
-    AnnealingResult,
-    AnnealingRun,
-    AnnealSchedule,
-    BetaProposal,
-    annealing_test,
-    propose_beta_pieces,
-    smooth_over_beta,
-)
-from disent_core.data.dataset import GroundTruthDataset
-from disent_core.data.registry import get_dataset, get_entry
 from disent_core.errors import ConfigError, DisentError
-from studies.spec.overrides import apply_set, parse_set
+
+if TYPE_CHECKING:
+    from disent_core.analysis.annealing import (
+        AnnealingConfig,
+        AnnealingResult,
+        AnnealingRun,
+        AnnealSchedule,
+        BetaProposal,
+    )
+    from disent_core.data.dataset import GroundTruthDataset
 
 PLOT_NAME = "ifp_kl_vs_beta.png"
 RESULTS_NAME = "ifp_results.json"
@@ -135,6 +130,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_dataset(name: str, assignments: list[str]) -> GroundTruthDataset:
+    from disent_core.data.registry import get_dataset, get_entry
+    from studies.spec.overrides import apply_set, parse_set
+
     entry = get_entry(name)
     options = apply_set({}, parse_set(assignments))
     try:
@@ -206,6 +204,8 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
     Raises:
         ConfigError: when a value is invalid.
     """
+    from disent_core.analysis.annealing import AnnealingConfig
+
     schedule: AnnealSchedule = args.schedule or DEFAULT_SCHEDULE
     base: Literal["quick", "preset"] = args.base or ("quick" if args.steps is None else "preset")
     preset = PRESET_NAMES[schedule]
@@ -303,6 +303,12 @@ def plot(result: AnnealingResult, path: Path) -> Path:
     Returns:
         ``path``.
     """
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from disent_core.analysis.annealing import smooth_over_beta
+
     config = result.config
     by_factor: dict[str, list[AnnealingRun]] = {}
     for run in result.runs:
@@ -336,6 +342,8 @@ def plot(result: AnnealingResult, path: Path) -> Path:
 def _save(
     result: AnnealingResult, proposal: BetaProposal, settings: Settings, dataset: str, out: Path
 ) -> tuple[Path, Path]:
+    import numpy as np
+
     runs = [
         {"factor": r.factor_name, "seed": r.seed, "reference": r.reference.tolist(),
          "ifp": r.ifp if np.isfinite(r.ifp) else None, "steps": len(r.betas),
@@ -367,6 +375,12 @@ def _save(
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``disent-study ifp``; returns the exit status."""
+    import numpy as np
+    import torch
+
+    from disent_core.analysis.annealing import annealing_test, propose_beta_pieces
+
     settings = resolve_settings(args)
     config = settings.config
     dataset = _load_dataset(args.dataset, args.options)

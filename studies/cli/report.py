@@ -9,6 +9,9 @@ Writes ``report.html`` (self-contained, opens offline), ``figures/*.png|svg`` an
 or ``./<study name>-report`` for ``--experiment``), logs them as artifacts of the study's parent
 run under ``report/``, and prints where the page is and how to open it. Works while a study runs
 and after a crash: running, failed and stopped trials are left out and counted in the header.
+
+MLflow, the checks and the report are imported by the functions that run the command, so that
+building the parser (``--help``) stays cheap.
 """
 
 from __future__ import annotations
@@ -17,24 +20,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
-
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING
 
 from disent_core.errors import DisentError
-from studies.cli.checks import (
-    ALLOW_OUTSIDE_ROOT,
-    MLFLOW_TABLE,
-    artifacts_outside_root,
-    check_directory,
-    check_reachable,
-    check_sqlite,
-    check_stores,
-    sqlite_path,
-)
-from studies.report.build import write_report
-from studies.report.results import StudyResults, default_experiment_uri, load_experiment, load_study_dir
-from studies.study_dir import StudyState
+from studies.cli.flags import ALLOW_OUTSIDE_ROOT
+
+if TYPE_CHECKING:
+    from studies.report.results import StudyResults
 
 ARTIFACT_PATH = "report"
 
@@ -76,6 +68,11 @@ def report(study_dir: Path | None, experiment: str | None, tracking_uri: str | N
     Returns:
         0.
     """
+    from studies.cli.checks import artifacts_outside_root, check_directory, check_stores
+    from studies.report.build import write_report
+    from studies.report.results import default_experiment_uri, load_experiment, load_study_dir
+    from studies.study_dir import StudyState
+
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     outside = None
     if study_dir is not None and (experiment is not None or tracking_uri is not None):
@@ -123,6 +120,8 @@ def check_tracking_store(tracking_uri: str) -> None:
     Raises:
         DisentError: what is wrong with the store.
     """
+    from studies.cli.checks import MLFLOW_TABLE, check_reachable, check_sqlite, sqlite_path
+
     path = sqlite_path(tracking_uri)
     if path is None:
         check_reachable(tracking_uri, "--tracking-uri")
@@ -132,6 +131,9 @@ def check_tracking_store(tracking_uri: str) -> None:
 
 def log_report(results: StudyResults, out: Path) -> bool:
     """Log the report folder as artifacts of the study's parent run; a warning, not a failure, if not."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
     try:
         MlflowClient(results.tracking_uri).log_artifacts(results.parent_run_id, str(out), ARTIFACT_PATH)
     except (MlflowException, OSError) as exc:

@@ -9,11 +9,15 @@ Before Ray starts or anything is written, ``run`` and ``resume`` check the runs 
 with exit status 2. A study that ends with every trial failed exits with status 1.
 ``run --dry-run`` validates the spec and prints the number of trials, their resources, the storage
 they will leave and the training compute they need (``studies.orchestration.budget``), without
-starting Ray, checking the runs root or writing anything.
+starting Ray, checking the runs root or writing anything. ``run``'s SPEC is a file or the name of a
+catalog study (``studies.cli.catalog``: ``disent-study run quickstart``).
 ``status`` prints a table of the study's trials from MLflow, with Optuna's count beside it.
 ``ui`` starts MLflow's UI for a runs root on 127.0.0.1 and prints its URL. The server runs in a
 session of its own, and however ``ui`` ends (Ctrl-C, SIGTERM, SIGHUP, the server exiting) every
 process of that session is stopped with it: no ``mlflow server`` or uvicorn is left listening.
+
+Ray, Optuna, MLflow, pandas and the orchestration are imported by the functions that run a command,
+so that building the parser (``--help``) stays cheap.
 """
 
 from __future__ import annotations
@@ -27,27 +31,15 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
-
-import optuna
-import pandas as pd
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING, Any
 
 from disent_core.errors import DisentError
-from studies.cli.checks import (
-    ALLOW_OUTSIDE_ROOT,
-    check_artifacts_inside,
-    check_directory,
-    check_stores,
-    check_trial_resources,
-)
-from studies.orchestration.budget import estimate_study, format_budget
-from studies.orchestration.runner import resume_study, run_study
-from studies.report.results import trial_row
-from studies.results import EVALUATION, SEARCH, nested_runs
-from studies.spec import StudySpec, load_spec
-from studies.spec.overrides import parse_set
-from studies.study_dir import StudyState, default_tracking_uri, load_study_spec
+from studies.cli.catalog import spec_file
+from studies.cli.flags import ALLOW_OUTSIDE_ROOT
+
+if TYPE_CHECKING:
+    from studies.spec import StudySpec
+    from studies.study_dir import StudyState
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -60,7 +52,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run_parser = subparsers.add_parser(
         "run", help="run a study spec: Optuna search in Ray Tune, tracked in MLflow"
     )
-    run_parser.add_argument("spec", type=Path, help="study spec YAML (see studies/catalog/)")
+    run_parser.add_argument("spec", type=Path,
+                            help="study spec YAML, or the name of a catalog study (studies/catalog/), "
+                                 "e.g. quickstart")
     run_parser.add_argument("--set", dest="set", action="append", default=[], metavar="KEY=VALUE",
                             help="override a spec field, e.g. --set train.steps=2000 (repeatable)")
     run_parser.add_argument("--root", type=Path, default=default_root, help=root_help)
@@ -91,11 +85,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_command(args: argparse.Namespace) -> int:
+    from studies.spec.overrides import parse_set
+
     if args.images_per_sec is not None and not args.dry_run:
         raise DisentError("--images-per-sec is an input of the estimate; give it with --dry-run")
-    if args.dry_run:
-        return dry_run(args.spec, parse_set(args.set), args.images_per_sec)
-    return run(args.spec, parse_set(args.set), args.root, args.address, args.autoscaling)
+    overrides = parse_set(args.set)
+    with spec_file(args.spec) as spec_path:
+        if args.dry_run:
+            return dry_run(spec_path, overrides, args.images_per_sec)
+        return run(spec_path, overrides, args.root, args.address, args.autoscaling)
 
 
 def dry_run(
@@ -116,6 +114,9 @@ def dry_run(
     Raises:
         DisentError: the spec is invalid, or ``images_per_sec`` is not positive.
     """
+    from studies.orchestration.budget import estimate_study, format_budget
+    from studies.spec import load_spec
+
     if images_per_sec is not None and not images_per_sec > 0:
         raise DisentError(f"--images-per-sec must be > 0, got {images_per_sec:g}")
     spec = load_spec(spec_path, overrides)
@@ -145,6 +146,11 @@ def run(
     Returns:
         0, or 1 when every trial failed.
     """
+    from studies.cli.checks import check_directory, check_stores, check_trial_resources
+    from studies.orchestration.runner import run_study
+    from studies.spec import load_spec
+    from studies.study_dir import default_tracking_uri
+
     spec = load_spec(spec_path, overrides)
     check_directory(root, "--root")
     root = root.expanduser().resolve()
@@ -171,6 +177,10 @@ def resume(directory: Path, address: str | None, autoscaling: bool = False,
     Returns:
         0, or 1 when every trial failed.
     """
+    from studies.cli.checks import check_artifacts_inside, check_stores, check_trial_resources
+    from studies.orchestration.runner import resume_study
+    from studies.study_dir import StudyState, load_study_spec
+
     directory = directory.expanduser().resolve()
     state = StudyState.load(directory)
     check_stores(state.tracking_uri, state.optuna_storage, must_exist=True)
@@ -189,6 +199,8 @@ def exit_status(directory: Path) -> int:
     Returns:
         The exit status of ``run`` / ``resume``.
     """
+    import pandas as pd
+
     path = directory / "results.parquet"
     if not path.is_file():
         return 0
@@ -214,6 +226,11 @@ def status_table(spec: StudySpec, state: StudyState) -> tuple[list[str], list[tu
         running again ('' for a completed trial, whose earlier reason is stale); and the count of
         runs per MLflow status.
     """
+    from mlflow.tracking import MlflowClient
+
+    from studies.report.results import trial_row
+    from studies.results import EVALUATION, SEARCH, nested_runs
+
     runs = nested_runs(MlflowClient(state.tracking_uri), state.experiment_id, state.parent_run_id)
     rows = [trial_row(spec, run) for run in runs]
     searched = sorted({key for row in rows for key in row if key.startswith(SEARCH)})
@@ -248,6 +265,11 @@ def status(directory: Path) -> int:
     Returns:
         0.
     """
+    import optuna
+
+    from studies.cli.checks import check_stores
+    from studies.study_dir import StudyState, load_study_spec
+
     directory = directory.expanduser().resolve()
     state = StudyState.load(directory)
     check_stores(state.tracking_uri, state.optuna_storage, must_exist=True)
@@ -269,6 +291,8 @@ def status(directory: Path) -> int:
 
 
 def ui(root: Path, port: int, host: str = "127.0.0.1") -> int:
+    from studies.study_dir import StudyState, default_tracking_uri
+
     root = root.expanduser().resolve()
     if not (root / "mlflow.db").is_file():
         raise DisentError(
@@ -281,6 +305,13 @@ def ui(root: Path, port: int, host: str = "127.0.0.1") -> int:
         "--host", host, "--port", str(port), "--workers", "1",
     ]
     print(f"MLflow UI for {root}: http://{host}:{port}  (Ctrl-C stops it)", flush=True)
+    for study_json in sorted(root.glob("*/study.json")):
+        try:
+            state = StudyState.load(study_json.parent)
+        except DisentError:
+            continue
+        print(f"  study {state.name}: http://{host}:{port}/#/experiments/{state.experiment_id}/runs",
+              flush=True)
     return serve(command, env)
 
 

@@ -1,18 +1,19 @@
-"""``disent-study train CONFIG.yaml``: train one model in this process and print its progress."""
+"""``disent-study train CONFIG.yaml``: train one model in this process and print its progress.
+
+PyTorch and the training code are imported by the functions that run the command, so that building
+the parser (``--help``) stays cheap.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from disent_core.config import load_config, read_config_file
 from disent_core.errors import DisentError
-from disent_core.train import CHECKPOINT_NAME, Report, check_resumable, check_runnable, train
-from studies.cli.checks import check_directory
-from studies.spec.overrides import apply_set, parse_set
+
+if TYPE_CHECKING:
+    from disent_core.train import Report
 
 
 def format_report(report: Report, total_steps: int) -> str:
@@ -42,6 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``disent-study train``; returns the exit status."""
+    from studies.spec.overrides import parse_set
+
     return train_model(args.config, parse_set(args.set), args.out, args.resume)
 
 
@@ -63,6 +66,13 @@ def train_model(
     Returns:
         The exit status, 0.
     """
+    import yaml
+
+    from disent_core.config import load_config, read_config_file
+    from disent_core.train import CHECKPOINT_NAME, check_resumable, check_runnable, train
+    from studies.cli.checks import check_directory
+    from studies.spec.overrides import apply_set
+
     config = load_config(apply_set(read_config_file(config_path), overrides))
     if out is not None:
         check_directory(out, "--out")

@@ -149,6 +149,11 @@ class Progress(tune.Callback):
                   f"{objective.metric}={best.metrics[objective.metric]:.4f}")
             print(f"  checkpoint and figures: {best.checkpoint.path if best.checkpoint else '-'}")
         print(f"results table: {directory / 'results.parquet'}")
-        print(f"browse it:     disent-study ui --root {state.root}   "
-              f"(MLflow experiment {self.spec.experiment_name})")
+        runs_table = f"#/experiments/{state.experiment_id}/runs"
+        if state.tracking_uri.startswith(("http://", "https://")):
+            print(f"browse it:     {state.tracking_uri.rstrip('/')}/{runs_table}   "
+                  f"(MLflow experiment {self.spec.experiment_name})")
+        else:
+            print(f"browse it:     disent-study ui --root {state.root}, then "
+                  f"http://127.0.0.1:5000/{runs_table}   (MLflow experiment {self.spec.experiment_name})")
         print(f"trial table:   disent-study status {directory}")

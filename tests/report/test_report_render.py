@@ -15,7 +15,6 @@ present and decoded, and a full-page screenshot saved as a test artefact under
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -27,6 +26,8 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+
+from studies.study_dir import StudyState
 
 pytestmark = pytest.mark.slow
 
@@ -129,17 +130,17 @@ def test_report_files_and_mlflow_artifacts(study: Path, report_dir: Path):
     assert "18 completed" in page and "<script" not in page
     assert page.count('class="verdict ') == 2
 
-    state = json.loads((study / "study.json").read_text())
-    client = MlflowClient(state["tracking_uri"])
-    logged = {a.path for a in client.list_artifacts(state["parent_run_id"], "report")}
+    state = StudyState.load(study)
+    client = MlflowClient(state.tracking_uri)
+    logged = {a.path for a in client.list_artifacts(state.parent_run_id, "report")}
     assert {"report/report.html", "report/results.parquet", "report/figures"} <= logged
-    listed = client.list_artifacts(state["parent_run_id"], "report/figures")
+    listed = client.list_artifacts(state.parent_run_id, "report/figures")
     logged_figures = {Path(a.path).name for a in listed}
     assert logged_figures == {p.name for p in (report_dir / "figures").iterdir()}
 
 
 def test_report_from_the_mlflow_experiment_alone(study: Path, report_dir: Path, tmp_path: Path):
-    uri = json.loads((study / "study.json").read_text())["tracking_uri"]
+    uri = StudyState.load(study).tracking_uri
     done = cli("report", "--experiment", NAME, "--tracking-uri", uri, "--out", str(tmp_path / "out"),
                cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]

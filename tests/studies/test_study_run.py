@@ -37,6 +37,7 @@ def test_study_tracks_every_trial_and_records_divergence(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "best trial: beta_vae" in done.stdout
     assert "disent-study ui --root" in done.stdout
+    assert "http://127.0.0.1:5000/#/experiments/" in done.stdout  # the runs table, not the GenAI view
 
     table = pd.read_parquet(root / "diverging" / "results.parquet")
     assert len(table) == 4
@@ -141,9 +142,13 @@ def test_two_studies_sharing_a_root_do_not_interfere(tmp_path):
 
 def test_ui_serves_mlflow_for_a_runs_root(tmp_path):
     from studies.orchestration.tracking import prepare_store
+    from studies.study_dir import StudyState
 
     root = tmp_path / "runs"
     prepare_store(f"sqlite:///{root / 'mlflow.db'}")
+    (root / "mine").mkdir()
+    StudyState("mine", str(root), f"sqlite:///{root / 'mlflow.db'}", "7", "0" * 32,
+               f"sqlite:///{root / 'mine' / 'optuna.db'}", "mine", str(root / "mine")).save(root / "mine")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -152,6 +157,8 @@ def test_ui_serves_mlflow_for_a_runs_root(tmp_path):
                             start_new_session=True)
     try:
         assert f"http://127.0.0.1:{port}" in proc.stdout.readline()
+        # each study's runs table, not the experiment's default (GenAI) view
+        assert f"study mine: http://127.0.0.1:{port}/#/experiments/7/runs" in proc.stdout.readline()
         deadline = time.monotonic() + 120
         while True:
             try:
