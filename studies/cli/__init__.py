@@ -8,9 +8,9 @@
     disent-study evaluate CHECKPOINT [--dataset NAME] [--protocol dlib2019] [--seed 0] [--metrics mig,dci]
                           [--batch-size N] [--representation mean|sampled]
     disent-study ifp --dataset NAME [--steps N --seeds K --schedule linear|exponential --epsilon E ...]
-    disent-study run SPEC.yaml [--root ./runs] [--set search.num_trials=20 ...] [--address ADDR]
-                     [--autoscaling] [--dry-run [--images-per-sec N]]
-    disent-study resume STUDY_DIR [--address ADDR] [--autoscaling]
+    disent-study run SPEC.yaml|NAME [--root ./runs] [--set search.num_trials=20 ...] [--address ADDR]
+                     [--autoscaling] [--quiet|--verbose] [--dry-run [--images-per-sec N]]
+    disent-study resume STUDY_DIR [--address ADDR] [--autoscaling] [--quiet|--verbose]
     disent-study status STUDY_DIR
     disent-study ui [--root ./runs] [--port 5000]
     disent-study report STUDY_DIR [--out DIR]
@@ -19,7 +19,8 @@
 Each command group is one module of this package with ``add_parser(subparsers)``, which sets the
 parser's ``handler``, and ``run(args)``; ``checks`` holds what several commands check before they
 start Ray or write anything. Errors the user can fix print one message and exit with status 2,
-without a traceback, and leave nothing behind.
+without a traceback, and leave nothing behind; a study stopped by Ctrl-C prints one
+``interrupted: ...`` line naming ``disent-study resume`` and exits with status 130.
 
 Building the parser imports none of PyTorch, Ray, Optuna, MLflow, scikit-learn or pandas (so that
 ``--help`` and ``--version`` answer at once): a command module imports them, and ``checks``, in the
@@ -62,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except DisentError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        status = getattr(exc, "exit_status", 2)  # 130: a study stopped by Ctrl-C
+        print(f"{'interrupted' if status == 130 else 'error'}: {exc}", file=sys.stderr)
+        return status
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

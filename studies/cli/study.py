@@ -65,6 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run_parser.add_argument("--images-per-sec", type=float, default=None, metavar="N",
                             help="with --dry-run: training images/s of one trial (default: measured on CPU, "
                                  "assumed on GPU)")
+    _add_output_flags(run_parser)
     run_parser.set_defaults(handler=_run_command)
     resume_parser = subparsers.add_parser("resume", help="continue a study after a crash or interruption")
     resume_parser.add_argument("study_dir", type=Path, help="the study directory, <root>/<study name>")
@@ -73,8 +74,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     resume_parser.add_argument(ALLOW_OUTSIDE_ROOT, action="store_true",
                                help="a copied or moved study: let its MLflow runs write artifacts into "
                                     "the original's artifact folder")
+    _add_output_flags(resume_parser)
     resume_parser.set_defaults(handler=lambda args: resume(args.study_dir, args.address, args.autoscaling,
-                                                           args.allow_outside_root))
+                                                           args.allow_outside_root, args.output))
     status_parser = subparsers.add_parser("status", help="a table of a study's trials")
     status_parser.add_argument("study_dir", type=Path, help="the study directory, <root>/<study name>")
     status_parser.set_defaults(handler=lambda args: status(args.study_dir))
@@ -82,6 +84,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ui_parser.add_argument("--root", type=Path, default=default_root, help=root_help)
     ui_parser.add_argument("--port", type=int, default=5000)
     ui_parser.set_defaults(handler=lambda args: ui(args.root, args.port))
+
+
+def _add_output_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--quiet", dest="output", action="store_const", const="quiet", default="normal",
+                       help="print only failed trials and the closing summary")
+    group.add_argument("--verbose", dest="output", action="store_const", const="verbose",
+                       help="also print what Ray, Tune, Optuna and MLflow print themselves")
 
 
 def _run_command(args: argparse.Namespace) -> int:
@@ -93,7 +103,7 @@ def _run_command(args: argparse.Namespace) -> int:
     with spec_file(args.spec) as spec_path:
         if args.dry_run:
             return dry_run(spec_path, overrides, args.images_per_sec)
-        return run(spec_path, overrides, args.root, args.address, args.autoscaling)
+        return run(spec_path, overrides, args.root, args.address, args.autoscaling, args.output)
 
 
 def dry_run(
@@ -133,6 +143,7 @@ def run(
     root: Path,
     address: str | None,
     autoscaling: bool = False,
+    output: str = "normal",
 ) -> int:
     """Validate a spec (with ``--set`` overrides), check where it would run, and run its study.
 
@@ -142,6 +153,7 @@ def run(
         root: the runs root.
         address: the Ray cluster (None: ``$RAY_ADDRESS``, else an embedded local Ray).
         autoscaling: the cluster adds nodes on demand (skips the cluster resource comparison).
+        output: ``normal``, ``quiet`` or ``verbose`` (``--quiet``, ``--verbose``).
 
     Returns:
         0, or 1 when every trial failed.
@@ -161,11 +173,11 @@ def run(
     print(f"study {spec.name}: {', '.join(spec.methods)} on {spec.dataset.name}, seeds {spec.seeds}, "
           f"{spec.search.algorithm} search, objective "
           + ", ".join(f"{o.mode} {o.metric}" for o in spec.objectives), flush=True)
-    return exit_status(run_study(spec, root, address))
+    return exit_status(run_study(spec, root, address, output))
 
 
 def resume(directory: Path, address: str | None, autoscaling: bool = False,
-           allow_outside_root: bool = False) -> int:
+           allow_outside_root: bool = False, output: str = "normal") -> int:
     """Check a study directory's stores and resources, then continue the study.
 
     Args:
@@ -173,6 +185,7 @@ def resume(directory: Path, address: str | None, autoscaling: bool = False,
         address: the Ray cluster (None: ``$RAY_ADDRESS``, else an embedded local Ray).
         autoscaling: the cluster adds nodes on demand (skips the cluster resource comparison).
         allow_outside_root: a copied or moved study may write MLflow artifacts where it came from.
+        output: ``normal``, ``quiet`` or ``verbose`` (``--quiet``, ``--verbose``).
 
     Returns:
         0, or 1 when every trial failed.
@@ -187,7 +200,7 @@ def resume(directory: Path, address: str | None, autoscaling: bool = False,
     check_trial_resources(load_study_spec(directory), address, autoscaling)
     check_artifacts_inside(state, "resume", allow_outside_root)
     print(f"resuming {directory}", flush=True)
-    return exit_status(resume_study(directory, address))
+    return exit_status(resume_study(directory, address, output))
 
 
 def exit_status(directory: Path) -> int:

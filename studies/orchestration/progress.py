@@ -1,8 +1,12 @@
 """The live progress display of ``disent-study run``: a ``tune.Callback`` printing plain lines.
 
-One line when a trial ends (its configuration, seed, objective and wall time), and every 15 s a
-status line: trials done / running / failed / pending and the best objective so far. Plain lines
-(not a redrawn table) so the output reads the same in a terminal, a CI log or ``ray job logs``.
+One line when a trial ends (its configuration, seed, objective and wall time), and a status line:
+trials done / running / failed / pending, the best objective so far, the trials ended per hour
+by this driver and the time left at that rate. On a terminal the status comes every
+``STATUS_EVERY_S``; in a log (not a terminal) only when trials started or ended since the last one,
+or after ``LOG_STATUS_EVERY_S`` (a multi-day study would otherwise print thousands of identical
+lines). Plain lines (not a redrawn table) so the output reads the same in a terminal, a CI log or
+``ray job logs``. ``quiet`` keeps the failures and the closing summary only.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,7 @@ from studies.spec import StudySpec
 from studies.spec.space import GRID_POINT, METHOD
 
 STATUS_EVERY_S = 15.0
+LOG_STATUS_EVERY_S = 600.0
 
 
 def describe(config: dict[str, Any], seeds: list[int]) -> str:
@@ -50,17 +56,32 @@ def _short(value: Any) -> str:
 class Progress(tune.Callback):
     """Prints trial endings and a periodic status line (see the module docstring)."""
 
-    def __init__(self, spec: StudySpec, total: int) -> None:
+    def __init__(self, spec: StudySpec, total: int, quiet: bool = False) -> None:
         self.spec = spec
         self.total = total
+        self.quiet = quiet
         self.objective = spec.objectives[0]
         self.best: tuple[float, str] | None = None
         self.last_status = 0.0
+        self.last_counts: tuple[int, ...] | None = None
+        self.ended_here = 0
         self.started = time.monotonic()
+        self.terminal = sys.stdout.isatty()
 
-    def _print(self, text: str) -> None:
+    def _print(self, text: str, always: bool = False) -> None:
+        if self.quiet and not always:
+            return
         elapsed = time.monotonic() - self.started
         print(f"[{elapsed:6.0f}s] {text}", file=sys.stdout, flush=True)
+
+    def _pace(self, left: int) -> str:
+        elapsed = time.monotonic() - self.started
+        if not self.ended_here or elapsed <= 0:
+            return ""
+        rate = self.ended_here / elapsed
+        eta = left / rate
+        hours, rest = divmod(int(eta), 3600)
+        return f" | {rate * 3600:.0f} trials/h, about {hours}h{rest // 60:02d}m left"
 
     def _status(self, trials: list) -> str:
         counts = {"TERMINATED": 0, "RUNNING": 0, "ERROR": 0}
@@ -72,7 +93,8 @@ class Progress(tune.Callback):
         at = f" (at step {', '.join(steps)} of {self.spec.steps})" if steps else ""
         return (f"trials: {counts['TERMINATED']} done, {counts['RUNNING']} running{at}, "
                 f"{counts['ERROR']} failed, "
-                f"{pending} pending of {self.total} | best {self.objective.metric}: {best}")
+                f"{pending} pending of {self.total} | best {self.objective.metric}: {best}"
+                + self._pace(pending + counts["RUNNING"]))
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         """Print the status line when ``STATUS_EVERY_S`` seconds have passed since the last one.
@@ -83,8 +105,11 @@ class Progress(tune.Callback):
             **info: further keyword arguments Tune passes (unused).
         """
         now = time.monotonic()
-        if now - self.last_status >= STATUS_EVERY_S:
-            self.last_status = now
+        if now - self.last_status < STATUS_EVERY_S:
+            return
+        counts = tuple(sorted(Counter(t.status for t in trials).items()))
+        if self.terminal or counts != self.last_counts or now - self.last_status >= LOG_STATUS_EVERY_S:
+            self.last_status, self.last_counts = now, counts
             self._print(self._status(trials))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -105,6 +130,7 @@ class Progress(tune.Callback):
             )
             if better:
                 self.best = (value, label)
+        self.ended_here += 1
         seconds = result.get("time_total_s", 0.0)
         score = f"{self.objective.metric}={value:.4f}"
         self._print(f"done   {trial.trial_id}  {label}  {score}  ({seconds:.0f} s)")
@@ -119,7 +145,8 @@ class Progress(tune.Callback):
             **info: further keyword arguments Tune passes (unused).
         """
         label = describe(trial.config, self.spec.seeds)
-        self._print(f"FAILED {trial.trial_id}  {label}: {failure_reason(trial)}")
+        self.ended_here += 1
+        self._print(f"FAILED {trial.trial_id}  {label}: {failure_reason(trial)}", always=True)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Print the last status line.

@@ -47,6 +47,7 @@ from ray.tune.trainable import wrap_function
 from disent_core.errors import DisentError
 from disent_core.methods.registry import METHODS
 from studies.orchestration.lock import hold_study
+from studies.orchestration.output import quiet_libraries
 from studies.orchestration.progress import Progress
 from studies.orchestration.search import StudySearch, fail_running_trials, make_sampler
 from studies.orchestration.tracking import (
@@ -117,13 +118,15 @@ def _create_state(spec: StudySpec, root: Path, directory: Path) -> StudyState:
                       optuna_storage, study_name, tune_storage)
 
 
-def run_study(spec: StudySpec, root: Path, address: str | None = None) -> Path:
+def run_study(spec: StudySpec, root: Path, address: str | None = None, output: str = "normal") -> Path:
     """Start a new study under ``root``, holding its lock until it stops.
 
     Args:
         spec: the validated study spec.
         root: the runs root; the study directory is ``root / spec.name``.
         address: the Ray cluster to run on (None: ``$RAY_ADDRESS``, else an embedded Ray).
+        output: ``normal`` (this package's lines, the libraries quiet: ``output.quiet_libraries``),
+            ``quiet`` (failures and the closing summary only) or ``verbose`` (the libraries too).
 
     Returns:
         The study directory.
@@ -132,6 +135,8 @@ def run_study(spec: StudySpec, root: Path, address: str | None = None) -> Path:
         StudyLocked: another driver holds the study.
         DisentError: the study exists already, or it stopped with trials unfinished.
     """
+    if output != "verbose":
+        quiet_libraries()
     root = root.expanduser().resolve()
     directory = root / spec.name
     SearchSpace(spec).num_configurations()  # a grid larger than asked for fails before anything starts
@@ -144,16 +149,17 @@ def run_study(spec: StudySpec, root: Path, address: str | None = None) -> Path:
         (directory / "spec.yaml").write_text(spec_yaml(spec))
         state = _create_state(spec, root, directory)
         state.save(directory)
-        _execute(spec, state, directory, address, restore=False)
+        _execute(spec, state, directory, address, restore=False, output=output)
     return directory
 
 
-def resume_study(directory: Path, address: str | None = None) -> Path:
+def resume_study(directory: Path, address: str | None = None, output: str = "normal") -> Path:
     """Continue a study from its directory after a crash, a kill or Ctrl-C, holding its lock.
 
     Args:
         directory: the study directory that ``run_study`` created.
         address: the Ray cluster to run on (None: ``$RAY_ADDRESS``, else an embedded Ray).
+        output: ``normal``, ``quiet`` or ``verbose`` (as for ``run_study``).
 
     Returns:
         The study directory.
@@ -162,6 +168,8 @@ def resume_study(directory: Path, address: str | None = None) -> Path:
         StudyLocked: another driver holds the study.
         DisentError: not a study directory, or it stopped again with trials unfinished.
     """
+    if output != "verbose":
+        quiet_libraries()
     directory = directory.expanduser().resolve()
     state = StudyState.load(directory)
     with hold_study(directory, state.optuna_study, state.optuna_storage):
@@ -178,7 +186,7 @@ def resume_study(directory: Path, address: str | None = None) -> Path:
         if lost:
             print(f"{lost} trial(s) started after Tune's last snapshot before the driver stopped are "
                   "lost; their MLflow runs are closed as KILLED", flush=True)
-        _execute(spec, state, directory, address, restore=restore)
+        _execute(spec, state, directory, address, restore=restore, output=output)
     return directory
 
 
@@ -297,14 +305,14 @@ def _tuner(spec: StudySpec, state: StudyState, restore: bool, callbacks: list) -
     )
 
 
-def _execute(spec: StudySpec, state: StudyState, directory: Path, address: str | None, restore: bool) -> None:
-    # with a tracking server MLflow prints a "View run" line, after one more request, per run it ends
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+def _execute(spec: StudySpec, state: StudyState, directory: Path, address: str | None, restore: bool,
+             output: str) -> None:
     init_ray(address)
     client = MlflowClient(state.tracking_uri)
     client.update_run(state.parent_run_id, status="RUNNING")
     tracker = StudyTracker(spec, state.tracking_uri, state.experiment_id, state.parent_run_id)
-    progress = Progress(spec, SearchSpace(spec).num_configurations() * len(spec.seeds))
+    total = SearchSpace(spec).num_configurations() * len(spec.seeds)
+    progress = Progress(spec, total, quiet=output == "quiet")
     tuner = _tuner(spec, state, restore, [tracker, progress])
     grid = None
     try:
@@ -318,7 +326,9 @@ def _execute(spec: StudySpec, state: StudyState, directory: Path, address: str |
 
 
 class StudyInterrupted(DisentError):
-    """``fit`` returned with trials still to run (Ctrl-C, or Tune stopped on an error)."""
+    """``fit`` returned with trials still to run: it was interrupted (Ctrl-C, SIGTERM); exit 130."""
+
+    exit_status = 130
 
     def __init__(self, directory: Path, count: int) -> None:
         super().__init__(f"the study stopped with {count} trial(s) unfinished; continue it with "

@@ -1,0 +1,57 @@
+"""What ``disent-study run`` prints: its own lines, the libraries' preambles quiet unless --verbose,
+and in a log a status line only when trials changed (or after a long while)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from study_helpers import TINY, run_cli, write_spec
+
+from studies.orchestration import progress as progress_module
+from studies.orchestration.progress import Progress
+from studies.spec import validate_spec
+
+PREAMBLES = ("INFO mlflow", "[I ", "Configuration for experiment", "TensorBoard", "View detailed results",
+             "View run")
+
+
+@pytest.mark.slow
+def test_run_prints_its_own_lines_and_quiet_prints_the_summary_only(tmp_path):
+    methods = {"beta_vae": {"beta": {"search": "grid", "values": [1.0, 4.0]}}}
+    spec = write_spec(tmp_path, "talk", methods=methods, seeds=[0],
+                      search={"algorithm": "grid", "max_concurrent": 2})
+    done = run_cli("run", str(spec), "--root", str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = done.stdout + done.stderr
+    assert not [p for p in PREAMBLES if p in printed], printed[-3000:]
+    assert printed.count("done   ") == 2 and "trials/h" in printed
+    assert "best trial: beta_vae" in printed
+
+    quiet = run_cli("run", str(spec), "--root", str(tmp_path / "runs"), "--set", "name=talk2", "--quiet")
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert "done   " not in quiet.stdout and "trials:" not in quiet.stdout
+    assert "best trial: beta_vae" in quiet.stdout
+
+
+def test_a_log_gets_a_status_line_when_trials_change_or_after_a_long_while(monkeypatch, capsys):
+    clock = SimpleNamespace(now=1000.0)
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock.now)
+    spec = validate_spec({"name": "log", **TINY, "methods": {"beta_vae": {}}})
+    shown = Progress(spec, total=3)
+    shown.terminal = False
+    running = [SimpleNamespace(status="RUNNING", last_result={"step": 5})]
+
+    def lines_after(seconds: float, trials: list) -> int:
+        clock.now += seconds
+        shown.on_step_end(0, trials)
+        return len(capsys.readouterr().out.splitlines())
+
+    assert lines_after(20, running) == 1  # the first status
+    assert lines_after(20, running) == 0  # nothing changed: a log stays quiet
+    assert lines_after(20, [*running, SimpleNamespace(status="RUNNING", last_result={})]) == 1
+    assert lines_after(5, running) == 0  # changed, but within STATUS_EVERY_S
+    assert lines_after(progress_module.LOG_STATUS_EVERY_S, running) == 1  # changed back
+    assert lines_after(progress_module.LOG_STATUS_EVERY_S, running) == 1  # unchanged, but long enough
+    shown.terminal = True
+    assert lines_after(progress_module.STATUS_EVERY_S, running) == 1  # a terminal: every 15 s
