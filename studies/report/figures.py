@@ -193,11 +193,15 @@ def tolerance(results: list[Tolerance], methods: Sequence[str]) -> Figure:
     for ax, metric in zip(axes, metrics, strict=True):
         rows = [t for t in results if t.metric == metric]
         y = np.arange(len(rows))
-        values = np.array([t.index for t in rows])
-        low = np.clip(values - np.array([t.ci_low for t in rows]), 0, None)
-        high = np.clip(np.array([t.ci_high for t in rows]) - values, 0, None)
+        # a method searched over one configuration tolerates it trivially: no bar, a note instead
+        measured = np.array([bool(t.params) and t.n_configs > 1 for t in rows])
+        values = np.array([t.index if m else 0.0 for t, m in zip(rows, measured, strict=True)])
+        low = np.where(measured, np.clip(values - np.array([t.ci_low for t in rows]), 0, None), 0.0)
+        high = np.where(measured, np.clip(np.array([t.ci_high for t in rows]) - values, 0, None), 0.0)
         ax.barh(y, values, xerr=[low, high], color=[method_color(methods, t.method) for t in rows],
                 capsize=3, height=0.6)
+        for row in y[~measured]:
+            ax.text(0.02, row, "not measurable (one configuration)", va="center", fontsize=7, color="0.35")
         ax.set_yticks(y, [t.method for t in rows], fontsize=8)
         ax.set_xlim(0, 1.05)
         ax.invert_yaxis()

@@ -236,9 +236,12 @@ def _tolerance(report: Report) -> str:
     settings = report.results.spec.report
     rows = []
     for t in report.tolerances:
-        index = _num(t.index) + ("" if t.params else " <span class='detail'>(one configuration)</span>")
+        measured = bool(t.params) and t.n_configs > 1
+        index = (_num(t.index) if measured
+                 else "not measurable <span class='detail'>(one configuration)</span>")
+        interval = f"[{_num(t.ci_low)}, {_num(t.ci_high)}]" if measured else "–"
         rows.append([escape(t.method), escape(short(t.metric)), escape(t.mode), index,
-                     f"[{_num(t.ci_low)}, {_num(t.ci_high)}]", _num(t.best_median, 4),
+                     interval, _num(t.best_median, 4),
                      _config(t.best_config, t.method), _num(t.seed_std_at_best), str(t.n_configs),
                      str(t.min_seeds)])
     intro = (f'<p class="note">A setting is tolerated when its median over seeds is within '

@@ -479,3 +479,22 @@ def test_the_spec_lists_each_bad_claim_on_its_own_line():
     )
     assert lines[2].startswith("report.claims[3]: dci.disentanglement is not evaluated; list dci under")
     assert lines[3] == "report.claims[4]: mig has no score 'nonsense'; its scores are mig.discrete_mig"
+
+
+def test_a_one_configuration_tolerance_is_drawn_as_not_measurable():
+    """A method searched over one configuration tolerates it trivially (index 1): the figure draws no
+    bar for it and says so, where a measured method gets its bar."""
+    import matplotlib.pyplot as plt
+
+    from studies.report.analysis import Tolerance
+    from studies.report.figures import tolerance as tolerance_figure
+
+    measured = Tolerance("beta_vae", "mig.discrete_mig", 0.4, 0.3, 0.6, 0.1, {"beta": 4.0}, 0.01, 6, 2,
+                         ("search.beta_vae.beta",), interval=True)
+    single = Tolerance("annealed_vae", "mig.discrete_mig", 1.0, float("nan"), float("nan"), 0.1,
+                       {"c_max": 10.0}, float("nan"), 1, 2, ())
+    fig = tolerance_figure([measured, single], ["beta_vae", "annealed_vae"])
+    ax = fig.axes[0]
+    assert [round(bar.get_width(), 6) for bar in ax.patches] == [0.4, 0.0]
+    assert [t.get_text() for t in ax.texts] == ["not measurable (one configuration)"]
+    plt.close(fig)
