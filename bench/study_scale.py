@@ -633,7 +633,7 @@ def rehearse(trials: int, store: str, workdir: Path, slots: int = 2, kill_at: fl
     log = workdir / "cli.log"
     with study_stores(store, workdir) as stores:
         sets = rehearsal_overrides(name, trials, slots) + stores.overrides
-        argv = cli_command("run", str(CATALOG_SPEC), "--root", str(root),
+        argv = cli_command("run", str(CATALOG_SPEC), "--root", str(root), "--no-report",
                            *[a for s in sets for a in ("--set", s)])
         run = DriverRun(argv, log, directory / "tune").start()
         kill_after = int(trials * kill_at) if 0 < kill_at < 1 else None
@@ -653,7 +653,8 @@ def rehearse(trials: int, store: str, workdir: Path, slots: int = 2, kill_at: fl
                     raise RuntimeError(f"timed out before {kill_after} trials ended")
                 time.sleep(0.2)
             left = run.kill_group()
-            resume = DriverRun(cli_command("resume", str(directory)), log, directory / "tune").start()
+            resume = DriverRun(cli_command("resume", str(directory), "--no-report"), log,
+                               directory / "tune").start()
             if resume.wait(timeout=timeout_s) != 0:
                 raise RuntimeError(f"`disent-study resume` exited {resume.returncode}; see {log}")
         elif run.wait(timeout=timeout_s) != 0:

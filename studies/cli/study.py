@@ -76,7 +76,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                     "the original's artifact folder")
     _add_output_flags(resume_parser)
     resume_parser.set_defaults(handler=lambda args: resume(args.study_dir, args.address, args.autoscaling,
-                                                           args.allow_outside_root, args.output))
+                                                           args.allow_outside_root, args.output,
+                                                           args.make_report))
     status_parser = subparsers.add_parser("status", help="a table of a study's trials")
     status_parser.add_argument("study_dir", type=Path, help="the study directory, <root>/<study name>")
     status_parser.set_defaults(handler=lambda args: status(args.study_dir))
@@ -87,6 +88,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_output_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-report", dest="make_report", action="store_false",
+                        help="do not build the study's report when it completes (disent-study report does)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quiet", dest="output", action="store_const", const="quiet", default="normal",
                        help="print only failed trials and the closing summary")
@@ -103,7 +106,8 @@ def _run_command(args: argparse.Namespace) -> int:
     with spec_file(args.spec) as spec_path:
         if args.dry_run:
             return dry_run(spec_path, overrides, args.images_per_sec)
-        return run(spec_path, overrides, args.root, args.address, args.autoscaling, args.output)
+        return run(spec_path, overrides, args.root, args.address, args.autoscaling, args.output,
+                   args.make_report)
 
 
 def dry_run(
@@ -144,6 +148,7 @@ def run(
     address: str | None,
     autoscaling: bool = False,
     output: str = "normal",
+    make_report: bool = True,
 ) -> int:
     """Validate a spec (with ``--set`` overrides), check where it would run, and run its study.
 
@@ -154,6 +159,7 @@ def run(
         address: the Ray cluster (None: ``$RAY_ADDRESS``, else an embedded local Ray).
         autoscaling: the cluster adds nodes on demand (skips the cluster resource comparison).
         output: ``normal``, ``quiet`` or ``verbose`` (``--quiet``, ``--verbose``).
+        make_report: build the report when the study completes (``--no-report``: not).
 
     Returns:
         0, or 1 when every trial failed.
@@ -173,11 +179,11 @@ def run(
     print(f"study {spec.name}: {', '.join(spec.methods)} on {spec.dataset.name}, seeds {spec.seeds}, "
           f"{spec.search.algorithm} search, objective "
           + ", ".join(f"{o.mode} {o.metric}" for o in spec.objectives), flush=True)
-    return exit_status(run_study(spec, root, address, output))
+    return finish(run_study(spec, root, address, output), make_report)
 
 
 def resume(directory: Path, address: str | None, autoscaling: bool = False,
-           allow_outside_root: bool = False, output: str = "normal") -> int:
+           allow_outside_root: bool = False, output: str = "normal", make_report: bool = True) -> int:
     """Check a study directory's stores and resources, then continue the study.
 
     Args:
@@ -186,6 +192,7 @@ def resume(directory: Path, address: str | None, autoscaling: bool = False,
         autoscaling: the cluster adds nodes on demand (skips the cluster resource comparison).
         allow_outside_root: a copied or moved study may write MLflow artifacts where it came from.
         output: ``normal``, ``quiet`` or ``verbose`` (``--quiet``, ``--verbose``).
+        make_report: build the report when the study completes (``--no-report``: not).
 
     Returns:
         0, or 1 when every trial failed.
@@ -200,7 +207,30 @@ def resume(directory: Path, address: str | None, autoscaling: bool = False,
     check_trial_resources(load_study_spec(directory), address, autoscaling)
     check_artifacts_inside(state, "resume", allow_outside_root)
     print(f"resuming {directory}", flush=True)
-    return exit_status(resume_study(directory, address, output))
+    return finish(resume_study(directory, address, output), make_report)
+
+
+def finish(directory: Path, make_report: bool) -> int:
+    """The exit status of a study that completed, after building its report unless told not to.
+
+    Args:
+        directory: the study directory.
+        make_report: build the report (as ``disent-study report DIR`` does) when not every trial failed.
+
+    Returns:
+        ``exit_status(directory)``.
+    """
+    status = exit_status(directory)
+    if make_report and status == 0:
+        from studies.cli.report import report
+
+        print("", flush=True)
+        try:
+            report(directory, None, None, None)
+        except Exception as exc:  # the study's results are written; the report is built again any time
+            print(f"warning: the study completed but its report could not be built ({exc}); build it "
+                  f"with `disent-study report {directory}`", file=sys.stderr)
+    return status
 
 
 def exit_status(directory: Path) -> int:

@@ -1,5 +1,6 @@
-"""What ``disent-study run`` prints: its own lines, the libraries' preambles quiet unless --verbose,
-and in a log a status line only when trials changed (or after a long while)."""
+"""What ``disent-study run`` prints and leaves: its own lines, the libraries' preambles quiet unless
+--verbose, the report at the end unless --no-report, and in a log a status line only when trials
+changed (or after a long while)."""
 
 from __future__ import annotations
 
@@ -27,11 +28,15 @@ def test_run_prints_its_own_lines_and_quiet_prints_the_summary_only(tmp_path):
     assert not [p for p in PREAMBLES if p in printed], printed[-3000:]
     assert printed.count("done   ") == 2 and "trials/h" in printed
     assert "best trial: beta_vae" in printed
+    report = tmp_path / "runs" / "talk" / "report" / "report.html"  # built at the end of run
+    assert report.is_file() and f"report:  {report}" in done.stdout
 
-    quiet = run_cli("run", str(spec), "--root", str(tmp_path / "runs"), "--set", "name=talk2", "--quiet")
+    quiet = run_cli("run", str(spec), "--root", str(tmp_path / "runs"), "--set", "name=talk2", "--quiet",
+                    "--no-report")
     assert quiet.returncode == 0, quiet.stderr[-3000:]
     assert "done   " not in quiet.stdout and "trials:" not in quiet.stdout
     assert "best trial: beta_vae" in quiet.stdout
+    assert not (tmp_path / "runs" / "talk2" / "report").exists()
 
 
 def test_a_log_gets_a_status_line_when_trials_change_or_after_a_long_while(monkeypatch, capsys):
