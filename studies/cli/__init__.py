@@ -9,11 +9,12 @@
                           [--batch-size N] [--representation mean|sampled]
     disent-study ifp --dataset NAME [--steps N --seeds K --schedule linear|exponential --epsilon E ...]
     disent-study run SPEC.yaml|NAME [--root ./runs] [--set search.num_trials=20 ...] [--address ADDR]
-                     [--autoscaling] [--quiet|--verbose] [--dry-run [--images-per-sec N]]
-    disent-study resume STUDY_DIR [--address ADDR] [--autoscaling] [--quiet|--verbose]
+                     [--autoscaling] [--quiet|--verbose] [--no-report] [--dry-run [--images-per-sec N]]
+    disent-study resume STUDY_DIR [--address ADDR] [--autoscaling] [--quiet|--verbose] [--no-report]
+                        [--allow-outside-root]
     disent-study status STUDY_DIR
     disent-study ui [--root ./runs] [--port 5000]
-    disent-study report STUDY_DIR [--out DIR]
+    disent-study report STUDY_DIR [--out DIR] [--allow-outside-root]
     disent-study report --experiment NAME [--tracking-uri URI] [--out DIR]
 
 Each command group is one module of this package with ``add_parser(subparsers)``, which sets the

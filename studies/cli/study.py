@@ -6,7 +6,10 @@ sqlite plus artifacts in the root, unless the spec names a cluster's storage and
 Before Ray starts or anything is written, ``run`` and ``resume`` check the runs root, the stores
 (whole SQLite files, reachable servers) and that one trial's resources fit the machine or cluster
 (``studies.cli.checks``; ``--autoscaling`` skips the cluster comparison), each failure one message
-with exit status 2. A study that ends with every trial failed exits with status 1.
+with exit status 2. A study that ends with every trial failed exits with status 1; one that
+completes gets its report (``studies.cli.report``) unless ``--no-report``; one stopped by Ctrl-C
+exits with status 130. ``--quiet`` and ``--verbose`` set how much is printed
+(``studies.orchestration.output``).
 ``run --dry-run`` validates the spec and prints the number of trials, their resources, the storage
 they will leave and the training compute they need (``studies.orchestration.budget``), without
 starting Ray, checking the runs root or writing anything. ``run``'s SPEC is a file or the name of a
