@@ -1,12 +1,13 @@
 """The live progress display of ``disent-study run``: a ``tune.Callback`` printing plain lines.
 
-One line when a trial ends (its configuration, seed, objective and wall time), and a status line:
-trials done / running / failed / pending, the best objective so far, the trials ended per hour
-by this driver and the time left at that rate. On a terminal the status comes every
-``STATUS_EVERY_S``; in a log (not a terminal) only when trials started or ended since the last one,
-or after ``LOG_STATUS_EVERY_S`` (a multi-day study would otherwise print thousands of identical
-lines). Plain lines (not a redrawn table) so the output reads the same in a terminal, a CI log or
-``ray job logs``. ``quiet`` keeps the failures and the closing summary only.
+One line when a trial ends (its configuration, seed, objective and wall time), and the study's
+state: trials done / running / failed / pending, the best objective so far, the pace and the time
+left. On a terminal that state is a live tqdm bar under the trial lines (its rate and ETA are
+tqdm's), redrawn every ``BAR_REFRESH_S``. In a log (``ray job logs``, CI, a file) it is a status line
+with the trials ended per hour by this driver and the time left at that rate, printed only when
+trials started or ended since the last one, at most every ``STATUS_EVERY_S``, or after
+``LOG_STATUS_EVERY_S`` (a multi-day study would otherwise print thousands of identical lines).
+``quiet`` keeps the failures and the closing summary only.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from ray import tune
 from ray.tune.search.repeater import TRIAL_INDEX
+from tqdm import tqdm
 
 from studies.orchestration.tracking import failure_reason
 from studies.spec import StudySpec
@@ -27,6 +29,7 @@ from studies.spec.space import GRID_POINT, METHOD
 
 STATUS_EVERY_S = 15.0
 LOG_STATUS_EVERY_S = 600.0
+BAR_REFRESH_S = 1.0
 
 
 def describe(config: dict[str, Any], seeds: list[int]) -> str:
@@ -67,12 +70,31 @@ class Progress(tune.Callback):
         self.ended_here = 0
         self.started = time.monotonic()
         self.terminal = sys.stdout.isatty()
+        self.bar: tqdm | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "bar": None}  # a live bar does not travel in Tune's snapshot
 
     def _print(self, text: str, always: bool = False) -> None:
         if self.quiet and not always:
             return
         elapsed = time.monotonic() - self.started
-        print(f"[{elapsed:6.0f}s] {text}", file=sys.stdout, flush=True)
+        line = f"[{elapsed:6.0f}s] {text}"
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stdout)
+        else:
+            print(line, file=sys.stdout, flush=True)
+
+    def _show_bar(self, trials: list) -> None:
+        ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        if self.bar is None:
+            self.bar = tqdm(total=self.total, initial=ended, unit="trial", file=sys.stdout,
+                            dynamic_ncols=True, smoothing=0.1, desc=self.spec.name)
+        self.bar.update(ended - self.bar.n)
+        running = sum(t.status == "RUNNING" for t in trials)
+        failed = sum(t.status == "ERROR" for t in trials)
+        best = f"{self.best[0]:.4f}" if self.best else "-"
+        self.bar.set_postfix_str(f"{running} running, {failed} failed, best {self.objective.metric} {best}")
 
     def _pace(self, left: int) -> str:
         elapsed = time.monotonic() - self.started
@@ -105,10 +127,15 @@ class Progress(tune.Callback):
             **info: further keyword arguments Tune passes (unused).
         """
         now = time.monotonic()
+        if self.terminal and not self.quiet:
+            if now - self.last_status >= BAR_REFRESH_S:
+                self.last_status = now
+                self._show_bar(trials)
+            return
         if now - self.last_status < STATUS_EVERY_S:
             return
         counts = tuple(sorted(Counter(t.status for t in trials).items()))
-        if self.terminal or counts != self.last_counts or now - self.last_status >= LOG_STATUS_EVERY_S:
+        if counts != self.last_counts or now - self.last_status >= LOG_STATUS_EVERY_S:
             self.last_status, self.last_counts = now, counts
             self._print(self._status(trials))
 
@@ -149,12 +176,17 @@ class Progress(tune.Callback):
         self._print(f"FAILED {trial.trial_id}  {label}: {failure_reason(trial)}", always=True)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        """Print the last status line.
+        """Close the bar, or print the last status line.
 
         Args:
             trials: every Tune trial of the experiment.
             **info: further keyword arguments Tune passes (unused).
         """
+        if self.bar is not None:
+            self._show_bar(trials)
+            self.bar.close()
+            self.bar = None
+            return
         self._print(self._status(trials))
 
     def summary(self, grid: Any, state: Any, directory: Path) -> None:

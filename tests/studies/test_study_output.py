@@ -58,5 +58,24 @@ def test_a_log_gets_a_status_line_when_trials_change_or_after_a_long_while(monke
     assert lines_after(5, running) == 0  # changed, but within STATUS_EVERY_S
     assert lines_after(progress_module.LOG_STATUS_EVERY_S, running) == 1  # changed back
     assert lines_after(progress_module.LOG_STATUS_EVERY_S, running) == 1  # unchanged, but long enough
+
+
+def test_a_terminal_gets_a_live_bar_under_the_trial_lines(monkeypatch, capsys):
+    clock = SimpleNamespace(now=1000.0)
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock.now)
+    spec = validate_spec({"name": "bar", **TINY, "methods": {"beta_vae": {}}})
+    shown = Progress(spec, total=4)
     shown.terminal = True
-    assert lines_after(progress_module.STATUS_EVERY_S, running) == 1  # a terminal: every 15 s
+    ended = SimpleNamespace(status="TERMINATED", trial_id="t1", config={"method": "beta_vae"},
+                            last_result={"mig.discrete_mig": 0.25, "time_total_s": 3.0})
+    trials = [ended, SimpleNamespace(status="RUNNING", last_result={})]
+    shown.on_step_end(0, trials[1:])
+    clock.now += 2
+    shown.on_trial_complete(0, trials, ended)
+    shown.on_step_end(0, trials)
+    shown.on_experiment_end(trials)
+    out = capsys.readouterr().out
+    assert "done   t1  beta_vae seed 0  mig.discrete_mig=0.2500" in out
+    assert "1/4" in out and "1 running, 0 failed, best mig.discrete_mig 0.2500" in out
+    assert "trials:" not in out  # no status lines on a terminal: the bar says it
+    assert shown.bar is None  # closed at the end
