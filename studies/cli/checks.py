@@ -79,6 +79,23 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(url.database)
 
 
+def hot_journal(path: Path) -> bool:
+    """Whether an SQLite database has a rollback journal left by a writer that did not finish.
+
+    Until the next writer rolls it back the file may hold half a transaction, and a read-only
+    connection cannot read it (``attempt to write a readonly database``): it is not corrupt, and
+    SQLite restores it when the study's stores next open it for writing.
+
+    Args:
+        path: the database file.
+
+    Returns:
+        Whether ``<path>-journal`` exists and is not empty.
+    """
+    journal = path.with_name(path.name + "-journal")
+    return journal.is_file() and journal.stat().st_size > 0
+
+
 def check_sqlite(path: Path, what: str, table: str | None = None) -> None:
     """Refuse an SQLite file that is not a whole database, without changing it.
 
@@ -88,7 +105,8 @@ def check_sqlite(path: Path, what: str, table: str | None = None) -> None:
         table: a table the database must hold (None: any schema, an empty file too).
 
     Raises:
-        DisentError: not SQLite, truncated, corrupt, or without ``table``.
+        DisentError: not SQLite, truncated, corrupt, or without ``table``. A database with a hot
+            journal (``hot_journal``) is checked for SQLite's header only.
     """
     fix = "restore it from a backup, or move it away to start a new one"
     size = path.stat().st_size
@@ -103,6 +121,8 @@ def check_sqlite(path: Path, what: str, table: str | None = None) -> None:
                           f"header); {fix}")
     if len(header) < 100:
         raise DisentError(f"{what} {path} is truncated ({size} bytes, less than SQLite's header); {fix}")
+    if hot_journal(path):
+        return  # a writer was killed mid-transaction; the next writer rolls it back (SQLite's recovery)
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     if page_size < 512 or page_size & (page_size - 1):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,37 @@ def test_a_whole_sqlite_store_passes_and_a_damaged_one_is_named(tmp_path):
             checks.check_sqlite(path, "the Optuna storage", "studies")
         assert path.read_bytes() == content, name
         assert sorted(p.name for p in tmp_path.glob(f"{name}.db*")) == [f"{name}.db"]
+
+
+def test_a_store_whose_writer_was_killed_mid_transaction_passes_and_recovers(tmp_path):
+    """A driver killed during an Optuna or MLflow write leaves a hot journal: a read-only check cannot
+    read the file (SQLite: attempt to write a readonly database), but it is not corrupt; the next
+    writer rolls the journal back."""
+    path = _database(tmp_path / "optuna.db")
+    script = (
+        "import os, sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('PRAGMA cache_size=1')\n"
+        "c.execute('BEGIN')\n"
+        "c.execute('CREATE TABLE filler (x BLOB)')\n"
+        "for _ in range(200):\n"
+        "    c.execute('INSERT INTO filler VALUES (randomblob(4096))')\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True)
+    assert killed.returncode == -9
+    assert checks.hot_journal(path)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):  # what the check used to report
+        ro = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ro.execute("PRAGMA quick_check").fetchone()
+    checks.check_sqlite(path, "the Optuna storage", "studies")  # not called corrupt
+    assert checks.hot_journal(path)  # and not changed by the check
+    writer = sqlite3.connect(path)  # the study's next write rolls the transaction back
+    assert writer.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    assert "filler" not in {r[0] for r in writer.execute("SELECT name FROM sqlite_master")}
+    writer.close()
+    assert not checks.hot_journal(path)
+    checks.check_sqlite(path, "the Optuna storage", "studies")
 
 
 def test_an_empty_store_is_fine_for_a_new_study_only(tmp_path):
