@@ -375,6 +375,9 @@ def serve(command: list[str], env: dict[str, str]) -> int:
     every process of that session; returns the command's exit status."""
     process = subprocess.Popen(command, env=env, start_new_session=True)
     previous = {sig: signal.signal(sig, _exit_on_signal) for sig in STOP_SIGNALS}
+    # Ctrl-C as KeyboardInterrupt even where SIGINT was inherited ignored (started with & by a
+    # non-interactive shell), in which case Python installs no handler of its own
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return process.wait()
     finally:

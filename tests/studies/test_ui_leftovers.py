@@ -93,6 +93,9 @@ def test_stopping_ui_stops_the_mlflow_server_and_its_workers(tmp_path, sig, stat
         proc = subprocess.Popen(
             [sys.executable, "-m", "studies.cli", "ui", "--root", str(root), "--port", str(port)],
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            # as a non-interactive shell starts a job with &: SIGINT ignored, so Python installs no
+            # KeyboardInterrupt handler; ui must still stop on it
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
     seen: set[int] = set()
     try:
