@@ -66,7 +66,7 @@ class Progress(tune.Callback):
         self.objective = spec.objectives[0]
         self.best: tuple[float, str] | None = None
         self.last_status = 0.0
-        self.last_counts: tuple[int, ...] | None = None
+        self.last_counts: Counter[str] | None = None
         self.ended_here = 0
         self.started = time.monotonic()
         self.terminal = sys.stdout.isatty()
@@ -86,15 +86,15 @@ class Progress(tune.Callback):
             print(line, file=sys.stdout, flush=True)
 
     def _show_bar(self, trials: list) -> None:
-        ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        counts = Counter(t.status for t in trials)
+        ended = counts["TERMINATED"] + counts["ERROR"]
         if self.bar is None:
             self.bar = tqdm(total=self.total, initial=ended, unit="trial", file=sys.stdout,
                             dynamic_ncols=True, smoothing=0.1, desc=self.spec.name)
         self.bar.update(ended - self.bar.n)
-        running = sum(t.status == "RUNNING" for t in trials)
-        failed = sum(t.status == "ERROR" for t in trials)
         best = f"{self.best[0]:.4f}" if self.best else "-"
-        self.bar.set_postfix_str(f"{running} running, {failed} failed, best {self.objective.metric} {best}")
+        self.bar.set_postfix_str(f"{counts['RUNNING']} running, {counts['ERROR']} failed, "
+                                 f"best {self.objective.metric} {best}")
 
     def _pace(self, left: int) -> str:
         elapsed = time.monotonic() - self.started
@@ -106,9 +106,7 @@ class Progress(tune.Callback):
         return f" | {rate * 3600:.0f} trials/h, about {hours}h{rest // 60:02d}m left"
 
     def _status(self, trials: list) -> str:
-        counts = {"TERMINATED": 0, "RUNNING": 0, "ERROR": 0}
-        for trial in trials:
-            counts[trial.status] = counts.get(trial.status, 0) + 1
+        counts = Counter(t.status for t in trials)
         pending = max(self.total - counts["TERMINATED"] - counts["ERROR"] - counts["RUNNING"], 0)
         best = f"{self.best[0]:.4f} ({self.best[1]})" if self.best else "-"
         steps = [str((t.last_result or {}).get("step", 0)) for t in trials if t.status == "RUNNING"]
@@ -134,7 +132,7 @@ class Progress(tune.Callback):
             return
         if now - self.last_status < STATUS_EVERY_S:
             return
-        counts = tuple(sorted(Counter(t.status for t in trials).items()))
+        counts = Counter(t.status for t in trials)
         if counts != self.last_counts or now - self.last_status >= LOG_STATUS_EVERY_S:
             self.last_status, self.last_counts = now, counts
             self._print(self._status(trials))
