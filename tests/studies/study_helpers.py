@@ -50,3 +50,19 @@ def optuna_states(root: Path, study: str) -> dict[str, int]:
     for trial in loaded.get_trials(deepcopy=False):
         states[trial.state.name] = states.get(trial.state.name, 0) + 1
     return states
+
+
+def tracked_study(directory: Path, name: str) -> tuple[Any, str, MlflowClient, str, str]:
+    """A tiny beta-VAE spec and an MLflow experiment with a parent run in a sqlite store, as a
+    ``StudyTracker`` needs them.
+
+    Returns:
+        ``(spec, tracking URI, client, experiment id, parent run id)``.
+    """
+    from studies.spec import validate_spec
+
+    spec = validate_spec({"name": name, **TINY, "methods": {"beta_vae": {"beta": 4}}})
+    uri = f"sqlite:///{directory / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment(name)
+    return spec, uri, client, experiment, client.create_run(experiment).info.run_id

@@ -16,22 +16,17 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from ray.tune.search.repeater import TRIAL_INDEX
-from study_helpers import TINY, nested_runs, optuna_states, run_cli, write_spec
+from study_helpers import TINY, nested_runs, optuna_states, run_cli, tracked_study, write_spec
 from test_study_reliability import start_study, tune_results, wait_until
 
 from studies.orchestration.runner import STOPPED_BEFORE_END
 from studies.orchestration.tracking import StudyTracker, close_open_runs
-from studies.spec import validate_spec
 
 STEPS = 400
 
 
 def test_a_run_that_runs_again_loses_the_reason_it_stopped(tmp_path):
-    spec = validate_spec({"name": "tags", **TINY, "methods": {"beta_vae": {"beta": 4}}})
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    experiment = client.create_experiment("tags")
-    parent = client.create_run(experiment).info.run_id
+    spec, uri, client, experiment, parent = tracked_study(tmp_path, "tags")
     trial = SimpleNamespace(trial_id="t1", config={"method": "beta_vae", TRIAL_INDEX: 0}, checkpoint=None)
 
     stopped = StudyTracker(spec, uri, experiment, parent)

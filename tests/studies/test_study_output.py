@@ -39,12 +39,17 @@ def test_run_prints_its_own_lines_and_quiet_prints_the_summary_only(tmp_path):
     assert not (tmp_path / "runs" / "talk2" / "report").exists()
 
 
-def test_a_log_gets_a_status_line_when_trials_change_or_after_a_long_while(monkeypatch, capsys):
+def progress_on_a_clock(monkeypatch, total: int, terminal: bool) -> tuple[SimpleNamespace, Progress]:
+    """A ``Progress`` of a tiny spec whose clock the test moves (``clock.now``), on a terminal or not."""
     clock = SimpleNamespace(now=1000.0)
     monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock.now)
-    spec = validate_spec({"name": "log", **TINY, "methods": {"beta_vae": {}}})
-    shown = Progress(spec, total=3)
-    shown.terminal = False
+    shown = Progress(validate_spec({"name": "shown", **TINY, "methods": {"beta_vae": {}}}), total=total)
+    shown.terminal = terminal
+    return clock, shown
+
+
+def test_a_log_gets_a_status_line_when_trials_change_or_after_a_long_while(monkeypatch, capsys):
+    clock, shown = progress_on_a_clock(monkeypatch, total=3, terminal=False)
     running = [SimpleNamespace(status="RUNNING", last_result={"step": 5})]
 
     def lines_after(seconds: float, trials: list) -> int:
@@ -61,11 +66,7 @@ def test_a_log_gets_a_status_line_when_trials_change_or_after_a_long_while(monke
 
 
 def test_a_terminal_gets_a_live_bar_under_the_trial_lines(monkeypatch, capsys):
-    clock = SimpleNamespace(now=1000.0)
-    monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock.now)
-    spec = validate_spec({"name": "bar", **TINY, "methods": {"beta_vae": {}}})
-    shown = Progress(spec, total=4)
-    shown.terminal = True
+    clock, shown = progress_on_a_clock(monkeypatch, total=4, terminal=True)
     ended = SimpleNamespace(status="TERMINATED", trial_id="t1", config={"method": "beta_vae"},
                             last_result={"mig.discrete_mig": 0.25, "time_total_s": 3.0})
     trials = [ended, SimpleNamespace(status="RUNNING", last_result={})]

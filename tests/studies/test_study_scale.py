@@ -16,12 +16,10 @@ from types import SimpleNamespace
 
 import pytest
 import study_scale
-from mlflow.tracking import MlflowClient
 from ray.tune.search.repeater import TRIAL_INDEX
-from study_helpers import TINY
+from study_helpers import tracked_study
 
 from studies.orchestration.tracking import LOST_AFTER_SNAPSHOT, StudyTracker, close_lost_runs
-from studies.spec import validate_spec
 
 
 def test_grid_prefix_is_configurations_times_seeds():
@@ -37,11 +35,7 @@ def test_grid_prefix_is_configurations_times_seeds():
 
 
 def test_resume_closes_the_runs_of_trials_tune_lost(tmp_path):
-    spec = validate_spec({"name": "lost", **TINY, "methods": {"beta_vae": {"beta": 4}}})
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    experiment = client.create_experiment("lost")
-    parent = client.create_run(experiment).info.run_id
+    spec, uri, client, experiment, parent = tracked_study(tmp_path, "lost")
     killed = StudyTracker(spec, uri, experiment, parent)  # the driver that is killed
     trials = [SimpleNamespace(trial_id=t, config={"method": "beta_vae", TRIAL_INDEX: 0}, checkpoint=None)
               for t in ("kept", "done_late", "started_late")]
