@@ -4,12 +4,16 @@
 
 Prints images/s of ``train()`` for beta-VAE on dSprites-shaped data (procedural dSprites, batch 64,
 10 latents), images/s of a bare forward/backward/Adam loop of the same model on one pre-made batch,
-images/s of the data sampling alone, and two ratios:
+images/s of the data sampling alone, images/s of ``train()`` under ``train.precision: bf16``, and
+three ratios:
 
     trainer_vs_bare: R        (target >= 0.95)
     sampling_vs_training: R   (target >= 10)
+    trainer_bf16_vs_fp32: R   (bf16 autocast against the fp32 reference; > 1 where the CPU or GPU
+                               has bf16 arithmetic, e.g. avx512_bf16 or AMX)
 
-Rounds alternate trainer and bare loop so that machine noise hits both; the median of each is used.
+Rounds alternate the trainer (fp32, bf16) and the bare loop so that machine noise hits all of them;
+the median of each is used.
 """
 
 from __future__ import annotations
@@ -30,14 +34,16 @@ from disent_core.train import train
 BATCH, LATENTS, WARMUP = 64, 10, 10
 
 
-def trainer_images_per_sec(steps: int, threads: int | None, channels_last: bool) -> float:
+def trainer_images_per_sec(
+    steps: int, threads: int | None, channels_last: bool, precision: str = "fp32"
+) -> float:
     """Median images/s over train()'s report windows, the first (warm-up) window left out."""
     config = {
         "dataset": {"name": "dsprites_procedural"},
         "method": {"name": "beta_vae", "beta": 4},
         "model": {"latent_dim": LATENTS},
         "train": {"steps": steps + WARMUP, "batch_size": BATCH, "report_every": WARMUP,
-                  "threads": threads, "channels_last": channels_last},
+                  "threads": threads, "channels_last": channels_last, "precision": precision},
     }
     result = train(config)
     return statistics.median(r.images_per_sec for r in result.reports[1:])
@@ -92,18 +98,22 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, channels_last={args.channels_last}")
-    trainer, bare = [], []
+    trainer, bf16, bare = [], [], []
     for r in range(args.rounds):
         trainer.append(trainer_images_per_sec(args.steps, args.threads, args.channels_last))
+        bf16.append(trainer_images_per_sec(args.steps, args.threads, args.channels_last, "bf16"))
         bare.append(bare_images_per_sec(args.steps, args.channels_last))
-        print(f"round {r}: trainer {trainer[-1]:.0f} img/s, bare {bare[-1]:.0f} img/s")
+        print(f"round {r}: trainer {trainer[-1]:.0f} img/s, trainer bf16 {bf16[-1]:.0f} img/s, "
+              f"bare {bare[-1]:.0f} img/s")
     sampling = sampling_images_per_sec()
-    t, b = statistics.median(trainer), statistics.median(bare)
+    t, t16, b = statistics.median(trainer), statistics.median(bf16), statistics.median(bare)
     print(f"trainer_images_per_sec: {t:.0f}")
+    print(f"trainer_bf16_images_per_sec: {t16:.0f}")
     print(f"bare_images_per_sec: {b:.0f}")
     print(f"sampling_images_per_sec: {sampling:.0f}")
     print(f"trainer_vs_bare: {t / b:.3f}")
     print(f"sampling_vs_training: {sampling / t:.1f}")
+    print(f"trainer_bf16_vs_fp32: {t16 / t:.3f}")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ MAX_SEED = 2**63 - 1
 """The largest training or evaluation seed: torch's generators take seeds below 2**64, and seeds are
 stored as signed 64-bit integers in results tables."""
 _ANY_TYPE = ConfigDict(arbitrary_types_allowed=True)
+Precision = Literal["fp32", "bf16", "fp16"]
+"""``train.precision``: the training step's arithmetic (``disent_core.train`` gives the dtypes)."""
 
 
 class _Strict(BaseModel):
@@ -151,6 +153,11 @@ class TrainSettings(_Strict):
         None, ge=1, description="torch intra-op threads (default: torch's), at most the machine's CPUs"
     )
     channels_last: bool = False
+    precision: Precision = Field(
+        "fp32",
+        description="arithmetic of the training step: fp32 (the reference), or bf16/fp16 autocast (fp16 with "
+        "a gradient scaler); reduced precision is faster and changes the numbers, and is recorded with them",
+    )
     prefetch: int = Field(2, ge=0, description="batches prepared ahead in a background thread")
 
 

@@ -61,10 +61,12 @@ def batch_covariance(x: torch.Tensor) -> torch.Tensor:
         x: rows (N, d), float.
 
     Returns:
-        The (d, d) covariance, in ``x``'s dtype.
+        The (d, d) covariance, in ``x``'s dtype (also under ``torch.autocast``, which would
+        compute the product in reduced precision).
     """
     centred = x - x.mean(0, keepdim=True)
-    return centred.T @ centred / x.shape[0]
+    with torch.autocast(x.device.type, enabled=False):
+        return centred.T @ centred / x.shape[0]
 
 
 def dip_penalties(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,6 +24,9 @@ stride-2 k4 layers PyTorch's symmetric padding 1 gives the same output size and 
 function up to a one-pixel shift of the receptive field. ``base_channels`` scales every conv width
 (32 -> base, 64 -> 2 * base, 256 -> 8 * base in the erow version), as DEFT's small sub-encoders
 need; the port's own decoder has fixed widths, which ``base_channels`` = 32 reproduces.
+
+Both networks return fp32 whatever ``torch.autocast`` computes inside them (``train.precision``), so
+that the losses built on their outputs (KL, reconstruction, the methods' regularisers) run in fp32.
 """
 
 from __future__ import annotations
@@ -82,10 +85,10 @@ class ConvEncoder(nn.Module):
             x: images (N, C, 64, 64), float (observations in [0, 1]).
 
         Returns:
-            (mean, logvar), each (N, latent_dim).
+            (mean, logvar), each (N, latent_dim), fp32 under autocast too.
         """
         h = self.features(x)
-        return self.mean(h), self.logvar(h)
+        return self.mean(h).float(), self.logvar(h).float()
 
 
 class DeconvDecoder(nn.Module):
@@ -123,6 +126,6 @@ class DeconvDecoder(nn.Module):
             z: codes (N, latent_dim).
 
         Returns:
-            Logits (N, C, 64, 64) (sigmoid gives images in [0, 1]).
+            Logits (N, C, 64, 64) (sigmoid gives images in [0, 1]), fp32 under autocast too.
         """
-        return self.deconv(self.dense(z))
+        return self.deconv(self.dense(z)).float()

@@ -30,6 +30,6 @@ class FactorDiscriminator(nn.Module):
             z: codes (N, latent_dim).
 
         Returns:
-            Logits (N, 2).
+            Logits (N, 2), fp32 under autocast too.
         """
-        return self.net(z)
+        return self.net(z).float()

@@ -42,9 +42,9 @@ class DCGANGenerator(nn.Module):
             codes: codes (N, latent_dim).
 
         Returns:
-            Logits (N, C, 64, 64) (sigmoid gives images in [0, 1]).
+            Logits (N, C, 64, 64) (sigmoid gives images in [0, 1]), fp32 under autocast too.
         """
-        return self.net(codes)
+        return self.net(codes).float()
 
 
 class ConvNet(nn.Module):
@@ -72,6 +72,6 @@ class ConvNet(nn.Module):
             x: images (N, C, 64, 64), float.
 
         Returns:
-            (N, out_features) float tensor.
+            (N, out_features) fp32 tensor, under autocast too.
         """
-        return self.net(x)
+        return self.net(x).float()

@@ -131,6 +131,26 @@ def _provenance(trials: Any) -> str:
 
 
 GAMMA_MODE = f"{TRAIN_CONFIG}method.gamma_mode"
+PRECISION = f"{TRAIN_CONFIG}train.precision"
+
+
+def precision_label(trials: Any, planned: str) -> str:
+    """The training arithmetic the trials recorded (``train.precision``), else the spec's, as HTML.
+
+    Args:
+        trials: the results table (``train_config.train.precision`` where recorded).
+        planned: the spec's ``train.precision``, shown when no trial recorded one.
+
+    Returns:
+        The precisions, comma-separated; each reduced one says that its numbers differ from fp32's.
+    """
+    recorded = trials[PRECISION].dropna().astype(str) if PRECISION in trials.columns else []
+    labels = sorted(set(recorded)) or [planned]
+    return ", ".join(
+        escape(label) + ("" if label == "fp32" else
+                         " <span class='detail'>(autocast: numbers differ from the fp32 reference)</span>")
+        for label in labels
+    )
 
 
 def method_label(trials: Any, method: str) -> str:
@@ -172,6 +192,7 @@ def _header(report: Report) -> str:
         ("protocol", f"{escape(protocol.name)} <span class='detail'>hash {escape(protocol.hash)}</span>, "
                      f"{escape(spec.evaluation.representation)} representation"),
         ("training budget", escape(budget)),
+        ("training precision", precision_label(results.trials, spec.train.get("precision", "fp32"))),
         ("seeds", escape(", ".join(map(str, spec.seeds)))),
         ("methods", escape(", ".join(method_label(results.trials, m) for m in spec.methods))),
         ("search", escape(f"{spec.search.algorithm}, objective "

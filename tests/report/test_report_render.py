@@ -27,6 +27,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from studies.report.html import precision_label
 from studies.study_dir import StudyState
 
 pytestmark = pytest.mark.slow
@@ -126,6 +127,7 @@ def test_report_files_and_mlflow_artifacts(study: Path, report_dir: Path):
     page = (report_dir / "report.html").read_text()
     provenance = "<dt>data provenance</dt><dd>procedural <span class='detail'>(procedural data: not"
     assert provenance in page
+    assert "<dt>training precision</dt><dd>fp32</dd>" in page
     assert page.count("<img ") == len(figures)
     assert "18 completed" in page and "<script" not in page
     assert page.count('class="verdict ') == 2
@@ -193,3 +195,12 @@ def test_report_renders_in_headless_chromium(report_dir: Path, browser, artifact
     shot = artifacts / "report_e2e.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 50_000
+
+
+def test_a_reduced_training_precision_is_named_with_its_caveat():
+    trials = pd.DataFrame({"train_config.train.precision": ["bf16", "bf16", None]})
+    assert precision_label(trials, "fp32") == (
+        "bf16 <span class='detail'>(autocast: numbers differ from the fp32 reference)</span>"
+    )
+    assert precision_label(trials.iloc[0:0], "bf16").startswith("bf16 <span")
+    assert precision_label(pd.DataFrame({"method": ["beta_vae"]}), "fp32") == "fp32"
