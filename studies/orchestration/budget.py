@@ -11,7 +11,8 @@ and nothing is written. It gives
   keep_checkpoints`` keeps in Tune's storage and in MLflow, ``trainable.checkpoints_kept``), its
   final figures (one copy in Tune's storage, one in MLflow), its MLflow metric rows (every report
   logs each loss term, the information of each latent dimension, each schedule and learning rate,
-  images/s and the active dimensions; every evaluation each score) and Tune's result logs;
+  images/s and the active dimensions; every evaluation each score), Tune's result logs, and under
+  ``tracking.log_model`` the model's weights twice (the logged model, and in the final checkpoint);
 - the training compute: images (``train.steps`` x ``train.batch_size``) over a throughput per
   trial, as hours per trial, device-hours (hours x the trial's CPUs or GPU share) and the wall
   clock at ``search.max_concurrent`` trials at once. Evaluation time is not counted.
@@ -95,6 +96,7 @@ class TrialCost:
         metric_rows: MLflow metric rows.
         tune_log_bytes: Tune's result logs of the trial.
         images: training images (steps x batch size).
+        model_bytes: the weights of the MLflow model the trial logs (``tracking.log_model``), else 0.
     """
 
     parameters: int
@@ -105,6 +107,7 @@ class TrialCost:
     metric_rows: int
     tune_log_bytes: int
     images: int
+    model_bytes: int = 0
 
     @property
     def checkpoints(self) -> int:
@@ -115,7 +118,7 @@ class TrialCost:
     def storage(self) -> int:
         """Bytes the finished trial leaves: checkpoints, two copies of the figures, metric rows, logs."""
         return (self.checkpoint_bytes * self.checkpoints + 2 * self.figure_bytes
-                + self.metric_rows * METRIC_ROW_BYTES + self.tune_log_bytes)
+                + self.metric_rows * METRIC_ROW_BYTES + self.tune_log_bytes + 2 * self.model_bytes)
 
 
 @dataclass(frozen=True)
@@ -306,6 +309,7 @@ def trial_cost(spec: StudySpec, config: TrainConfig) -> TrialCost:
         metric_rows=reports * series + evaluations * scores,
         tune_log_bytes=(reports * reported + evaluations * scores) * TUNE_LOG_BYTES_PER_VALUE,
         images=train.steps * train.batch_size,
+        model_bytes=4 * sum(t.numel() for t in state.values()) if spec.tracking.log_model else 0,
     )
 
 

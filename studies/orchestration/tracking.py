@@ -17,12 +17,13 @@ params), a one-line description (``mlflow.note.content``) and disentanglement_li
 for grid studies that ask for it; metrics = every training
 report and evaluation as a series over steps, each step once (a trial restored from an earlier
 checkpoint trains some steps again; their reports are not logged twice); artifacts = the final
-checkpoint directory (checkpoint, config, scores, latent traversals, reconstructions, KL per
-dimension). ``finalize`` closes whatever a crash left RUNNING, with a ``failure_reason`` tag that
-the run loses when a resumed driver starts its trial again. A trial that a killed driver started or
-ended after Tune's last experiment snapshot does not exist for the resumed Tune; ``resume`` closes
-its run as KILLED with the ``LOST_AFTER_SNAPSHOT`` reason (``close_lost_runs``), so every FINISHED run
-is a trial Tune holds.
+checkpoint directory under ``final/`` (checkpoint, config, scores, latent traversals,
+reconstructions, KL per dimension); under ``tracking.log_model``, the checkpoint's ``model/`` as the
+run's logged model instead (``logged_model.py``). ``finalize`` closes whatever a crash left
+RUNNING, with a ``failure_reason`` tag that the run loses when a resumed driver starts its trial
+again. A trial that a killed driver started or ended after Tune's last experiment snapshot does not
+exist for the resumed Tune; ``resume`` closes its run as KILLED with the ``LOST_AFTER_SNAPSHOT``
+reason (``close_lost_runs``), so every FINISHED run is a trial Tune holds.
 
 The calls per trial are few, whatever the study's size: the runs an earlier driver created are
 listed once, paged, when the tracker first needs them (not searched for trial by trial), a new run
@@ -48,6 +49,7 @@ from ray.tune.search.repeater import TRIAL_INDEX
 
 from disent_core.methods.registry import METHODS
 from disent_core.metrics.protocol import get_protocol
+from studies.orchestration.logged_model import MODEL_DIR, log_model
 from studies.results import (
     DATASET_PROVENANCE,
     DIVERGED,
@@ -273,8 +275,18 @@ class StudyTracker(tune.Callback):
         checkpoint = trial.checkpoint
         if checkpoint is not None:
             with checkpoint.as_directory() as directory:
-                self.client.log_artifacts(run_id, directory, artifact_path="final")
+                self._log_final(run_id, Path(directory), int(trial.last_result.get(STEP, 0)))
         self.client.set_terminated(run_id, status="FINISHED")
+
+    def _log_final(self, run_id: str, directory: Path, step: int) -> None:
+        """The final checkpoint's files under ``final/``, and its ``model/`` as the run's logged model."""
+        for entry in sorted(directory.iterdir()):
+            if entry.name == MODEL_DIR and entry.is_dir():
+                log_model(self.client, self.experiment_id, run_id, entry, step)
+            elif entry.is_dir():
+                self.client.log_artifacts(run_id, str(entry), artifact_path=f"final/{entry.name}")
+            else:
+                self.client.log_artifact(run_id, str(entry), artifact_path="final")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.run_id(trial)

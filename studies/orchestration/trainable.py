@@ -14,7 +14,11 @@ validated to compare trials only after their first evaluation.
 Checkpoints are reported with ``tune.Checkpoint`` whenever the trainer writes one, and a retried
 trial resumes from ``tune.get_checkpoint()`` step-exactly. The final checkpoint also holds the
 trial's config, its scores and figures (latent traversals, reconstructions, KL per dimension: small
-PNGs, ``FIGURE_CELL`` pixels per image, ``FIGURE_COLORS`` grey levels or colours, ``FIGURE_DPI``).
+PNGs, ``FIGURE_CELL`` pixels per image, ``FIGURE_COLORS`` grey levels or colours, ``FIGURE_DPI``)
+and, under ``tracking.log_model``, the final model as an MLflow PyTorch model (``model/``, built
+from the final checkpoint by ``logged_model.write_model``, which only such trials import, MLflow
+with it; there is none under ``keep_checkpoints: none``, which writes no checkpoint to build it
+from).
 
 How many checkpoints a trial leaves is the spec's ``storage.keep_checkpoints``
 (``checkpoint_config`` gives Tune's part, ``checkpoints_kept`` the count):
@@ -253,6 +257,10 @@ def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
             carried.update({k: v for k, v in scores.items() if k in carried})
             if at_end:
                 _write_final_files(work, report, train_config, scores)
+                if spec.tracking.log_model and report.checkpoint is not None:
+                    from studies.orchestration.logged_model import write_model
+
+                    write_model(work, report.checkpoint, report.dataset, evaluation.seed)
         if keep == "best":
             metrics[CHECKPOINT_SCORE] = metrics.get(first, math.nan) if metrics[EVALUATED] else math.nan
         metrics.update({k: v for k, v in carried.items() if k not in metrics})

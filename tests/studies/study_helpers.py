@@ -53,8 +53,8 @@ def optuna_states(root: Path, study: str) -> dict[str, int]:
 
 
 def tracked_study(directory: Path, name: str) -> tuple[Any, str, MlflowClient, str, str]:
-    """A tiny beta-VAE spec and an MLflow experiment with a parent run in a sqlite store, as a
-    ``StudyTracker`` needs them.
+    """A tiny beta-VAE spec and an MLflow experiment with a parent run in a sqlite store, its artifacts
+    under ``directory``, as a ``StudyTracker`` needs them.
 
     Returns:
         ``(spec, tracking URI, client, experiment id, parent run id)``.
@@ -64,5 +64,5 @@ def tracked_study(directory: Path, name: str) -> tuple[Any, str, MlflowClient, s
     spec = validate_spec({"name": name, **TINY, "methods": {"beta_vae": {"beta": 4}}})
     uri = f"sqlite:///{directory / 'mlflow.db'}"
     client = MlflowClient(uri)
-    experiment = client.create_experiment(name)
+    experiment = client.create_experiment(name, artifact_location=(directory / "mlartifacts").as_uri())
     return spec, uri, client, experiment, client.create_run(experiment).info.run_id

@@ -139,6 +139,15 @@ def test_the_checkpoint_estimate_matches_a_real_checkpoint(tmp_path):
     assert abs(estimate / real - 1) < 0.01, (estimate, real)
 
 
+def test_a_logged_model_adds_its_weights_twice_to_the_storage():
+    spec = load_spec(QUICKSTART)
+    logging = spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"log_model": True})})
+    config = SearchSpace(spec).train_config({"method": "beta_vae", "beta_vae.beta": 4.0}, 0)
+    plain, logged = trial_cost(spec, config), trial_cost(logging, config)
+    assert plain.model_bytes == 0 and logged.model_bytes == 4 * logged.parameters
+    assert logged.storage - plain.storage == 2 * logged.model_bytes
+
+
 @pytest.mark.slow
 def test_a_tiny_quickstart_trial_leaves_what_the_dry_run_says(tmp_path):
     """keep_checkpoints: final: one checkpoint in Tune and one in MLflow, small figures, and in all
