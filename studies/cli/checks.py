@@ -18,6 +18,11 @@
   (``ray.cluster_resources()``) once connected, unless ``--autoscaling`` says that the cluster adds
   nodes on demand (every config under ``cluster/`` autoscales its GPU workers from zero). A trial
   asking for more would stay pending forever.
+
+Ray, PyTorch and MLflow are imported inside the two checks that use them
+(``check_trial_resources``, ``artifacts_outside_root``), so that the commands that run one model in
+their own process (``train``, ``evaluate``: ``check_directory``) import none of Ray, Optuna or MLflow
+(``tests/test_cli_startup.py``).
 """
 
 from __future__ import annotations
@@ -26,19 +31,18 @@ import os
 import socket
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-import ray
-import torch
-from mlflow.tracking import MlflowClient
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from disent_core.errors import DisentError
 from studies.cli.flags import ALLOW_OUTSIDE_ROOT
-from studies.orchestration.runner import init_ray
-from studies.spec import StudySpec
-from studies.study_dir import StudyState
+
+if TYPE_CHECKING:
+    from studies.spec import StudySpec
+    from studies.study_dir import StudyState
 
 CONNECT_TIMEOUT_S = 5.0
 QUICK_CHECK_MAX_BYTES = 1024**3
@@ -234,6 +238,8 @@ def artifacts_outside_root(state: StudyState) -> Path | None:
         The experiment's artifact folder if the store is a local SQLite file and the folder lies
         outside ``state.root`` (the study was copied or moved from there); else None.
     """
+    from mlflow.tracking import MlflowClient
+
     if sqlite_path(state.tracking_uri) is None:
         return None  # a tracking server keeps the artifacts where it is configured to
     location = MlflowClient(state.tracking_uri).get_experiment(state.experiment_id).artifact_location
@@ -283,11 +289,17 @@ def check_trial_resources(spec: StudySpec, address: str | None, autoscaling: boo
     """
     asked = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
     if _local_ray(address):
+        import torch
+
         have = {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
         where = "this machine (the embedded local Ray)"
     elif autoscaling:
         return
     else:
+        import ray
+
+        from studies.orchestration.runner import init_ray
+
         init_ray(address)
         total = ray.cluster_resources()
         have = {"CPU": float(total.get("CPU", 0)), "GPU": float(total.get("GPU", 0))}

@@ -14,11 +14,13 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import ray
 from study_helpers import TINY, run_cli, write_spec
 
 from disent_core.errors import DisentError
 from studies.cli import checks
 from studies.cli.study import exit_status
+from studies.orchestration import runner
 from studies.spec import StudySpec, validate_spec
 
 METHODS = {"beta_vae": {"beta": {"search": "log_float", "low": 1, "high": 8}}}
@@ -126,8 +128,8 @@ def test_trial_resources_are_compared_with_the_machine_or_the_cluster(monkeypatc
         checks.check_trial_resources(too_big, None, autoscaling=False)
     # a cluster: compared with its current total once connected, unless it autoscales
     connected = []
-    monkeypatch.setattr(checks, "init_ray", connected.append)
-    monkeypatch.setattr(checks.ray, "cluster_resources", lambda: {"CPU": 2.0 * cpus + 2})
+    monkeypatch.setattr(runner, "init_ray", connected.append)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0 * cpus + 2})
     checks.check_trial_resources(too_big, "ray://head:10001", autoscaling=False)
     gpu = _spec("gpu", resources={"cpu": 1, "gpu": 1})
     with pytest.raises(DisentError, match=r"resources.gpu: .* at ray://head:10001 has 0.*--autoscaling"):
