@@ -156,7 +156,8 @@ class TrainSettings(_Strict):
     precision: Precision = Field(
         "fp32",
         description="arithmetic of the training step: fp32 (the reference), or bf16/fp16 autocast (fp16 with "
-        "a gradient scaler); reduced precision is faster and changes the numbers, and is recorded with them",
+        "a gradient scaler); reduced precision changes the numbers (recorded with them) and is faster only "
+        "on hardware with that arithmetic (a GPU, a CPU with avx512_bf16 or AMX; elsewhere much slower)",
     )
     prefetch: int = Field(2, ge=0, description="batches prepared ahead in a background thread")
 

@@ -25,8 +25,9 @@ function up to a one-pixel shift of the receptive field. ``base_channels`` scale
 (32 -> base, 64 -> 2 * base, 256 -> 8 * base in the erow version), as DEFT's small sub-encoders
 need; the port's own decoder has fixed widths, which ``base_channels`` = 32 reproduces.
 
-Both networks return fp32 whatever ``torch.autocast`` computes inside them (``train.precision``), so
-that the losses built on their outputs (KL, reconstruction, the methods' regularisers) run in fp32.
+Both networks return at least fp32 (``outputs.full_precision``) whatever ``torch.autocast``
+computes inside them (``train.precision``), so that the losses built on their outputs (KL,
+reconstruction, the methods' regularisers) run in full precision.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from typing import Literal
 
 import torch
 from torch import nn
+
+from disent_core.models.outputs import full_precision
 
 Architecture = Literal["dlib", "erow"]
 ARCHITECTURES: tuple[Architecture, ...] = ("dlib", "erow")
@@ -85,10 +88,10 @@ class ConvEncoder(nn.Module):
             x: images (N, C, 64, 64), float (observations in [0, 1]).
 
         Returns:
-            (mean, logvar), each (N, latent_dim), fp32 under autocast too.
+            (mean, logvar), each (N, latent_dim), at least fp32 under autocast (``outputs.full_precision``).
         """
         h = self.features(x)
-        return self.mean(h).float(), self.logvar(h).float()
+        return full_precision(self.mean(h)), full_precision(self.logvar(h))
 
 
 class DeconvDecoder(nn.Module):
@@ -126,6 +129,6 @@ class DeconvDecoder(nn.Module):
             z: codes (N, latent_dim).
 
         Returns:
-            Logits (N, C, 64, 64) (sigmoid gives images in [0, 1]), fp32 under autocast too.
+            Logits (N, C, 64, 64) (sigmoid gives images in [0, 1]), at least fp32 under autocast.
         """
-        return self.deconv(self.dense(z)).float()
+        return full_precision(self.deconv(self.dense(z)))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from disent_core.models.outputs import full_precision
+
 
 class FactorDiscriminator(nn.Module):
     """z (N, d) -> logits (N, 2)."""
@@ -30,6 +32,6 @@ class FactorDiscriminator(nn.Module):
             z: codes (N, latent_dim).
 
         Returns:
-            Logits (N, 2), fp32 under autocast too.
+            Logits (N, 2), at least fp32 under autocast (``outputs.full_precision``).
         """
-        return self.net(z).float()
+        return full_precision(self.net(z))

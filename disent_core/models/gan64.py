@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from disent_core.models.outputs import full_precision
+
 
 class DCGANGenerator(nn.Module):
     """c (N, latent_dim) -> logits (N, C, 64, 64)."""
@@ -42,9 +44,9 @@ class DCGANGenerator(nn.Module):
             codes: codes (N, latent_dim).
 
         Returns:
-            Logits (N, C, 64, 64) (sigmoid gives images in [0, 1]), fp32 under autocast too.
+            Logits (N, C, 64, 64) (sigmoid gives images in [0, 1]), at least fp32 under autocast.
         """
-        return self.net(codes).float()
+        return full_precision(self.net(codes))
 
 
 class ConvNet(nn.Module):
@@ -72,6 +74,6 @@ class ConvNet(nn.Module):
             x: images (N, C, 64, 64), float.
 
         Returns:
-            (N, out_features) fp32 tensor, under autocast too.
+            (N, out_features), at least fp32 under autocast.
         """
-        return self.net(x).float()
+        return full_precision(self.net(x))
