@@ -29,7 +29,9 @@ a ``TypeError``) that owns its networks and declares:
 the overridable ``build_encoder`` / ``build_decoder`` hooks, ``sample``, ``representation``,
 ``posterior``, ``reconstruct`` and one Adam. ``VAEMethod`` adds the fixed training step (encode,
 sample, decode, reconstruction + KL) with one hook, ``regularizer(Posterior)``, so that each baseline
-is a few dozen lines. Randomness comes from the ``torch.Generator`` in the ``MethodContext``; nothing
+is a few dozen lines; its last stage, ``vae_terms``, is public so that ``disent_core.population`` can
+run many members' networks as one and each member's own sampling and regularizer on its slice.
+Randomness comes from the ``torch.Generator`` in the ``MethodContext``; nothing
 draws from torch's global RNG.
 """
 
@@ -407,14 +409,34 @@ class VAEMethod(GaussianAutoencoder):
         mean, logvar = self.encoder(x)
         z = self.sample(mean, logvar)
         recon = self.reconstruction_loss(x, z)
-        kl_per_dim = gaussian_kl_per_dim(mean, logvar)
-        terms = self.regularizer(Posterior(mean, logvar, z, kl_per_dim, step))
+        posterior = Posterior(mean, logvar, z, gaussian_kl_per_dim(mean, logvar), step)
+        return self.vae_terms(recon, posterior, self.regularizer(posterior))
+
+    def vae_terms(
+        self, recon: torch.Tensor, posterior: Posterior, regularizer_terms: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """The terms ``loss`` returns, from the reconstruction, the posterior and the regularizer.
+
+        ``loss`` is encode, ``sample``, decode, then this; a caller that runs the networks itself
+        (``disent_core.population``, which runs many members' networks as one) calls ``sample``,
+        ``regularizer`` and this on each member's slice.
+
+        Args:
+            recon: the reconstruction term (a scalar).
+            posterior: the batch's posterior, its sample, per-dimension KL and the global step.
+            regularizer_terms: what ``regularizer(posterior)`` returned (not modified).
+
+        Returns:
+            ``"loss"`` (recon + regularizer), ``"recon"``, ``"kl"`` (total, nats), ``"regularizer"``,
+            the regularizer's components (scalars) and ``"kl_per_dim"`` (d,).
+        """
+        terms = dict(regularizer_terms)
         reg = terms.pop("regularizer")
         return {
             "loss": recon + reg,
             "recon": recon,
-            "kl": kl_per_dim.sum(),
+            "kl": posterior.kl,
             "regularizer": reg,
             **terms,
-            "kl_per_dim": kl_per_dim,
+            "kl_per_dim": posterior.kl_per_dim,
         }

@@ -239,26 +239,62 @@ class DeVAE(GaussianAutoencoder):
             ``loss``, ``recon``, ``kl`` (space 0's), ``regularizer``, the per-space terms of
             ``term_names`` and ``kl_per_dim`` (space 0's, (d,)).
         """
-        mean, logvar = self.encoder(x)
-        means, logvars = self.hierarchy(mean, logvar)
+        means, logvars = self.hierarchy(*self.encoder(x))
+        z, space = self.decoder_inputs(means, logvars)
+        return self.space_terms(x, means, logvars, self.decoder(z, space), space)
+
+    def decoder_inputs(self, means: torch.Tensor, logvars: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The codes the decoder reads and their spaces, drawn from the context's generator.
+
+        ``loss`` is encode, ``hierarchy``, this, decode, ``space_terms``; ``disent_core.population``
+        runs many members' networks as one and calls this and ``space_terms`` on each member's slice.
+
+        Args:
+            means: every space's posterior means, (K, N, d) (``hierarchy``'s output).
+            logvars: every space's posterior log-variances, (K, N, d).
+
+        Returns:
+            (z, space): ``weighted_sum``: a sample of every space, (K * N, d), space-major, and
+            each row's space index, (K * N,); ``sample_one``: a sample of one drawn space, (N, d),
+            and its index repeated, (N,) (the noise is drawn before the space).
+        """
+        k, n = means.shape[:2]
+        if self.config.layer_sampling == "weighted_sum":
+            eps = torch.stack([self._noise(means[0]) for _ in range(k)])
+            z = means + torch.exp(0.5 * logvars) * eps
+            return z.flatten(0, 1), torch.arange(k, device=means.device).repeat_interleave(n)
+        eps = self._noise(means[0])
+        i = self.sample_space()
+        return means[i][0] + torch.exp(0.5 * logvars[i][0]) * eps, i.expand(n)
+
+    def space_terms(
+        self, x: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor, logits: torch.Tensor,
+        space: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """``loss``'s terms from the decoder's logits of ``decoder_inputs``.
+
+        Args:
+            x: observations, (N, C, H, W) in [0, 1].
+            means: every space's posterior means, (K, N, d).
+            logvars: every space's posterior log-variances, (K, N, d).
+            logits: the decoder's output for ``decoder_inputs``' codes and spaces.
+            space: the spaces ``decoder_inputs`` returned.
+
+        Returns:
+            As ``loss``.
+        """
         kl = gaussian_kl_per_dim(means.transpose(0, 1), logvars.transpose(0, 1))  # (K, d)
         kl_totals = kl.sum(1)
         n, k = x.shape[0], self.spaces
         terms: dict[str, torch.Tensor] = {}
         if self.config.layer_sampling == "weighted_sum":
-            eps = torch.stack([self._noise(mean) for _ in range(k)])
-            z = means + torch.exp(0.5 * logvars) * eps
-            index = torch.arange(k, device=x.device).repeat_interleave(n)
-            logits = self.decoder(z.flatten(0, 1), index).unflatten(0, (k, n))
+            logits = logits.unflatten(0, (k, n))
             recons = torch.stack([reconstruction_loss(logits[i], x, self.context.recon) for i in range(k)])
             recon = (self.objective_weights * recons).sum()
             reg = (self.objective_weights * self.betas * kl_totals).sum()
             terms.update({f"recon_space_{i}": recons[i] for i in range(k)})
         else:
-            eps = self._noise(mean)
-            i = self.sample_space()
-            z = means[i][0] + torch.exp(0.5 * logvars[i][0]) * eps
-            logits = self.decoder(z, i.expand(n))
+            i = space[:1]
             recon = reconstruction_loss(logits, x, self.context.recon)
             reg = (self.betas[i] * kl_totals[i]).sum()
             terms["space"] = i[0].to(kl.dtype)

@@ -90,14 +90,39 @@ class FactorVAE(VAEMethod):
             ``"regularizer"`` (KL + gamma * TC), ``"tc"``, ``"discriminator_loss"`` (on detached z and
             its permutation) and ``"discriminator_accuracy"`` (in [0, 1]), scalar tensors.
         """
-        z = posterior.z
-        logits = self.discriminator(z)
-        tc = (logits[:, 0] - logits[:, 1]).mean()
+        logits = self.discriminator(posterior.z)
+        d_logits = self.discriminator(self.discriminator_batch(posterior.z))
+        return self.tc_terms(posterior, logits, d_logits)
 
+    def discriminator_batch(self, z: torch.Tensor) -> torch.Tensor:
+        """The discriminator's training batch: the detached codes, then their permutation.
+
+        Args:
+            z: the posterior sample (N, d).
+
+        Returns:
+            (2N, d): ``z.detach()`` stacked on ``permute_dims`` of it (drawn from the context's
+            generator).
+        """
         real = z.detach()
-        fake = permute_dims(real, self.context.generator)
-        d_logits = self.discriminator(torch.cat([real, fake]))
-        n = z.shape[0]
+        return torch.cat([real, permute_dims(real, self.context.generator)])
+
+    def tc_terms(
+        self, posterior: Posterior, logits: torch.Tensor, d_logits: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """``regularizer``'s terms from the discriminator's logits (``disent_core.population`` runs
+        many members' discriminators as one and calls this on each member's slice).
+
+        Args:
+            posterior: the batch's posterior; its sample z (N, d) and total KL are read.
+            logits: the discriminator on ``posterior.z``, (N, 2).
+            d_logits: the discriminator on ``discriminator_batch(posterior.z)``, (2N, 2).
+
+        Returns:
+            As ``regularizer``.
+        """
+        tc = (logits[:, 0] - logits[:, 1]).mean()
+        n = posterior.z.shape[0]
         log_p = clipped_log_probs(d_logits)
         discriminator_loss = -0.5 * log_p[:n, 0].mean() - 0.5 * log_p[n:, 1].mean()
         correct = torch.cat([d_logits[:n, 0] > d_logits[:n, 1], d_logits[n:, 1] > d_logits[n:, 0]])
