@@ -160,6 +160,12 @@ class TrainSettings(_Strict):
         "on hardware with that arithmetic (a GPU, a CPU with avx512_bf16 or AMX; elsewhere much slower)",
     )
     prefetch: int = Field(2, ge=0, description="batches prepared ahead in a background thread")
+    data_on_device: Literal["auto"] | bool = Field(
+        "auto",
+        description="hold the whole dataset on the training device and gather batches there (the same "
+        "batches): auto on CUDA when it fits in half the free memory and has no transform, true always "
+        "(refused when it cannot), false never (batches made on the host)",
+    )
 
 
 class TrainConfig(_Strict):

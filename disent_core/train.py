@@ -1,10 +1,11 @@
 """Train one model: ``train(config, on_report) -> TrainResult``, with step-exact resume.
 
 A pure function usable from a script, a test, a notebook or a Ray Tune trainable. Per step it draws
-one batch from a seeded ``TrainingStream``, sets every learning rate (``set_learning_rates``: the
-method's per-group ``lr_factors`` times the global multiplier), asks the method for its loss terms,
-checks that every term is finite (else ``Diverged`` naming the step and the term), and steps each of
-the method's optimisers on its own term. Steps count VAE parameter updates.
+one batch from a seeded ``TrainingStream`` (under ``train.data_on_device`` the same batches gathered
+from the whole dataset held on the device, ``disent_core.data.resident``), sets every learning rate
+(``set_learning_rates``: the method's per-group ``lr_factors`` times the global multiplier), asks the
+method for its loss terms, checks that every term is finite (else ``Diverged`` naming the step and
+the term), and steps each of the method's optimisers on its own term. Steps count VAE parameter updates.
 
 ``train.precision`` ``bf16`` or ``fp16`` runs the method's loss under ``torch.autocast`` in that dtype.
 Parameters and optimiser state stay fp32, and the networks return fp32, so the losses are computed in
@@ -44,7 +45,7 @@ import torch
 from disent_core.config import TrainConfig, load_config
 from disent_core.data.dataset import GroundTruthDataset
 from disent_core.data.registry import get_dataset
-from disent_core.data.stream import TrainingStream
+from disent_core.data.resident import resident_images, training_stream
 from disent_core.errors import CheckpointError, ConfigError, Diverged
 from disent_core.memory import check_training_memory
 from disent_core.methods.base import Method, MethodContext
@@ -187,7 +188,8 @@ class _Run:
         self.scaler = torch.amp.GradScaler(
             self.device.type, init_scale=FP16_INIT_SCALE, enabled=t.precision == "fp16"
         )
-        self.stream = TrainingStream(self.dataset, t.batch_size, seed=t.seed, prefetch=t.prefetch)
+        self.resident = resident_images(self.dataset, self.device, t.data_on_device)
+        self.stream = training_stream(self.dataset, t.batch_size, t.seed, t.prefetch, self.resident)
         self.step = 0
 
     def state_dict(self) -> dict:

@@ -5,6 +5,10 @@ independent uniform draws of the full factor vector (latent and nuisance), so ev
 equally likely. Batch ``b`` is drawn from its own generator ``default_rng([seed, b])``, which makes
 the stream's state just ``(seed, position)``: restoring a checkpoint resumes the exact sequence, and
 batches can be prepared ahead in a background thread without changing what is produced.
+
+``draw`` is the sequence's one definition (the grid indices of a batch and the generator a transform
+then draws from); ``disent_core.data.resident.ResidentStream`` gathers the same indices from the whole
+dataset held on the training device instead of rendering them on the host.
 """
 
 from __future__ import annotations
@@ -47,11 +51,23 @@ class TrainingStream(Iterator[torch.Tensor]):
             (batch_size, C, H, W) CPU tensor: uint8 in 0..255 for plain datasets, float32 in [0, 1]
             for variants with a transform.
         """
+        grid, rng = self.draw(index)
+        images = self.dataset.observations_at(grid, rng, as_uint8=self._as_uint8)
+        return torch.from_numpy(np.ascontiguousarray(images))
+
+    def draw(self, index: int) -> tuple[np.ndarray, np.random.Generator]:
+        """The grid points of batch ``index``: the one definition of the stream's random sequence.
+
+        Args:
+            index: the batch's position in the stream, >= 0.
+
+        Returns:
+            (batch_size,) int64 flat grid indices, and the batch's generator after drawing them (a
+            transform draws from it next).
+        """
         rng = np.random.default_rng([self.seed, int(index)])
         space = self.dataset.factor_space
-        full = space.sample_all_factors(self.batch_size, rng)
-        images = self.dataset.observations_from_full_factors(full, rng, as_uint8=self._as_uint8)
-        return torch.from_numpy(np.ascontiguousarray(images))
+        return space.factors_to_index(space.sample_all_factors(self.batch_size, rng)), rng
 
     def __iter__(self) -> TrainingStream:
         return self

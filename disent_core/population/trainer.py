@@ -51,7 +51,7 @@ import torch
 from disent_core.config import TrainConfig, load_config
 from disent_core.data.dataset import GroundTruthDataset
 from disent_core.data.registry import get_dataset
-from disent_core.data.stream import TrainingStream
+from disent_core.data.resident import resident_images, training_stream
 from disent_core.errors import CheckpointError, ConfigError, Diverged
 from disent_core.memory import available_memory, estimate_training_memory, format_bytes
 from disent_core.methods.base import Method, MethodContext
@@ -151,8 +151,9 @@ class Population:
         self.dataset = get_dataset(configs[0].dataset.name, **configs[0].dataset.options)
         self.fused_method = FUSED_METHODS[configs[0].method.name]
         self.members = [self._build_member(i, config) for i, config in enumerate(configs)]
+        resident = resident_images(self.dataset, self.device, t.data_on_device)  # one copy for every seed
         self.streams = {
-            seed: TrainingStream(self.dataset, t.batch_size, seed=seed, prefetch=t.prefetch)
+            seed: training_stream(self.dataset, t.batch_size, seed, t.prefetch, resident)
             for seed in dict.fromkeys(m.seed for m in self.members)
         }
         self.lr_schedule = t.lr_multiplier.build() if t.lr_multiplier is not None else None
