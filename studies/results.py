@@ -17,10 +17,10 @@ Keys of a trial's report (a Tune result, and MLflow metrics and tags):
 Columns of the results table (one row per trial), after the trial fields (``trial_id``,
 ``status``, ``error``, ``method``, ``seed``, ``step``, ``model_num``, ``method_provenance``,
 ``dataset_provenance``): ``train_config.<path>`` (the flattened training config),
-``search.<name>`` (the searched values), ``evaluation_results.<metric>.<key>`` (the last scores)
-and ``final.loss/<term>`` (the last training losses). Parquet stores one type per column, so
-lists and mappings are JSON text (``cell``) and a column mixing text with numbers holds every value
-as text (``as_text``).
+``search.<name>`` (the searched values), ``evaluation_results.<metric>.<key>`` (the last scores),
+``final.loss/<term>`` (the last training losses) and ``final.active_dims``. Parquet stores one type
+per column, so lists and mappings are JSON text (``cell``) and a column mixing text with numbers
+holds every value as text (``as_text``).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ LOSS, KL, INFO, SCHEDULE = "loss/", "kl/", "info/", "schedule/"
 DiD, reports its information bound as ``info/<d>``), schedule values."""
 RESOURCES, CONFIG = "resources/", "config/"
 TRAINING_PREFIXES = (LOSS, KL, INFO, SCHEDULE)
-IMAGES_PER_SEC = "images_per_sec"
-TRAINING_KEYS = (IMAGES_PER_SEC, "active_dims")
+IMAGES_PER_SEC, ACTIVE_DIMS = "images_per_sec", "active_dims"
+TRAINING_KEYS = (IMAGES_PER_SEC, ACTIVE_DIMS)
 STEP, EVALUATED, DIVERGED = "step", "evaluated", "diverged"
 DATASET_PROVENANCE = "dataset_provenance"
 CHECKPOINT_SCORE = "checkpoint_score"
@@ -105,14 +105,14 @@ def row_from_metrics(
         searched: the searched values by Optuna name.
 
     Returns:
-        ``train_config.*``, ``search.*``, ``evaluation_results.*`` (numeric scores) and
-        ``final.loss/*`` columns, cells made parquet-safe.
+        ``train_config.*``, ``search.*``, ``evaluation_results.*`` (numeric scores),
+        ``final.loss/*`` and ``final.active_dims`` columns, cells made parquet-safe.
     """
     row = {f"{TRAIN_CONFIG}{k}": cell(v) for k, v in params.items()}
     row.update({f"{SEARCH}{k}": cell(v) for k, v in searched.items()})
     row.update({f"{EVALUATION}{k}": v for k, v in metrics.items()
                 if is_score_key(k) and isinstance(v, int | float) and not isinstance(v, bool)})
-    row.update({f"{FINAL}{k}": v for k, v in metrics.items() if k.startswith(LOSS)})
+    row.update({f"{FINAL}{k}": v for k, v in metrics.items() if k.startswith(LOSS) or k == ACTIVE_DIMS})
     return row
 
 

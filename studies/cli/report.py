@@ -7,8 +7,9 @@
 Writes ``report.html`` (self-contained, opens offline), ``figures/*.png|svg`` and
 ``results.parquet`` (every trial with its status) into ``--out`` (default: ``<study dir>/report``,
 or ``./<study name>-report`` for ``--experiment``), logs them as artifacts of the study's parent
-run under ``report/``, and prints where the page is and how to open it. Works while a study runs
-and after a crash: running, failed and stopped trials are left out and counted in the header.
+run under ``report/``, and prints one finding per method (``studies.report.findings``), where the
+page is and how to open it. Works while a study runs and after a crash: running, failed and stopped
+trials are left out and counted in the header.
 
 MLflow, the checks and the report are imported by the functions that run the command, so that
 building the parser (``--help``) stays cheap.
@@ -100,6 +101,11 @@ def report(study_dir: Path | None, experiment: str | None, tracking_uri: str | N
           f"(trials read from {results.source})", flush=True)
     path = write_report(results, out)
     logged = outside is None and log_report(results, out)
+    if counts["completed"]:
+        from studies.report.findings import study_findings
+
+        for line in study_findings(results):
+            print(f"found:   {line}")
     print(f"report:  {path}")
     print(f"open it: xdg-open {path}   (or {path.as_uri()} in a browser)")
     if logged:

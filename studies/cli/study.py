@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -168,6 +169,8 @@ def run(
         0, or 1 when every trial failed.
     """
     from studies.cli.checks import check_directory, check_stores, check_trial_resources
+
+    embedded_ray_token(address)
     from studies.orchestration.runner import run_study
     from studies.spec import load_spec
     from studies.study_dir import default_tracking_uri
@@ -183,6 +186,25 @@ def run(
           f"{spec.search.algorithm} search, objective "
           + ", ".join(f"{o.mode} {o.metric}" for o in spec.objectives), flush=True)
     return finish(run_study(spec, root, address, output), make_report)
+
+
+def embedded_ray_token(address: str | None) -> None:
+    """Token authentication for the embedded Ray, with a token of this driver's own.
+
+    Ray 2.60 turns token authentication on for a Ray that ``ray.init`` starts, writes a token to
+    ``~/.ray/auth_token`` and warns that it did. When the study runs on such a Ray (no ``--address``,
+    no ``$RAY_ADDRESS``) and the user has not chosen a mode (``$RAY_AUTH_MODE``), this sets the same
+    mode explicitly with a random token in ``$RAY_AUTH_TOKEN``, which Ray's processes inherit, so that
+    nothing is written to the home directory and there is nothing to warn about. Ray reads both when
+    it is imported, so this runs before, or not at all.
+
+    Args:
+        address: the ``--address`` given, or None.
+    """
+    if address or os.environ.get("RAY_ADDRESS") or "RAY_AUTH_MODE" in os.environ or "ray" in sys.modules:
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
 
 def resume(directory: Path, address: str | None, autoscaling: bool = False,
@@ -201,6 +223,8 @@ def resume(directory: Path, address: str | None, autoscaling: bool = False,
         0, or 1 when every trial failed.
     """
     from studies.cli.checks import check_artifacts_inside, check_stores, check_trial_resources
+
+    embedded_ray_token(address)
     from studies.orchestration.runner import resume_study
     from studies.study_dir import StudyState, load_study_spec
 

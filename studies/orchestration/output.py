@@ -13,8 +13,9 @@ library's own output is turned down through its public switches:
   snapshots forced by checkpoints (``trainable.checkpoint_config`` explains them); the
   ``ray.tune.tune`` logger at ERROR drops the interrupt hint that names ``Tuner.restore`` (the CLI
   names ``disent-study resume``).
-- Ray's warning that an embedded Ray enabled token authentication stays: setting ``RAY_AUTH_MODE``
-  to the same mode explicitly makes Ray 2.60's local start fail, and its logger is private.
+- Ray's warning that an embedded Ray enabled token authentication: ``run`` and ``resume`` set the
+  mode and a token of the driver's own explicitly before Ray is imported
+  (``studies.cli.study.embedded_ray_token``), so Ray has nothing to warn about.
 
 Environment variables already set by the user are left as they are.
 """

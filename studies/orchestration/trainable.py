@@ -64,6 +64,7 @@ from disent_core.metrics import evaluate
 from disent_core.metrics.protocol import get_protocol
 from disent_core.train import CHECKPOINT_NAME, Report, train
 from studies.results import (
+    ACTIVE_DIMS,
     CHECKPOINT_SCORE,
     DATASET_PROVENANCE,
     DIVERGED,
@@ -100,7 +101,7 @@ def report_metrics(report: Report) -> dict[str, float]:
     prefix = KL if report.information_name == "KL" else INFO
     metrics.update({f"{prefix}{i}": v for i, v in enumerate(report.latent_information)})
     metrics.update({f"{SCHEDULE}{k}": v for k, v in report.schedules.items()})
-    metrics["active_dims"] = sum(v > ACTIVE_KL for v in report.latent_information)
+    metrics[ACTIVE_DIMS] = sum(v > ACTIVE_KL for v in report.latent_information)
     return metrics
 
 

@@ -21,6 +21,7 @@ from disent_core.data.provenance import label_is_comparable
 from disent_core.methods.base import REIMPLEMENTATION
 from disent_core.metrics.protocol import get_protocol
 from studies.report.figures import SavedFigure, param_label, short
+from studies.report.findings import study_findings
 from studies.report.paper import PAPER_BUDGET, RECON_ESTIMATORS, Comparison, Row
 from studies.report.results import COMPLETED, FAILED, RUNNING, STOPPED
 from studies.results import DATASET_PROVENANCE, METHOD_PROVENANCE, TRAIN_CONFIG
@@ -53,6 +54,8 @@ h1 { font-size: 26px; margin: 0 0 4px; }
 h2 { font-size: 20px; margin: 40px 0 8px; padding-top: 8px; border-top: 1px solid var(--line); }
 h3 { font-size: 16px; margin: 20px 0 6px; }
 p.lead { color: var(--muted); margin: 0 0 16px; }
+.findings { margin: 0 0 16px; }
+.findings ul { margin: 4px 0 0; padding-left: 20px; }
 .facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 12px 0;
          padding: 12px 16px; background: var(--panel); border-radius: 8px; }
 .facts dt { color: var(--muted); }
@@ -205,6 +208,9 @@ def _header(report: Report) -> str:
     if spec.description:
         out.append(f'<p class="lead">{escape(spec.description.strip())}</p>')
     out.append('<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>")
+    if counts[COMPLETED]:
+        found = "".join(f"<li>{escape(line)}</li>" for line in study_findings(results))
+        out.append(f'<div class="findings"><b>Findings</b><ul>{found}</ul></div>')
     if excluded or counts[COMPLETED] < results.planned:
         left = ", ".join(f"{counts[k]} {k}" for k in (FAILED, RUNNING, STOPPED) if counts[k]) or "none"
         out.append(f'<div class="banner">Partial study: {counts[COMPLETED]} of {results.planned} planned '

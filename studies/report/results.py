@@ -87,13 +87,21 @@ class ReportInputError(DisentError):
 
 @dataclass(frozen=True)
 class SearchedParam:
-    """One search parameter of a spec: its ``search.*`` column and how it was searched."""
+    """One search parameter of a spec: its ``search.*`` column and how it was searched.
+
+    ``log``: searched on a log scale (``log_float``, ``log_int``), or a numeric grid or choice of
+    positive values that spans a factor of ``LOG_SPAN`` or more (beta 1, 4, 16): plotted on a log axis.
+    """
 
     column: str
     log: bool
     categorical: bool
     numeric: bool  # categorical/grid: every choice is a number
     labels: tuple[Any, ...] = ()  # categorical/grid: the choices as the table shows them, in spec order
+
+
+LOG_SPAN = 10
+"""A numeric grid of positive values whose largest is this many times its smallest is drawn on a log axis."""
 
 
 def _is_number(value: Any) -> bool:
@@ -119,8 +127,10 @@ def searched_params(spec: StudySpec) -> dict[str, list[SearchedParam]]:
                 options = options_of(param) if categorical else []
                 numeric = all(_is_number(o) for o in options)
                 labels = tuple(o if numeric else as_text(label(o)) for o in options)
-                found.append(SearchedParam(f"{SEARCH}{name}", isinstance(param, LogFloatParam | LogIntParam),
-                                           categorical, numeric, labels))
+                log = isinstance(param, LogFloatParam | LogIntParam) or (
+                    categorical and numeric and min(options) > 0 and max(options) >= LOG_SPAN * min(options)
+                )
+                found.append(SearchedParam(f"{SEARCH}{name}", log, categorical, numeric, labels))
         out[method] = found
     return out
 

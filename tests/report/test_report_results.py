@@ -113,18 +113,21 @@ def _study_dir(root: Path, state: StudyState, spec_data: dict[str, Any]) -> Path
 
 def test_searched_params_follow_the_spec_names_and_scales():
     quick = searched_params(load_spec(CATALOG / "quickstart.yaml"))
-    assert [(p.column, p.log) for p in quick["beta_vae"]] == [("search.beta_vae.beta", True)]
-    assert [(p.column, p.log) for p in quick["annealed_vae"]] == [("search.annealed_vae.c_max", False)]
+    assert [(p.column, p.log) for p in quick["beta_vae"]] == [("search.beta_vae.beta", True)]  # 1 to 16
+    sensitivity = searched_params(load_spec(CATALOG / "beta_sensitivity.yaml"))
+    assert [(p.column, p.log) for p in sensitivity["beta_tc_vae"]] == [("search.beta_tc_vae.beta", True)]
     capacity_spec = load_spec(CATALOG / "capacity_sensitivity.yaml")
     capacity = {p.column: p for p in searched_params(capacity_spec)["annealed_vae"]}
     assert capacity["search.annealed_vae.capacity[0].end"].log
     assert not capacity["search.annealed_vae.capacity[1].rate"].log
     assert capacity["search.annealed_vae.capacity"].categorical
     assert not capacity["search.annealed_vae.capacity"].numeric
-    assert capacity["search.annealed_vae.gamma"].numeric
+    gamma = capacity["search.annealed_vae.gamma"]
+    assert gamma.numeric and gamma.log  # choices 100 and 1000
     devae = {p.column: p for p in searched_params(load_spec(CATALOG / "devae_tolerance.yaml"))["devae"]}
     assert set(devae) == {"search.devae.betas", "search.devae.scale"}
     assert not devae["search.devae.betas"].numeric and devae["search.devae.scale"].numeric
+    assert not devae["search.devae.scale"].log  # 0.3 to 1: a linear axis
 
 
 @pytest.mark.parametrize("name", ["quickstart", "capacity_sensitivity", "deft_stages", "devae_tolerance",
@@ -171,7 +174,7 @@ def test_partial_study_from_the_experiment_alone(tmp_path):
     assert failed["error"].tolist() == ["Diverged: training diverged at step 10"]
     assert results.metrics == ["evaluation_results.mig.discrete_mig",
                                "evaluation_results.reconstruction.reconstruction_error"]
-    assert results.method_params("beta_vae") == [("search.beta_vae.beta", False)]
+    assert results.method_params("beta_vae") == [("search.beta_vae.beta", True)]  # grid 1 to 16: log axis
     assert results.method_params("annealed_vae") == []  # one c_max completed: nothing varies
 
 

@@ -80,7 +80,8 @@ def test_dry_run_takes_overrides_and_a_measured_throughput(capsys):
     (["--dry-run", "--images-per-sec", "0"], "--images-per-sec must be > 0"),
     (["--images-per-sec", "100"], "give it with --dry-run"),
     (["--dry-run", "--set", "storage.keep_checkpoints=last"], "storage.keep_checkpoints: Input should be"),
-    (["--dry-run", "--set", "search.algorithm=grid"], "grid search needs explicit values"),
+    (["--dry-run", "--set", "methods.beta_vae.beta={search: log_float, low: 1, high: 16}"],
+     "grid search needs explicit values"),
 ])
 def test_a_bad_dry_run_is_one_error(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -14,7 +14,7 @@ from studies.orchestration.progress import Progress
 from studies.spec import validate_spec
 
 PREAMBLES = ("INFO mlflow", "[I ", "Configuration for experiment", "TensorBoard", "View detailed results",
-             "View run")
+             "View run", "Token authentication")
 
 
 @pytest.mark.slow
@@ -28,6 +28,7 @@ def test_run_prints_its_own_lines_and_quiet_prints_the_summary_only(tmp_path):
     assert not [p for p in PREAMBLES if p in printed], printed[-3000:]
     assert printed.count("done   ") == 2 and "trials/h" in printed
     assert "best trial: beta_vae" in printed
+    assert "found:   beta_vae (medians of 2 trials): as beta goes from 1 to 4, reconstruction" in done.stdout
     report = tmp_path / "runs" / "talk" / "report" / "report.html"  # built at the end of run
     assert report.is_file() and f"report:  {report}" in done.stdout
 
