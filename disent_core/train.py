@@ -225,12 +225,27 @@ class _Run:
             raise _misfit("checkpoint", exc) from None
 
     def save(self, directory: Path) -> Path:
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / CHECKPOINT_NAME
-        tmp = directory / f".{CHECKPOINT_NAME}.{os.getpid()}.tmp"
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
-        return path
+        return save_checkpoint(self.state_dict(), directory)
+
+
+def save_checkpoint(state: dict, directory: str | Path, name: str = CHECKPOINT_NAME) -> Path:
+    """Write a checkpoint state as ``directory/name``, atomically (a temporary file, then a rename).
+
+    Args:
+        state: what ``torch.save`` writes.
+        directory: the checkpoint directory (created when missing).
+        name: the file's name.
+
+    Returns:
+        The written file; a reader never sees a partly written one.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    tmp = directory / f".{name}.{os.getpid()}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def _config_differences(saved: dict, current: dict) -> list[str]:

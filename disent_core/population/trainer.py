@@ -40,7 +40,6 @@ is the sum over members), the population checkpoint path, and its live method.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -63,10 +62,10 @@ from disent_core.schedules import ScheduledValue
 from disent_core.train import (
     AUTOCAST_DTYPES,
     CHECKPOINT_FORMAT,
-    CHECKPOINT_NAME,
     Report,
     check_checkpoint,
     check_runnable,
+    save_checkpoint,
     select_device,
     set_learning_rates,
 )
@@ -324,12 +323,7 @@ class Population:
         Returns:
             The checkpoint's path.
         """
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / POPULATION_CHECKPOINT_NAME
-        tmp = directory / f".{POPULATION_CHECKPOINT_NAME}.{os.getpid()}.tmp"
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
-        return path
+        return save_checkpoint(self.state_dict(), directory, POPULATION_CHECKPOINT_NAME)
 
     # --- training ----------------------------------------------------------------------------
     def train_step(self) -> list[tuple[_Member, Terms]]:
@@ -557,13 +551,7 @@ def extract_member_checkpoint(source: str | Path | dict, index: int, directory: 
     Returns:
         The written file, for ``train(config, resume_from=...)`` or ``load_trained``.
     """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / CHECKPOINT_NAME
-    tmp = directory / f".{CHECKPOINT_NAME}.{os.getpid()}.tmp"
-    torch.save(member_checkpoint(source, index), tmp)
-    os.replace(tmp, path)
-    return path
+    return save_checkpoint(member_checkpoint(source, index), directory)
 
 
 def train_population(
