@@ -24,12 +24,12 @@ import pandas as pd
 
 from studies.report.analysis import curve, metric_column, metric_mode, searched_params
 from studies.report.figures import param_label, short
-from studies.results import EVALUATION, FINAL, LOSS
+from studies.results import ACTIVE_DIMS, EVALUATION, FINAL, LOSS
 
 if TYPE_CHECKING:
     from studies.report.results import StudyResults
 
-ACTIVE_DIMS = f"{FINAL}active_dims"
+FINAL_ACTIVE_DIMS = f"{FINAL}{ACTIVE_DIMS}"
 RECONSTRUCTION_SCORE = f"{EVALUATION}reconstruction.reconstruction_error"
 RECONSTRUCTION_LOSS = f"{FINAL}{LOSS}recon"
 
@@ -93,7 +93,7 @@ def method_finding(table: pd.DataFrame, method: str, objective: str | None) -> s
     parts = []
     recon = RECONSTRUCTION_SCORE if RECONSTRUCTION_SCORE in table.columns else RECONSTRUCTION_LOSS
     name = "reconstruction error" if recon == RECONSTRUCTION_SCORE else "reconstruction loss"
-    for column, what, count in ((recon, name, False), (ACTIVE_DIMS, "active dimensions", True)):
+    for column, what, count in ((recon, name, False), (FINAL_ACTIVE_DIMS, "active dimensions", True)):
         ends = _ends(table, method, column, param)
         if ends is not None:
             parts.append(_trend(what, *ends, count=count))
