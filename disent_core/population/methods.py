@@ -82,6 +82,16 @@ def _reconstruction(members: Sequence[Method], logits: torch.Tensor, x: torch.Te
     return torch.func.vmap(reconstruction_loss, in_dims=(0, 0, None))(logits, x, members[0].context.recon)
 
 
+def _autoencode(
+    networks: Mapping[str, FusedNetwork], members: Sequence[VAEMethod], x: torch.Tensor, step: int
+) -> tuple[list[Posterior], torch.Tensor, torch.Tensor]:
+    """The fused encoder, each member's sample, the fused decoder: (posteriors, stacked z, recon)."""
+    mean, logvar = networks["encoder"](x)
+    posteriors = _posteriors(members, mean, logvar, step)
+    z = torch.stack([p.z for p in posteriors])
+    return posteriors, z, _reconstruction(members, networks["decoder"](z), x)
+
+
 def vae_loss(
     networks: Mapping[str, FusedNetwork], members: Sequence[VAEMethod], x: torch.Tensor, step: int
 ) -> list[Terms]:
@@ -96,9 +106,7 @@ def vae_loss(
     Returns:
         Each member's terms, as its ``loss`` returns them.
     """
-    mean, logvar = networks["encoder"](x)
-    posteriors = _posteriors(members, mean, logvar, step)
-    recon = _reconstruction(members, networks["decoder"](torch.stack([p.z for p in posteriors])), x)
+    posteriors, _, recon = _autoencode(networks, members, x, step)
     return [m.vae_terms(recon[i], p, m.regularizer(p))
             for i, (m, p) in enumerate(zip(members, posteriors, strict=True))]
 
@@ -117,10 +125,7 @@ def factor_vae_loss(
     Returns:
         Each member's terms, as its ``loss`` returns them.
     """
-    mean, logvar = networks["encoder"](x)
-    posteriors = _posteriors(members, mean, logvar, step)
-    z = torch.stack([p.z for p in posteriors])
-    recon = _reconstruction(members, networks["decoder"](z), x)
+    posteriors, z, recon = _autoencode(networks, members, x, step)
     d_real = networks["discriminator"](z)
     d_batch = networks["discriminator"](
         torch.stack([m.discriminator_batch(p.z) for m, p in zip(members, posteriors, strict=True)])

@@ -65,6 +65,7 @@ from disent_core.train import (
     Report,
     check_checkpoint,
     check_runnable,
+    load_checkpoint,
     save_checkpoint,
     select_device,
     set_learning_rates,
@@ -504,12 +505,7 @@ def load_population_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if path.is_dir():
         path = path / POPULATION_CHECKPOINT_NAME
-    if not path.is_file():
-        raise CheckpointError(f"no population checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a readable checkpoint: {exc}") from None
+    state = load_checkpoint(path)
     if not isinstance(state, dict) or state.get("kind") != "population":
         raise CheckpointError(f"{path} is not a population checkpoint written by `train_population`")
     if state.get("format") != POPULATION_FORMAT:
