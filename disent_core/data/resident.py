@@ -21,7 +21,8 @@ and copied to the device; a store that is already bit-packed (the real dSprites)
 ``resident_images`` decides: ``auto`` is resident on CUDA when the tensor takes at most
 ``RESIDENT_MEMORY_FRACTION`` of the device's free memory, and never on the CPU (where the host
 stream already runs beside the model); ``True`` forces it (on the CPU too) and refuses a dataset
-that cannot be resident; ``False`` never.
+that cannot be resident or whose tensor takes more than that share of the device's free memory (on
+the CPU, of the host memory available: ``disent_core.memory.available_memory``); ``False`` never.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from disent_core.data.dataset import GroundTruthDataset
 from disent_core.data.stores import PackedBitsStore, packed_row_bytes
 from disent_core.data.stream import TrainingStream
 from disent_core.errors import ConfigError
+from disent_core.memory import available_memory
 
 RESIDENT_MEMORY_FRACTION = 0.5
 """``auto`` keeps the dataset on a CUDA device when it takes at most this share of its free memory."""
@@ -202,16 +204,15 @@ def resident_images(
             raise ConfigError(f"train.data_on_device is true but {problem}; use 'auto' or false")
         return None
     images = ResidentImages(dataset, device)
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        if images.nbytes > RESIDENT_MEMORY_FRACTION * free:
-            if choice is True:
-                raise ConfigError(
-                    f"train.data_on_device is true but dataset {dataset.name!r} takes "
-                    f"{images.nbytes / 2**20:.0f} MiB, more than {RESIDENT_MEMORY_FRACTION:.0%} of the "
-                    f"{free / 2**20:.0f} MiB free on {device}; use 'auto' or false"
-                )
-            return None
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else available_memory()
+    if free is not None and images.nbytes > RESIDENT_MEMORY_FRACTION * free:
+        if choice is True:
+            raise ConfigError(
+                f"train.data_on_device is true but dataset {dataset.name!r} takes "
+                f"{images.nbytes / 2**20:.0f} MiB, more than {RESIDENT_MEMORY_FRACTION:.0%} of the "
+                f"{free / 2**20:.0f} MiB free on {device}; use 'auto' or false"
+            )
+        return None
     return images
 
 

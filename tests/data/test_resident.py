@@ -102,6 +102,16 @@ def test_a_dataset_with_a_transform_is_refused_when_forced_and_host_streamed_on_
     assert resident_images(dataset, torch.device("cuda", 0), "auto") is None  # refused before any CUDA call
 
 
+def test_forcing_a_dataset_larger_than_half_the_available_host_memory_is_refused(monkeypatch):
+    dataset = get_dataset("dsprites_procedural", **SMALL_DSPRITES)
+    needed = ResidentImages(dataset, CPU).nbytes
+    monkeypatch.setattr("disent_core.data.resident.available_memory", lambda: 2 * needed - 1)
+    with pytest.raises(ConfigError, match=r"true but dataset 'dsprites_procedural' takes .* 50% of the"):
+        resident_images(dataset, CPU, True)
+    monkeypatch.setattr("disent_core.data.resident.available_memory", lambda: 2 * needed)
+    assert resident_images(dataset, CPU, True).nbytes == needed
+
+
 def test_forcing_a_variant_through_train_is_refused_with_the_field_name():
     config = _config(steps=2, data_on_device=True)
     config["dataset"] = {"name": "color_dsprites", "options": {"source": "procedural", **SMALL_DSPRITES}}
