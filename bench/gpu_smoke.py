@@ -18,7 +18,10 @@ of its error; the script goes on):
    ``train.device: cuda``, so a trial that was not given a GPU fails; on the CPU ``gpu: 0`` and 2 at a
    time. It passes when the command exits 0 and ``results.parquet`` holds 4 completed rows, trained on
    the study's device (``train_config.train.device``);
-3. a fused population (``disent_core.population.train_population``) of 4 beta-VAE members trains
+3. the same study with ``resources.population: 4``: its 4 trials train as one fused population in
+   one Tune trial on a quarter GPU (``studies/orchestration/population_trial.py``); skipped on the
+   CPU, where populations are not the default (``auto`` is 1) and the study test suite covers them;
+4. a fused population (``disent_core.population.train_population``) of 4 beta-VAE members trains
    ``--steps`` steps on the device, every member's parameters there.
 
 It prints one line per check, e.g.
@@ -163,8 +166,9 @@ def check_method(name: str, precision: str, settings: Settings, asked_fp16: bool
             f"mig {score:.3f}")
 
 
-def study_spec(settings: Settings) -> dict[str, Any]:
-    """A 4-trial study (2 betas x 2 seeds) with a quarter GPU per trial on CUDA, none on the CPU."""
+def study_spec(settings: Settings, population: int = 1) -> dict[str, Any]:
+    """A 4-trial study (2 betas x 2 seeds) with a quarter GPU per Tune trial on CUDA, none on the CPU,
+    ``population`` trials per Tune trial."""
     on_gpu = settings.device == "cuda"
     return {
         "name": "gpu_smoke",
@@ -177,24 +181,32 @@ def study_spec(settings: Settings) -> dict[str, Any]:
         "evaluation": {"protocol": "fast", "metrics": ["mig"]},
         "objective": {"metric": SCORE, "mode": "max"},
         "search": {"algorithm": "grid", "max_concurrent": 4 if on_gpu else 2},
-        "resources": {"cpu": 1, "gpu": 0.25 if on_gpu else 0},
+        "resources": {"cpu": 1, "gpu": 0.25 if on_gpu else 0, "population": population},
     }
 
 
-def check_study(settings: Settings) -> str:
+def check_study(settings: Settings, population: int = 1) -> str:
     """Run the 4-trial study through the CLI in a subprocess and read its results table.
+
+    Args:
+        settings: the run's settings.
+        population: trials per Tune trial (``resources.population``).
 
     Returns:
         The line's detail: trials completed, the device they trained on, the best score.
 
     Raises:
-        RuntimeError: the command failed, or the table lacks 4 completed trials on the device.
+        Skipped: a population above 1 on the CPU.
+        RuntimeError: the command failed, or the table lacks 4 completed trials on the device (in
+            one population, for a population of 4).
     """
     import pandas as pd
 
+    if population > 1 and settings.device == "cpu":
+        raise Skipped("skipped: populations on the CPU are covered by the study tests")
     with tempfile.TemporaryDirectory(prefix="gpu_smoke_") as tmp:
         spec_path = Path(tmp) / "gpu_smoke.yaml"
-        spec_path.write_text(yaml.safe_dump(study_spec(settings)))
+        spec_path.write_text(yaml.safe_dump(study_spec(settings, population)))
         root = Path(tmp) / "runs"
         proc = subprocess.run(
             [sys.executable, "-m", "studies.cli", "run", str(spec_path), "--root", str(root), "--no-report",
@@ -214,9 +226,13 @@ def check_study(settings: Settings) -> str:
     devices = sorted(set(completed["train_config.train.device"].astype(str)))
     if devices != [settings.device]:
         raise RuntimeError(f"trials trained on {devices}, expected {settings.device}")
+    packed = completed["population"].dropna().nunique() if "population" in completed else 0
+    if population > 1 and (packed != 1 or completed["population"].isna().any()):
+        raise RuntimeError(f"the 4 trials trained in {packed} populations, expected all in one")
     best = completed[f"evaluation_results.{SCORE}"].max()
     gpu = study_spec(settings)["resources"]["gpu"]
-    return f"4 trials completed  gpu {gpu:g} each  device {devices[0]}  best mig {best:.3f}"
+    where = f"in {packed} population(s) on gpu {gpu:g}" if population > 1 else f"gpu {gpu:g} each"
+    return f"4 trials completed  {where}  device {devices[0]}  best mig {best:.3f}"
 
 
 def check_population(settings: Settings) -> str:
@@ -314,6 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     if not args.no_study:
         outcomes.append(run_check(f"{'study':<{width}}  {device:<4}", lambda: check_study(settings)))
+        outcomes.append(run_check(f"{'pop. study':<{width}}  {device:<4}", lambda: check_study(settings, 4)))
     if not args.no_population:
         outcomes.append(run_check(f"{'population':<{width}}  fp32", lambda: check_population(settings)))
     counts = {status: sum(o.status == status for o in outcomes) for status in ("ok", "FAIL", "skip")}

@@ -12,15 +12,20 @@ Keys of a trial's report (a Tune result, and MLflow metrics and tags):
 - scores: ``<metric>.<key>`` (a key with a dot, e.g. ``mig.discrete_mig``), present when
   ``evaluated`` is 1;
 - bookkeeping: ``step``, ``evaluated``, ``diverged`` and ``dataset_provenance`` (``procedural`` or
-  the real files' SHA-256), which the tracker records as a tag.
+  the real files' SHA-256), which the tracker records as a tag; a member of a population that
+  diverged also reports ``failure``, the reason (a one-member trial raises it instead).
+
+A population trial (``resources.population`` above 1) reports its members' results under
+``members`` (``studies/orchestration/members.py``), each with exactly the keys above.
 
 Columns of the results table (one row per trial), after the trial fields (``trial_id``,
 ``status``, ``error``, ``method``, ``seed``, ``step``, ``model_num``, ``method_provenance``,
 ``dataset_provenance``): ``train_config.<path>`` (the flattened training config),
 ``search.<name>`` (the searched values), ``evaluation_results.<metric>.<key>`` (the last scores),
-``final.loss/<term>`` (the last training losses) and ``final.active_dims``. Parquet stores one type
-per column, so lists and mappings are JSON text (``cell``) and a column mixing text with numbers
-holds every value as text (``as_text``).
+``final.loss/<term>`` (the last training losses) and ``final.active_dims``; ``population`` is the
+Tune trial a member trained in beside others (empty for a trial of one member), also its run's tag.
+Parquet stores one type per column, so lists and mappings are JSON text (``cell``) and a column
+mixing text with numbers holds every value as text (``as_text``).
 """
 
 from __future__ import annotations
@@ -41,6 +46,10 @@ TRAINING_PREFIXES = (LOSS, KL, INFO, SCHEDULE)
 IMAGES_PER_SEC, ACTIVE_DIMS = "images_per_sec", "active_dims"
 TRAINING_KEYS = (IMAGES_PER_SEC, ACTIVE_DIMS)
 STEP, EVALUATED, DIVERGED = "step", "evaluated", "diverged"
+FAILURE = "failure"
+"""A diverged population member's reason (``Diverged: training diverged at step ...``)."""
+POPULATION = "population"
+"""Results column and MLflow tag: the Tune trial id of the population a member trained in."""
 DATASET_PROVENANCE = "dataset_provenance"
 CHECKPOINT_SCORE = "checkpoint_score"
 """Under ``storage.keep_checkpoints: best``: the first objective where this report evaluated it, else NaN;

@@ -159,7 +159,7 @@ def load_study_spec(directory: Path) -> StudySpec:
         directory: the study directory.
 
     Returns:
-        The spec of ``spec.yaml``.
+        The spec of ``spec.yaml`` (``resources.population`` 1 where it records none).
 
     Raises:
         DisentError: ``spec.yaml`` is missing, not UTF-8 YAML, or not a valid spec.
@@ -173,4 +173,7 @@ def load_study_spec(directory: Path) -> StudySpec:
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise DisentError(f"{path} is damaged ({type(exc).__name__}); restore the spec the study ran "
                           "with, or start it again under a new name") from None
+    if isinstance(data, dict) and isinstance(data.get("resources"), dict):
+        # a study recorded before resources.population existed ran one member per Tune trial
+        data["resources"].setdefault("population", 1)
     return validate_spec(data, str(path))

@@ -6,7 +6,7 @@ everything else must be equal (``check_population``). Each member's numbers are 
 are its own. docs/populations.md describes the design, the API and measured throughput.
 """
 
-from disent_core.population.compat import check_population, supported_methods
+from disent_core.population.compat import check_population, population_key, supported_methods
 from disent_core.population.trainer import (
     POPULATION_CHECKPOINT_NAME,
     MemberResult,
@@ -29,6 +29,7 @@ __all__ = [
     "extract_member_checkpoint",
     "load_population_checkpoint",
     "member_checkpoint",
+    "population_key",
     "supported_methods",
     "train_population",
 ]

@@ -20,6 +20,7 @@ member's numbers would depend on the others. ``bf16`` (autocast, no scaler) is s
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,6 +55,32 @@ def supported_methods() -> list[str]:
         Method names (``FUSED_METHODS``' keys).
     """
     return sorted(FUSED_METHODS)
+
+
+def population_key(config: TrainConfig) -> str | None:
+    """What a member shares with every other member of its population, as text.
+
+    Configs with equal keys train as one population (``check_population`` accepts them); a config
+    whose key is None trains alone.
+
+    Args:
+        config: a member's training config.
+
+    Returns:
+        The config without its member fields and its method's weights, and its method's structure,
+        as JSON; None when its method does not train as a population, or under
+        ``train.channels_last`` or ``train.precision: fp16``.
+    """
+    name = config.method.name
+    if name not in FUSED_METHODS or config.train.channels_last or config.train.precision == "fp16":
+        return None
+    fused = FUSED_METHODS[name]
+    shared = config.model_dump(mode="json")
+    for path in MEMBER_FIELDS:
+        section, _, key = path.partition(".")
+        shared[section].pop(key, None)
+    shared["method"] = {k: v for k, v in shared["method"].items() if k not in fused.weights}
+    return json.dumps([shared, fused.structure(config.method)], sort_keys=True, default=str)
 
 
 def check_population(configs: Sequence[TrainConfig]) -> None:

@@ -557,6 +557,7 @@ def train_population(
     on_failure: Callable[[int, Diverged], None] | None = None,
     checkpoint_dir: str | Path | None = None,
     resume_from: str | Path | None = None,
+    check_dataset: Callable[[GroundTruthDataset], None] | None = None,
 ) -> PopulationResult:
     """Train every member until ``train.steps`` updates, as one model; resume first when asked.
 
@@ -568,6 +569,8 @@ def train_population(
         on_failure: called with (member index, ``Diverged``) when a member's terms stop being finite.
         checkpoint_dir: where ``population.pt`` is written (None: nowhere).
         resume_from: a population checkpoint to continue from, step-exactly.
+        check_dataset: called with the built dataset before the first step; it raises to refuse
+            it (as ``train``'s).
 
     Returns:
         The population's step and each member's result (its method released from the stack).
@@ -592,6 +595,8 @@ def train_population(
                for m in population.members]
     result = PopulationResult(population.step, results, population.dataset)
     try:
+        if check_dataset is not None:
+            check_dataset(population.dataset)
         for m in population.members:
             m.method.train()
         window_start, window_steps = time.perf_counter(), 0

@@ -69,6 +69,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run_parser.add_argument("--images-per-sec", type=float, default=None, metavar="N",
                             help="with --dry-run: training images/s of one trial (default: measured on CPU, "
                                  "assumed on GPU)")
+    run_parser.add_argument("--population-images-per-sec", type=float, default=None, metavar="N",
+                            help="with --dry-run: training images/s of a Tune trial of resources.population "
+                                 "members, all together (bench/population_throughput.py's "
+                                 "population_images_per_sec[N]; default: not known)")
     _add_output_flags(run_parser)
     run_parser.set_defaults(handler=_run_command)
     resume_parser = subparsers.add_parser("resume", help="continue a study after a crash or interruption")
@@ -104,18 +108,23 @@ def _add_output_flags(parser: argparse.ArgumentParser) -> None:
 def _run_command(args: argparse.Namespace) -> int:
     from studies.spec.overrides import parse_set
 
-    if args.images_per_sec is not None and not args.dry_run:
-        raise DisentError("--images-per-sec is an input of the estimate; give it with --dry-run")
+    for flag, given in (("--images-per-sec", args.images_per_sec),
+                        ("--population-images-per-sec", args.population_images_per_sec)):
+        if given is not None and not args.dry_run:
+            raise DisentError(f"{flag} is an input of the estimate; give it with --dry-run")
     overrides = parse_set(args.set)
     with spec_file(args.spec) as spec_path:
         if args.dry_run:
-            return dry_run(spec_path, overrides, args.images_per_sec)
+            return dry_run(spec_path, overrides, args.images_per_sec, args.population_images_per_sec)
         return run(spec_path, overrides, args.root, args.address, args.autoscaling, args.output,
                    args.make_report)
 
 
 def dry_run(
-    spec_path: Path, overrides: list[tuple[list[str], Any]], images_per_sec: float | None = None
+    spec_path: Path,
+    overrides: list[tuple[list[str], Any]],
+    images_per_sec: float | None = None,
+    population_images_per_sec: float | None = None,
 ) -> int:
     """Validate a spec (with ``--set`` overrides) and print what running it would take.
 
@@ -125,20 +134,28 @@ def dry_run(
         spec_path: the study spec YAML.
         overrides: ``--set`` assignments.
         images_per_sec: training throughput of one trial (None: the estimate's default).
+        population_images_per_sec: training throughput of a Tune trial of ``resources.population``
+            members, all together (None: not known).
 
     Returns:
         0.
 
     Raises:
-        DisentError: the spec is invalid, or ``images_per_sec`` is not positive.
+        DisentError: the spec is invalid, a throughput is not positive, or a population's is given
+            for a study of one member per Tune trial.
     """
     from studies.orchestration.budget import estimate_study, format_budget
     from studies.spec import load_spec
 
-    if images_per_sec is not None and not images_per_sec > 0:
-        raise DisentError(f"--images-per-sec must be > 0, got {images_per_sec:g}")
+    for flag, given in (("--images-per-sec", images_per_sec),
+                        ("--population-images-per-sec", population_images_per_sec)):
+        if given is not None and not given > 0:
+            raise DisentError(f"{flag} must be > 0, got {given:g}")
     spec = load_spec(spec_path, overrides)
-    budget = estimate_study(spec, images_per_sec)
+    if population_images_per_sec is not None and spec.population == 1:
+        raise DisentError("--population-images-per-sec is a population's images/s, but this study trains one "
+                          "member per Tune trial (resources.population resolves to 1)")
+    budget = estimate_study(spec, images_per_sec, population_images_per_sec)
     print(f"dry run of study {spec.name} ({spec_path}): the spec is valid; nothing was started or written")
     for line in format_budget(budget):
         print(line)
@@ -291,25 +308,28 @@ def status_table(spec: StudySpec, state: StudyState) -> tuple[list[str], list[tu
         state: the study's state.
 
     Returns:
-        ``(header, rows, counts)``: the columns (trial, method, seed, status, step, each searched
-        parameter, each objective); per trial its text cells and why it failed, stopped or is
+        ``(header, rows, counts)``: the columns (trial, method, seed, population when some trial
+        trained in one, status, step, each searched parameter, each objective); per trial its text
+        cells and why it failed, stopped or is
         running again ('' for a completed trial, whose earlier reason is stale); and the count of
         runs per MLflow status.
     """
     from mlflow.tracking import MlflowClient
 
     from studies.report.results import trial_row
-    from studies.results import EVALUATION, SEARCH, nested_runs
+    from studies.results import EVALUATION, POPULATION, SEARCH, nested_runs
 
     runs = nested_runs(MlflowClient(state.tracking_uri), state.experiment_id, state.parent_run_id)
     rows = [trial_row(spec, run) for run in runs]
     searched = sorted({key for row in rows for key in row if key.startswith(SEARCH)})
     objectives = [f"{EVALUATION}{o.metric}" for o in spec.objectives]
-    header = ["trial", "method", "seed", "status", "step",
+    populations = [POPULATION] if any(row.get(POPULATION) for row in rows) else []
+    header = ["trial", "method", "seed", *populations, "status", "step",
               *(key.removeprefix(SEARCH) for key in searched), *(o.metric for o in spec.objectives)]
     table = []
     for row in rows:
-        cells = [str(row["trial_id"]), str(row["method"]), _cell(row["seed"]), str(row["status"]),
+        cells = [str(row["trial_id"]), str(row["method"]), _cell(row["seed"]),
+                 *(_cell(row.get(key)) for key in populations), str(row["status"]),
                  _cell(row["step"]), *(_cell(row.get(key)) for key in searched),
                  *(_cell(row.get(key), ".4f") for key in objectives)]
         reason = str(row.get("error") or "") if row["status"] != "completed" else ""

@@ -47,9 +47,11 @@ from ray.tune.trainable import wrap_function
 from disent_core.errors import DisentError
 from disent_core.methods.registry import METHODS
 from studies.orchestration.lock import hold_study
+from studies.orchestration.members import member_diverged, member_result, trial_members
 from studies.orchestration.output import quiet_libraries
+from studies.orchestration.population_trial import run_trial
 from studies.orchestration.progress import Progress
-from studies.orchestration.search import StudySearch, fail_running_trials, make_sampler
+from studies.orchestration.search import PopulationKey, StudySearch, fail_running_trials, make_sampler
 from studies.orchestration.tracking import (
     StudyTracker,
     close_lost_runs,
@@ -59,10 +61,12 @@ from studies.orchestration.tracking import (
     parent_run_content,
     prepare_store,
 )
-from studies.orchestration.trainable import checkpoint_config, run_trial
+from studies.orchestration.trainable import checkpoint_config
 from studies.results import (
     DATASET_PROVENANCE,
+    FAILURE,
     METHOD_PROVENANCE,
+    POPULATION,
     STEP,
     STUDY_TAG,
     one_type_per_column,
@@ -139,6 +143,7 @@ def run_study(spec: StudySpec, root: Path, address: str | None = None, output: s
         quiet_libraries()
     root = root.expanduser().resolve()
     directory = root / spec.name
+    spec = spec.as_run()
     SearchSpace(spec).num_configurations()  # a grid larger than asked for fails before anything starts
     with hold_study(directory, spec.name, spec.storage.optuna):
         if (directory / "study.json").exists():
@@ -178,7 +183,8 @@ def resume_study(directory: Path, address: str | None = None, output: str = "nor
         known: set[str] = set()
         if restore:
             analysis = tune.ExperimentAnalysis(state.tune_path)
-            known = {trial.trial_id for trial in analysis.trials}
+            known = {member.member_id for trial in analysis.trials
+                     for member in trial_members(trial.trial_id, trial.config)}
             for line in prepare_restarts(spec, state, analysis):
                 print(line, flush=True)
         client = MlflowClient(state.tracking_uri)
@@ -224,8 +230,11 @@ def prepare_restarts(spec: StudySpec, state: StudyState,
         for checkpoint in (latest, oldest):
             if checkpoint is not None:
                 checkpoint.filesystem.create_dir(checkpoint.path)
-        config = trial.config or {}
+        members = trial_members(trial.trial_id, trial.config)
+        config = members[0].config
         label = f"{config.get(METHOD, '?')}, seed {spec.seeds[config.get(TRIAL_INDEX, 0)]}"
+        if len(members) > 1:
+            label = f"a population of {len(members)}: {label} and others"
         lines.append(f"trial {trial.trial_id} ({label}): its checkpoint {latest.path} is gone; "
                      "restarted from scratch")
     return lines
@@ -278,7 +287,8 @@ def _tuner(spec: StudySpec, state: StudyState, restore: bool, callbacks: list) -
     searcher = StudySearch(
         space=space.define_by_run, metric=metric, mode=mode, sampler=make_sampler(spec, space),
         study_name=state.optuna_study, storage=optuna.storages.RDBStorage(state.optuna_storage),
-        repeat=len(spec.seeds),
+        repeat=len(spec.seeds), population=spec.population, member_key=PopulationKey(spec),
+        configurations=space.num_configurations(),
     )
     scheduler = None
     if spec.scheduler is not None:
@@ -336,8 +346,10 @@ class StudyInterrupted(DisentError):
 
 
 def unfinished(spec: StudySpec, state: StudyState) -> int:
-    """Trials of the study that have not ended (run to the end, stopped early, or failed)."""
-    ended = sum(t.status in ("TERMINATED", "ERROR") for t in tune.ExperimentAnalysis(state.tune_path).trials)
+    """Members (trials) of the study that have not ended (run to the end, stopped early, or failed)."""
+    trials = tune.ExperimentAnalysis(state.tune_path).trials
+    ended = sum(len(trial_members(t.trial_id, t.config))
+                for t in trials if t.status in ("TERMINATED", "ERROR"))
     return SearchSpace(spec).num_configurations() * len(spec.seeds) - ended
 
 
@@ -363,31 +375,36 @@ def finalize(spec: StudySpec, state: StudyState, directory: Path, grid: Any) -> 
 
 
 def results_table(spec: StudySpec, grid: Any) -> pd.DataFrame:
-    """One row per trial: status, method, seed, dataset provenance, ``train_config.*`` and
-    ``evaluation_results.*``."""
+    """One row per member (trial): status, method, seed, the population it trained in, dataset
+    provenance, ``train_config.*`` and ``evaluation_results.*``."""
     space = SearchSpace(spec)
     rows = []
     for result in grid:
-        config = result.config or {}
-        if METHOD not in config:
-            continue
-        seed_index = config.get(TRIAL_INDEX, 0)
-        seed = spec.seeds[seed_index]
         metrics = result.metrics or {}
-        row: dict[str, Any] = {
-            "trial_id": metrics.get("trial_id") or Path(result.path).name.removeprefix("trial_"),
-            "status": "failed" if result.error is not None else "completed",
-            "error": str(result.error).strip().splitlines()[-1] if result.error is not None else None,
-            "method": config[METHOD],
-            "seed": seed,
-            "step": metrics.get(STEP),
-            "model_num": space.model_number(config, seed_index),
-            METHOD_PROVENANCE: METHODS[config[METHOD]].provenance,
-            DATASET_PROVENANCE: metrics.get(DATASET_PROVENANCE),
-        }
-        params = space.train_config(config, seed).flat_params()
-        searched = {k: v for k, v in config.items() if k not in (METHOD, TRIAL_INDEX)}
-        row.update(row_from_metrics(metrics, params, searched))
-        rows.append(row)
+        trial_id = metrics.get("trial_id") or Path(result.path).name.removeprefix("trial_")
+        error = str(result.error).strip().splitlines()[-1] if result.error is not None else None
+        for member in trial_members(trial_id, result.config):
+            config = member.config
+            if METHOD not in config:
+                continue
+            own = member_result(metrics, member)
+            failure = own.get(FAILURE) if member_diverged(own) and member.population else error
+            seed_index = config.get(TRIAL_INDEX, 0)
+            seed = spec.seeds[seed_index]
+            row: dict[str, Any] = {
+                "trial_id": member.member_id,
+                "status": "failed" if failure is not None else "completed",
+                "error": failure,
+                "method": config[METHOD],
+                "seed": seed,
+                POPULATION: member.population,
+                "step": own.get(STEP),
+                "model_num": space.model_number(config, seed_index),
+                METHOD_PROVENANCE: METHODS[config[METHOD]].provenance,
+                DATASET_PROVENANCE: own.get(DATASET_PROVENANCE),
+            }
+            params = space.train_config(config, seed).flat_params()
+            searched = {k: v for k, v in config.items() if k not in (METHOD, TRIAL_INDEX)}
+            row.update(row_from_metrics(own, params, searched))
+            rows.append(row)
     return one_type_per_column(pd.DataFrame(rows))
-

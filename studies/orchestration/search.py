@@ -52,6 +52,8 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.repeater import TRIAL_INDEX
 
+from disent_core.population import population_key
+from studies.orchestration.members import POPULATION_CONFIG, Member, member_diverged, member_result
 from studies.spec import StudySpec
 from studies.spec.space import SearchSpace
 
@@ -68,7 +70,8 @@ def make_sampler(spec: StudySpec, space: SearchSpace) -> optuna.samplers.BaseSam
 
     Returns:
         A ``GridSampler``, ``RandomSampler`` or ``CmaEsSampler`` for ``grid``, ``random`` or ``cmaes``,
-        else a ``TPESampler``.
+        else a ``TPESampler``, with a constant liar when trials hold populations (several
+        configurations are then asked before any is told, and the liar keeps them apart).
     """
     seed = spec.search.seed
     algorithm = spec.search.algorithm
@@ -78,7 +81,7 @@ def make_sampler(spec: StudySpec, space: SearchSpace) -> optuna.samplers.BaseSam
         return optuna.samplers.RandomSampler(seed=seed)
     if algorithm == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=spec.population > 1)
 
 
 def _as_storage(storage: BaseStorage | str) -> BaseStorage:
@@ -120,38 +123,81 @@ def fail_running_trials(storage: BaseStorage | str, study_name: str, keep: set[i
     return count
 
 
+class PopulationKey:
+    """What a member of ``spec`` shares with every member of its population
+    (``disent_core.population.population_key`` of its training config; None: it trains alone).
+
+    A class rather than a closure: Tune pickles the searcher that holds it.
+
+    Args:
+        spec: the study spec.
+    """
+
+    def __init__(self, spec: StudySpec) -> None:
+        self.spec = spec
+        self.space: SearchSpace | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"spec": self.spec, "space": None}
+
+    def __call__(self, config: dict[str, Any], seed_index: int) -> str | None:
+        if self.space is None:
+            self.space = SearchSpace(self.spec)
+        return population_key(self.space.train_config(config, self.spec.seeds[seed_index]))
+
+
 @dataclass
 class SeedGroup:
-    """One configuration (one Optuna trial) and the Tune trials that run it, one per seed."""
+    """One configuration (one Optuna trial) and the members that run it, one per seed."""
 
     number: int
     config: dict[str, Any]
-    trials: list[str] = field(default_factory=list)  # Tune trial ids, in seed order
-    values: dict[str, list[float]] = field(default_factory=dict)  # per ended trial, one per objective
+    trials: list[str] = field(default_factory=list)  # member ids, in seed order
+    values: dict[str, list[float]] = field(default_factory=dict)  # per ended member, one per objective
     told: bool = False
 
 
+@dataclass
+class Unit:
+    """A (configuration, seed) waiting for a Tune trial, and what its population must share."""
+
+    group: SeedGroup
+    seed_index: int
+    key: str | None  # None: it trains alone
+
+
 class StudySearch(Searcher):
-    """Ray Tune searcher over an Optuna study: one Optuna trial per configuration, ``repeat`` Tune
-    trials (seeds) per configuration, the mean over seeds told (see the module docstring).
+    """Ray Tune searcher over an Optuna study: one Optuna trial per configuration, ``repeat``
+    members (seeds) per configuration, the mean over seeds told (see the module docstring).
 
     ``space`` is a define-by-run function (``SearchSpace.define_by_run``); ``metric``/``mode`` a
     name and ``"min"``/``"max"``, or lists of them for a multi-objective study; ``storage`` an
-    Optuna storage or an RDB URL.
+    Optuna storage or an RDB URL. With ``population`` above 1, a Tune trial holds up to that many
+    members whose ``member_key`` (config, seed index -> what a population shares, None: alone) is
+    equal, and the search ends (``Searcher.FINISHED``) once ``configurations`` have been handed out.
     """
 
     def __init__(self, space: Callable[[optuna.Trial], dict[str, Any] | None], metric: str | list[str],
                  mode: str | list[str], sampler: optuna.samplers.BaseSampler, study_name: str,
-                 storage: BaseStorage | str, repeat: int = 1) -> None:
+                 storage: BaseStorage | str, repeat: int = 1, population: int = 1,
+                 member_key: Callable[[dict[str, Any], int], str | None] | None = None,
+                 configurations: int | None = None) -> None:
         super().__init__(metric=metric, mode=mode)
+        if population > 1 and (member_key is None or configurations is None):
+            raise ValueError("a population search needs member_key and configurations")
         self.space = space
         self.sampler = sampler
         self.study_name = study_name
         self.storage = _as_storage(storage)
         self.repeat = repeat
-        self.group_of: dict[str, SeedGroup] = {}  # Tune trial id -> its configuration
+        self.population = population
+        self.member_key = member_key
+        self.configurations = configurations
+        self.group_of: dict[str, SeedGroup] = {}  # member id -> its configuration
         self.filling: SeedGroup | None = None  # the configuration still short of seeds
         self.replay: list[SeedGroup] = []  # told after the snapshot restored from: run again first
+        self.waiting: list[Unit] = []  # asked, not yet in a Tune trial (populations only)
+        self.members_of: dict[str, list[str]] = {}  # population trial id -> its member ids
         self.optuna_study: optuna.Study | None = None
         self.study()  # created now (or loaded), as the study's first trial may be asked much later
 
@@ -169,44 +215,106 @@ class StudySearch(Searcher):
         # Tune pickles the searcher with the Tuner; the study reconnects when next needed
         return {**self.__dict__, "optuna_study": None}
 
+    def _next_configuration(self) -> SeedGroup:
+        """The first configuration to ``replay``, else a new one asked of Optuna."""
+        if self.replay:
+            return self.replay.pop(0)
+        trial = self.study().ask()
+        returned = self.space(trial) or {}
+        return SeedGroup(trial.number, {**trial.params, **returned})
+
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        """The config of a new Tune trial: the next seed of the current configuration, or a new one.
+        """The config of a new Tune trial: one member, or a population's members.
 
         Args:
             trial_id: the new Tune trial's id.
 
         Returns:
-            The configuration (Optuna's params and what the space returned) and ``__trial_index__``
-            (``TRIAL_INDEX``), the seed's index; when the current configuration has ``repeat``
-            trials, the next one is the first to ``replay``, else a new one asked of Optuna.
+            One member's config (Optuna's params, what the space returned and ``__trial_index__``,
+            ``TRIAL_INDEX``, the seed's index): the next seed of the current configuration, or of
+            the first to ``replay``, or of a new one asked of Optuna. With ``population`` above 1,
+            ``{"population": [member config, ...]}`` for several members, and ``Searcher.FINISHED``
+            once every configuration has been handed out.
         """
+        if self.population > 1:
+            return self._suggest_population(trial_id)
         if self.filling is None or len(self.filling.trials) >= self.repeat:
-            if self.replay:
-                self.filling = self.replay.pop(0)
-            else:
-                trial = self.study().ask()
-                returned = self.space(trial) or {}
-                self.filling = SeedGroup(trial.number, {**trial.params, **returned})
+            self.filling = self._next_configuration()
         group = self.filling
         group.trials.append(trial_id)
         self.group_of[trial_id] = group
         return {**copy.deepcopy(group.config), TRIAL_INDEX: len(group.trials) - 1}
 
+    def _started(self) -> int:
+        """Configurations handed out or waiting: each has its own Optuna trial number."""
+        groups = [*self.group_of.values(), *(unit.group for unit in self.waiting)]
+        return len({group.number for group in groups})
+
+    def _enough_waiting(self) -> bool:
+        """Whether the first waiting member's population can be formed without asking more."""
+        if not self.waiting:
+            return False
+        first = self.waiting[0].key
+        return first is None or sum(unit.key == first for unit in self.waiting) >= self.population
+
+    def _suggest_population(self, trial_id: str) -> dict[str, Any] | str | None:
+        """Up to ``population`` waiting members sharing the first one's key, asking for more first.
+
+        At most ``population`` configurations are asked per call (Optuna's batch ask: the sampler's
+        constant liar keeps them apart), fewer when the first waiting member's key has enough.
+        """
+        assert self.member_key is not None and self.configurations is not None
+        for _ in range(self.population):
+            if self._enough_waiting() or (self._started() >= self.configurations and not self.replay):
+                break
+            group = self._next_configuration()
+            self.waiting += [Unit(group, k, self.member_key(group.config, k)) for k in range(self.repeat)]
+        if not self.waiting:
+            return Searcher.FINISHED
+        first = self.waiting[0].key
+        if first is None:
+            taken = self.waiting[:1]
+        else:
+            taken = [unit for unit in self.waiting if unit.key == first][: self.population]
+        self.waiting = [unit for unit in self.waiting if not any(unit is t for t in taken)]
+        configs, member_ids = [], []
+        for index, unit in enumerate(taken):
+            member_id = trial_id if len(taken) == 1 else f"{trial_id}-{index}"
+            unit.group.trials.append(member_id)
+            self.group_of[member_id] = unit.group
+            member_ids.append(member_id)
+            configs.append({**copy.deepcopy(unit.group.config), TRIAL_INDEX: unit.seed_index})
+        if len(taken) == 1:
+            return configs[0]
+        self.members_of[trial_id] = member_ids
+        return {POPULATION_CONFIG: configs}
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        """Record the trial's objectives; once every seed of its configuration ended, tell Optuna.
+        """Record each member's objectives; once every seed of a configuration ended, tell Optuna.
 
         Args:
             trial_id: the ended Tune trial's id (ignored if this searcher did not suggest it).
-            result: its last result, holding the objectives (NaN for a missing one); ``None`` if none.
-            error: whether it errored (an all-NaN configuration is then told FAIL, else PRUNED).
+            result: its last result, holding the objectives (NaN for a missing one), a population's
+                under ``members``; ``None`` if none.
+            error: whether it errored (an all-NaN configuration is then told FAIL, else PRUNED; a
+                population member that diverged counts as errored).
         """
-        group = self.group_of.get(trial_id)
+        member_ids = self.members_of.get(trial_id)
+        if member_ids is None:
+            self._record(trial_id, result, error)
+            return
+        for index, member_id in enumerate(member_ids):
+            own = member_result(result, Member(member_id, index, {}, trial_id))
+            self._record(member_id, own, error or member_diverged(own))
+
+    def _record(self, member_id: str, result: dict | None, error: bool) -> None:
+        group = self.group_of.get(member_id)
         if group is None:
             return
         if group.told:  # run again after a restore (see the module docstring): Optuna holds it
             return
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
-        group.values[trial_id] = [result.get(m, np.nan) if result else np.nan for m in metrics]
+        group.values[member_id] = [result.get(m, np.nan) if result else np.nan for m in metrics]
         if len(group.trials) < self.repeat or len(group.values) < len(group.trials):
             return
         scores = np.asarray(list(group.values.values()), dtype=float)
@@ -223,15 +331,16 @@ class StudySearch(Searcher):
         group.told = True
 
     def save(self, checkpoint_path: str) -> None:
-        """Pickle the searcher's state: the sampler, the seed groups, the one being filled and the
-        configurations still to run again.
+        """Pickle the searcher's state: the sampler, the seed groups, the one being filled, the
+        configurations still to run again, the members waiting for a trial and each population's
+        members.
 
         Args:
             checkpoint_path: the file to write.
         """
         with open(checkpoint_path, "wb") as out:
             pickle.dump({"sampler": self.sampler, "group_of": self.group_of, "filling": self.filling,
-                         "replay": self.replay}, out)
+                         "replay": self.replay, "waiting": self.waiting, "members_of": self.members_of}, out)
 
     def restore(self, checkpoint_path: str) -> None:
         """Take the state of the snapshot, then account for the Optuna trials asked after it.
@@ -246,8 +355,10 @@ class StudySearch(Searcher):
             state = pickle.load(saved)
         self.sampler, self.group_of, self.filling = state["sampler"], state["group_of"], state["filling"]
         self.replay = state.get("replay", [])
+        self.waiting, self.members_of = state.get("waiting", []), state.get("members_of", {})
         self.optuna_study = None  # reopened with the restored sampler
-        known = {group.number for group in [*self.group_of.values(), *self.replay]}
+        groups = [*self.group_of.values(), *self.replay, *(unit.group for unit in self.waiting)]
+        known = {group.number for group in groups}
         finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         for frozen in self.study().get_trials(deepcopy=False, states=finished):
             if frozen.number in known or "failure_reason" in frozen.user_attrs:

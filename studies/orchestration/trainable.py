@@ -1,4 +1,6 @@
-"""The Ray Tune trainable: one trial is one call of ``disent_core.train.train``.
+"""A Ray Tune trial of one member: one call of ``disent_core.train.train``.
+
+(A trial of several members is ``population_trial.py``'s; its ``run_trial`` is what Tune runs.)
 
 The trial's config holds only what the search decided (``method``, ``beta_vae.beta``, ...) and
 Tune's repeat index, which picks the seed; the spec travels with ``tune.with_parameters``. Every
@@ -48,6 +50,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +108,16 @@ def report_metrics(report: Report) -> dict[str, float]:
     return metrics
 
 
-def _write_final_files(directory: Path, report: Report, config: Any, scores: Any) -> None:
+def write_final_files(directory: Path, report: Report, config: Any, scores: Any) -> None:
+    """Write a trained model's final files into ``directory``: ``config.yaml``, ``scores.json`` (with
+    the dataset and its provenance) and ``FIGURES``.
+
+    Args:
+        directory: the trial's (or population member's) final checkpoint directory.
+        report: the final ``Report``.
+        config: the training config.
+        scores: the final ``evaluate`` result.
+    """
     (directory / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     payload = {
         "dataset": {**config.dataset.model_dump(mode="json"),
@@ -204,7 +216,7 @@ def trial_work_dir(study: str) -> Path:
     ``~/.cache/disent_studies/trials/<study>/<trial id>`` on the node that runs the trial, not the
     system temp dir, and the same for every attempt of the trial: it is emptied first, so what an
     attempt killed before its cleanup left (a killed worker, or a killed driver and then
-    ``resume``) goes when Tune restarts the trial. ``run_trial`` removes it when an attempt ends.
+    ``resume``) goes when Tune restarts the trial. The trial removes it when an attempt ends.
     """
     work = WORK_ROOT.expanduser() / study / tune.get_context().get_trial_id()
     shutil.rmtree(work, ignore_errors=True)
@@ -212,8 +224,68 @@ def trial_work_dir(study: str) -> Path:
     return work
 
 
-def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
-    """Train, evaluate and report one trial (the function ``tune.Tuner`` runs)."""
+def trial_resources() -> dict[str, Any]:
+    """What the running trial was given: its GPUs (``resources/gpus``) and ``CUDA_VISIBLE_DEVICES``."""
+    return {f"{RESOURCES}gpus": float(len(ray.get_gpu_ids())),
+            f"{RESOURCES}cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+
+
+def training_result(report: Report, resources: dict[str, Any]) -> dict[str, Any]:
+    """A report's training part of a trial result, not yet evaluated (``evaluated`` 0).
+
+    Args:
+        report: the trainer's report.
+        resources: ``trial_resources()``.
+
+    Returns:
+        ``report_metrics``, the resources, ``evaluated`` and the dataset's provenance label.
+    """
+    return {**report_metrics(report), **resources, EVALUATED: 0,
+            DATASET_PROVENANCE: report.dataset.provenance.label()}
+
+
+def evaluated_here(spec: StudySpec, report: Report, steps: int) -> bool:
+    """Whether the trial evaluates at this report: at the end and every ``evaluation.every`` steps."""
+    every = spec.evaluation.every
+    return report.step == steps or bool(every and report.step % every == 0)
+
+
+def evaluate_report(spec: StudySpec, report: Report, train_config: Any) -> dict[str, float]:
+    """The scores of a report's model under the spec's evaluation (protocol, seed, metrics, kind).
+
+    Args:
+        spec: the study spec.
+        report: the trainer's report (its live method and dataset).
+        train_config: the trial's training config (its ``train.threads`` score in parallel).
+
+    Returns:
+        ``evaluate``'s scores.
+    """
+    evaluation = spec.evaluation
+    return evaluate(report.method, report.dataset, protocol=evaluation.protocol, seed=evaluation.seed,
+                    metrics=evaluation.metrics, n_jobs=train_config.train.threads or 1,
+                    representation_kind=evaluation.representation)
+
+
+def real_data_check(spec: StudySpec) -> Callable[[GroundTruthDataset], None]:
+    """The check a trial runs on its built dataset: real data under a comparable protocol.
+
+    Args:
+        spec: the study spec.
+
+    Returns:
+        A function that raises (``require_real_data``) for procedural data under such a protocol.
+    """
+    def check_dataset(dataset: GroundTruthDataset) -> None:
+        protocol = get_protocol(spec.evaluation.protocol)
+        if protocol.comparable:
+            require_real_data(spec.dataset.name, dataset.provenance, protocol.name)
+
+    return check_dataset
+
+
+def run_member_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
+    """Train, evaluate and report a trial of one member (``population_trial.run_trial`` hands it over)."""
     spec = StudySpec.model_validate(spec_data)
     space = SearchSpace(spec)
     seed = spec.seeds[config.get(TRIAL_INDEX, 0)]
@@ -235,29 +307,19 @@ def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
                 shutil.copy2(Path(restored) / CHECKPOINT_NAME, work / CHECKPOINT_NAME)
                 resume_from = work / CHECKPOINT_NAME
     carried = {o.metric: math.nan for o in spec.objectives}
-    resources = {f"{RESOURCES}gpus": float(len(ray.get_gpu_ids())),
-                 f"{RESOURCES}cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+    resources = trial_resources()
     last: dict[str, Any] = {}
 
-    def check_dataset(dataset: GroundTruthDataset) -> None:
-        protocol = get_protocol(evaluation.protocol)
-        if protocol.comparable:
-            require_real_data(spec.dataset.name, dataset.provenance, protocol.name)
-
     def on_report(report: Report) -> None:
-        metrics: dict[str, Any] = {**report_metrics(report), **resources, EVALUATED: 0,
-                                   DATASET_PROVENANCE: report.dataset.provenance.label()}
+        metrics = training_result(report, resources)
         at_end = report.step == train_config.train.steps
-        if at_end or (evaluation.every and report.step % evaluation.every == 0):
-            scores = evaluate(report.method, report.dataset, protocol=evaluation.protocol,
-                              seed=evaluation.seed, metrics=evaluation.metrics,
-                              n_jobs=train_config.train.threads or 1,
-                              representation_kind=evaluation.representation)
+        if evaluated_here(spec, report, train_config.train.steps):
+            scores = evaluate_report(spec, report, train_config)
             metrics.update(scores)
             metrics[EVALUATED] = 1
             carried.update({k: v for k, v in scores.items() if k in carried})
             if at_end:
-                _write_final_files(work, report, train_config, scores)
+                write_final_files(work, report, train_config, scores)
                 if spec.tracking.log_model and report.checkpoint is not None:
                     from studies.orchestration.logged_model import write_model
 
@@ -274,7 +336,7 @@ def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
 
     try:
         train(train_config, on_report, checkpoint_dir=None if keep == "none" else work,
-              resume_from=resume_from, check_dataset=check_dataset)
+              resume_from=resume_from, check_dataset=real_data_check(spec))
     except Diverged as exc:
         shutil.rmtree(work)
         work.mkdir()

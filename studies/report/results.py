@@ -52,6 +52,7 @@ from studies.results import (
     FINAL,
     METHOD_PROVENANCE,
     PARENT_TAG,
+    POPULATION,
     SEARCH,
     STUDY_TAG,
     TRAIN_CONFIG,
@@ -230,9 +231,10 @@ def trial_row(spec: StudySpec, run: Any) -> dict[str, Any]:
         run: the trial's ``mlflow.entities.Run``.
 
     Returns:
-        Column -> value: ``trial_id``, ``status``, ``error``, ``method``, ``seed``, ``step``,
-        ``model_num``, ``method_provenance``, ``dataset_provenance``, ``mlflow_run_id``, then the
-        namespaced columns (``row_from_metrics``).
+        Column -> value: ``trial_id``, ``status``, ``error``, ``method``, ``seed``, ``population``
+        (the ``population`` tag: the Tune trial a population member trained in; None for a trial of
+        one member), ``step``, ``model_num``, ``method_provenance``, ``dataset_provenance``,
+        ``mlflow_run_id``, then the namespaced columns (``row_from_metrics``).
     """
     tags, metrics = run.data.tags, run.data.metrics
     params = {k: _parse(v) for k, v in run.data.params.items()}
@@ -244,6 +246,7 @@ def trial_row(spec: StudySpec, run: Any) -> dict[str, Any]:
         "error": tags.get("failure_reason"),
         "method": method,
         "seed": int(tags["seed"]) if tags.get("seed", "").isdigit() else None,
+        POPULATION: tags.get(POPULATION) or None,
         "step": _last_step(run),
         "model_num": int(model_num) if model_num and model_num.isdigit() else None,
         METHOD_PROVENANCE: tags.get(METHOD_PROVENANCE),

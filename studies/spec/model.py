@@ -153,9 +153,36 @@ class AshaSettings(_Strict):
     reduction_factor: float = Field(2.0, gt=1)
 
 
+AUTO_GPU_POPULATION = 8
+"""The members per Tune trial that ``resources.population: auto`` trains on a GPU. Not yet measured
+on a GPU here: HFTA (Wang et al., MLSys 2021) fuses up to tens of such small models per accelerator;
+``bench/population_throughput.py`` on the GPU in use prints the best N to set instead."""
+
+
 class Resources(_Strict):
+    """What each Tune trial holds, and how many members (configuration-and-seed units) it trains.
+
+    ``population``: members per Tune trial, trained as one fused model (``disent_core.population``;
+    docs/populations.md). ``auto`` is 1 when trials run on the CPU (``gpu: 0``), where fusing is
+    slower than training the members one after another, and ``AUTO_GPU_POPULATION`` on a GPU;
+    ``resolve_population`` writes the number into the spec as run. Only the packing changes: each
+    member keeps its Optuna trial, MLflow run and row, and its numbers up to float rounding.
+    """
+
     cpu: float = Field(1.0, gt=0, description="CPUs per trial (also its torch thread count)")
     gpu: float = Field(0.0, ge=0, description="GPU share per trial; 0.5 packs two trials on one GPU")
+    population: int | Literal["auto"] = Field(
+        "auto",
+        description="members (configuration-and-seed units) per Tune trial, trained as one fused model; "
+        f"auto: 1 on the CPU, {AUTO_GPU_POPULATION} on a GPU",
+    )
+
+    @field_validator("population")
+    @classmethod
+    def _positive(cls, population: int | str) -> int | str:
+        if isinstance(population, int) and population < 1:
+            raise ValueError(f"must be at least 1 (or auto), got {population}")
+        return population
 
 
 class Tracking(_Strict):
@@ -341,6 +368,26 @@ class StudySpec(_Strict):
     @property
     def report_every(self) -> int:
         return int(self.train.get("report_every", 100))
+
+    @property
+    def population(self) -> int:
+        """Members per Tune trial: ``resources.population``, with ``auto`` resolved.
+
+        ``auto`` is 1 on the CPU (``resources.gpu`` 0), with an ASHA scheduler (which stops whole
+        trials) and under ``storage.keep_checkpoints: best`` (a best checkpoint per member), else
+        ``AUTO_GPU_POPULATION``.
+        """
+        chosen = self.resources.population
+        if chosen != "auto":
+            return int(chosen)
+        if self.resources.gpu == 0 or self.scheduler is not None or self.storage.keep_checkpoints == "best":
+            return 1
+        return AUTO_GPU_POPULATION
+
+    def as_run(self) -> StudySpec:
+        """This spec as a study runs it: ``resources.population`` a number (what ``spec.yaml`` records)."""
+        resources = self.resources.model_copy(update={"population": self.population})
+        return self.model_copy(update={"resources": resources})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -545,6 +592,19 @@ def _check_consistency(spec: StudySpec, problems: list[str]) -> None:
             problems.append(
                 f"{where}.metric: {name} has no score {key!r}; its scores are "
                 + ", ".join(f"{name}.{k}" for k in METRICS[name].keys)
+            )
+    if isinstance(spec.resources.population, int) and spec.resources.population > 1:
+        if spec.scheduler is not None:
+            problems.append(
+                f"resources.population: {spec.resources.population} members per trial cannot be stopped "
+                "one by one by the ASHA scheduler, which stops whole Tune trials; set "
+                "resources.population: 1 (or auto, which is 1 with a scheduler) or remove the scheduler"
+            )
+        if spec.storage.keep_checkpoints == "best":
+            problems.append(
+                f"resources.population: {spec.resources.population} members share one checkpoint per step, "
+                "and storage.keep_checkpoints: best keeps a trial's best one, which differs by member; "
+                "keep final or all checkpoints, or set resources.population: 1"
             )
     if spec.scheduler is not None:
         if len(spec.objectives) > 1:

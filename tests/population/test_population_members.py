@@ -7,7 +7,7 @@ from population_helpers import config, members
 
 from disent_core.config import load_config
 from disent_core.errors import ConfigError
-from disent_core.population import check_population, supported_methods, train_population
+from disent_core.population import check_population, population_key, supported_methods, train_population
 
 LOCATELLO = ("beta_vae", "annealed_vae", "factor_vae", "beta_tc_vae", "dip_vae_i", "dip_vae_ii")
 
@@ -90,3 +90,24 @@ def test_other_refusals_say_why():
         _check(members([{"name": "beta_vae"}], channels_last=True))
     with pytest.raises(ConfigError, match="fp16"):
         _check(members([{"name": "beta_vae"}], precision="fp16"))
+
+
+def test_population_key_is_equal_exactly_for_configs_that_train_together():
+    def key(c: dict) -> str | None:
+        return population_key(load_config(c))
+
+    schedule = {"kind": "linear", "start": 1, "end": 8, "steps": 10}
+    together = members([{"name": "beta_vae", "beta": b} for b in (1, schedule, 4, 8)])
+    assert len({key(c) for c in together}) == 1
+    noted = _changed(config({"name": "beta_vae", "beta": 2}, 9), "train", steps_note="x")
+    assert key(noted) == key(together[0])
+    apart = [
+        _changed(together[1], "train", batch_size=16),
+        _changed(together[1], "model", latent_dim=6),
+        config({"name": "beta_tc_vae"}, 3),
+        *members([{"name": "devae", "betas": [1, 10]}, {"name": "devae", "betas": [1, 10, 40]}]),
+    ]
+    assert len({key(c) for c in [together[0], *apart]}) == len(apart) + 1
+    for separate in (members([{"name": "did"}]), members([{"name": "beta_vae"}], channels_last=True),
+                     members([{"name": "beta_vae"}], precision="fp16")):
+        assert key(separate[0]) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +67,47 @@ def tracked_study(directory: Path, name: str) -> tuple[Any, str, MlflowClient, s
     client = MlflowClient(uri)
     experiment = client.create_experiment(name, artifact_location=(directory / "mlartifacts").as_uri())
     return spec, uri, client, experiment, client.create_run(experiment).info.run_id
+
+
+def tune_results(study_dir: Path) -> dict[str, list[dict]]:
+    """Every result line Tune wrote, per trial id."""
+    out = {}
+    for path in sorted((study_dir / "tune").glob("trial_*/result.json")):
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        out[path.parent.name.removeprefix("trial_")] = lines
+    return out
+
+
+def wait_until(condition, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(
+                f"the study exited ({proc.returncode}) before {what}: {proc.stderr.read()[-3000:]}"
+            )
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def start_study(spec: Path, root: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "studies.cli", "run", str(spec), "--root", str(root)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+
+
+def finished_and_running(study_dir: Path, steps: int) -> bool:
+    """Whether Tune's results show one trial at ``steps`` and another started but short of it."""
+    results = tune_results(study_dir) if (study_dir / "tune").exists() else {}
+    finished = [t for t, lines in results.items() if lines and lines[-1]["step"] == steps]
+    started = [t for t, lines in results.items() if lines and lines[-1]["step"] < steps]
+    return len(finished) >= 1 and len(started) >= 1
+
+
+def checkpointed_and_running(study_dir: Path, past: int, before: int) -> bool:
+    """Whether Tune's one trial has reported a step of at least ``past`` and its last is below ``before``."""
+    results = tune_results(study_dir) if (study_dir / "tune").exists() else {}
+    lines = next(iter(results.values()), [])
+    return any(r["step"] >= past for r in lines) and lines[-1]["step"] < before

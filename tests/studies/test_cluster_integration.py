@@ -322,7 +322,8 @@ def test_study_submitted_to_multi_node_cluster(tmp_path, write_spec, ray_cluster
 
     name = "multinode_study"
     job_dir = tmp_path / "job"  # the job's working_dir: just the spec, so the upload is tiny
-    write_spec(name, directory=job_dir, resources={"cpu": 1, "gpu": 0.5},
+    # population 1: each trial is its own Tune trial, whose placement this test checks
+    write_spec(name, directory=job_dir, resources={"cpu": 1, "gpu": 0.5, "population": 1},
                search={"algorithm": "random", "num_trials": 2, "max_concurrent": 4, "seed": 0})
     (job_dir / f"{name}.yaml").rename(job_dir / "spec.yaml")
     root = tmp_path / "runs"

@@ -1,8 +1,11 @@
 """``disent-study run --dry-run`` and ``storage.keep_checkpoints``.
 
-The dry run validates a spec and prints its trials, resources, storage and compute without starting
-Ray or writing anything, for every catalog spec. Its checkpoint size matches a real checkpoint of
-``disent_core.train``, and its per-trial storage what a tiny quickstart trial really leaves. Each
+The dry run validates a spec and prints its trials, resources, populations, storage and compute
+without starting Ray or writing anything, for every catalog spec. Under a population it counts the
+Tune trials (at least ceil(members / N) per population key; over a grid subset or a sampled search
+with the configurations' split over the methods assumed) and costs them only with a given
+population throughput. Its checkpoint size matches a real checkpoint of ``disent_core.train``, and
+its per-trial storage what a tiny quickstart trial really leaves. Each
 ``keep_checkpoints`` policy leaves what it says: ``final`` one checkpoint in Tune and one in MLflow,
 ``none`` figures only, ``best`` the best evaluated checkpoint and the final one.
 """
@@ -20,7 +23,13 @@ from study_helpers import TINY, nested_runs, run_cli, write_spec
 
 from disent_core.train import CHECKPOINT_NAME, train
 from studies.cli import main
-from studies.orchestration.budget import METRIC_ROW_BYTES, estimate_study, format_budget, trial_cost
+from studies.orchestration.budget import (
+    GPU_IMAGES_PER_SEC,
+    METRIC_ROW_BYTES,
+    estimate_study,
+    format_budget,
+    trial_cost,
+)
 from studies.orchestration.trainable import (
     CHECKPOINT_SCORE,
     FIGURES,
@@ -79,6 +88,9 @@ def test_dry_run_takes_overrides_and_a_measured_throughput(capsys):
 @pytest.mark.parametrize("args, message", [
     (["--dry-run", "--images-per-sec", "0"], "--images-per-sec must be > 0"),
     (["--images-per-sec", "100"], "give it with --dry-run"),
+    (["--population-images-per-sec", "100"], "--population-images-per-sec is an input of the estimate"),
+    (["--dry-run", "--population-images-per-sec", "-5"], "--population-images-per-sec must be > 0"),
+    (["--dry-run", "--population-images-per-sec", "100"], "trains one member per Tune trial"),
     (["--dry-run", "--set", "storage.keep_checkpoints=last"], "storage.keep_checkpoints: Input should be"),
     (["--dry-run", "--set", "methods.beta_vae.beta={search: log_float, low: 1, high: 16}"],
      "grid search needs explicit values"),
@@ -227,3 +239,89 @@ def test_format_budget_lines_have_no_newlines():
     assert all("\n" not in line for line in format_budget(budget))
     with pytest.raises(ValueError, match="images per second"):
         estimate_study(load_spec(QUICKSTART), images_per_sec=-1)
+
+
+def population_spec(**sections):
+    """Two GPU Tune trials at once of 2 CPUs and half a GPU, ``resources.population: auto`` (8 members):
+    beta_vae over 3 betas (which fuse) and DiD (which trains alone), 5 seeds, 36,000 steps at batch
+    100 (3.6M images per member)."""
+    data = {"name": "pop", **TINY, "train": {"steps": 36_000, "batch_size": 100, "report_every": 1000},
+            "methods": {"beta_vae": {"beta": {"search": "grid", "values": [1, 2, 4]}}, "did": {}},
+            "seeds": [0, 1, 2, 3, 4], "search": {"algorithm": "grid", "max_concurrent": 2},
+            "resources": {"cpu": 2, "gpu": 0.5}, **sections}
+    return validate_spec(data)
+
+
+def test_a_population_packs_the_fused_members_of_a_grid_and_leaves_the_others_alone():
+    budget = estimate_study(population_spec())
+    assert budget.population == 8 and budget.groups_exact
+    assert budget.trials == 20  # (3 betas + 1 DiD configuration) x 5 seeds
+    # beta_vae: 15 members, 8 to a Tune trial: 2; DiD's 5 members train alone: 5
+    assert budget.tune_trials == 7 and budget.fused_members == 15
+    assert budget.member_memory > 0
+    lines = format_budget(budget)
+    assert "resources: 2 CPU and 0.5 GPU per Tune trial, 2 Tune trial(s) at once" in lines
+    assert lines[2] == ("population: 8 members (trials) per Tune trial (resources.population: auto), "
+                        "trained as one fused model")
+    assert lines[3].startswith("  a Tune trial's 2 CPU and 0.5 GPU hold up to 8 members (16 per GPU), "
+                               "at least 8 x ")
+    assert ("  Tune trials: at least 7 for the 20 trials (beta_vae 2, did 5; every grid point by its "
+            "population key, up to 8 to a Tune trial)") in lines
+    assert any(line.startswith("  did: not fused (one member per Tune trial)") for line in lines)
+    # no population throughput: the population-1 compute, and how to get the population's
+    hours = 3_600_000 / GPU_IMAGES_PER_SEC / 3600
+    alone = f"  each trial alone (population 1), at {GPU_IMAGES_PER_SEC:,} images/s per trial (GPU, ASSUMED"
+    assert any(line.startswith(alone) and f"{hours:.2f} hours per trial" in line for line in lines)
+    assert any("a Tune trial's images/s (its 8 members together) is not known" in line for line in lines)
+    assert any("give that figure with --population-images-per-sec" in line for line in lines)
+
+
+def test_a_given_population_throughput_costs_each_tune_trial_as_a_full_population():
+    budget = estimate_study(population_spec(), images_per_sec=1000, population_images_per_sec=8000)
+    # a population Tune trial: 8 x 3.6M images at 8,000 images/s, 1 hour (the second, of 7 members,
+    # costed as full); a DiD trial: 3.6M at 1,000 images/s, 1 hour. 7 Tune-trial-hours in all,
+    # x 0.5 GPU and x 2 CPUs; 2 at once: 3.5 hours
+    assert budget.population_hours == pytest.approx((1.0, 7.0))
+    assert budget.population_wall_hours == pytest.approx(3.5)
+    assert format_budget(budget)[-1] == (
+        "  population 8: at 8,000 images/s per Tune trial of 8 members (given with "
+        "--population-images-per-sec; 8.00x the 1,000 of one trial alone): up to 1.00 hours per Tune trial, "
+        "7 Tune trials, 3.50 GPU-hours and 14 CPU-hours in all, about 3.50 hours at 2 Tune trials at once "
+        "(a Tune trial of fewer members costed as full)"
+    )
+
+
+def test_a_sampled_search_gives_a_lower_bound_of_tune_trials():
+    spec = population_spec(methods={"beta_vae": {"beta": {"search": "log_float", "low": 1, "high": 16}},
+                                    "did": {}},
+                           search={"algorithm": "random", "num_trials": 10, "max_concurrent": 2})
+    budget = estimate_study(spec)
+    assert not budget.groups_exact
+    # 10 configurations taken as 5 per method, x 5 seeds: beta_vae 25 members in 4 Tune trials, DiD 25
+    assert budget.tune_trials == 29
+    bound = ("  Tune trials: at least 29 for the 50 trials (beta_vae 4, did 25), if the configurations fall "
+             "to the methods equally")
+    assert any(line.startswith(bound) for line in format_budget(budget))
+
+
+def test_population_one_prints_no_population_lines_and_refuses_a_population_throughput():
+    spec = population_spec(resources={"cpu": 2, "gpu": 0.5, "population": 1})
+    budget = estimate_study(spec)
+    assert budget.population == 1 and budget.tune_trials == budget.trials == 20 and budget.groups == ()
+    lines = format_budget(budget)
+    assert not any("population" in line or "Tune trial" in line for line in lines)
+    with pytest.raises(ValueError, match="one member per Tune trial"):
+        estimate_study(spec, population_images_per_sec=8000)
+
+
+def test_the_cli_passes_the_population_throughput(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = CATALOG / "locatello2019.yaml"
+    args = ["run", str(path), "--dry-run", "--images-per-sec", "5000", "--population-images-per-sec", "20000"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    # 6 methods x 6 values x 50 seeds: 300 members per method, 38 Tune trials of up to 8 each
+    assert "Tune trials: at least 228 for the 1,800 trials (beta_vae 38, factor_vae 38, dip_vae_i 38" in out
+    # 38 x 8 x 19.2M images (FactorVAE 9.6M) at 20,000 images/s: 445.9 hours, x 0.5 GPU
+    assert "up to 2.13 hours per Tune trial, 228 Tune trials, 223 GPU-hours and 1,783 CPU-hours in all" in out
+    assert list(tmp_path.iterdir()) == []

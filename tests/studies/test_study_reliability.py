@@ -2,49 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
-from study_helpers import TINY, nested_runs, optuna_states, run_cli, write_spec
+from study_helpers import (
+    TINY,
+    checkpointed_and_running,
+    finished_and_running,
+    nested_runs,
+    optuna_states,
+    run_cli,
+    start_study,
+    tune_results,
+    wait_until,
+    write_spec,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def tune_results(study_dir: Path) -> dict[str, list[dict]]:
-    """Every result line Tune wrote, per trial id."""
-    out = {}
-    for path in sorted((study_dir / "tune").glob("trial_*/result.json")):
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        out[path.parent.name.removeprefix("trial_")] = lines
-    return out
-
-
-def wait_until(condition, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(
-                f"the study exited ({proc.returncode}) before {what}: {proc.stderr.read()[-3000:]}"
-            )
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def start_study(spec: Path, root: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "studies.cli", "run", str(spec), "--root", str(root)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
 
 
 def test_killed_trial_worker_resumes_from_its_checkpoint(tmp_path):
@@ -55,12 +32,8 @@ def test_killed_trial_worker_resumes_from_its_checkpoint(tmp_path):
     proc = start_study(spec, root)
     study_dir = root / "killworker"
 
-    def checkpointed_and_running() -> bool:
-        results = tune_results(study_dir) if (study_dir / "tune").exists() else {}
-        lines = next(iter(results.values()), [])
-        return any(r["step"] >= 40 for r in lines) and lines[-1]["step"] < 100
-
-    wait_until(checkpointed_and_running, 300, "the trial passed its first checkpoint", proc)
+    wait_until(lambda: checkpointed_and_running(study_dir, 40, 100), 300,
+               "the trial passed its first checkpoint", proc)
     worker_pid = next(iter(tune_results(study_dir).values()))[-1]["pid"]
     os.kill(worker_pid, signal.SIGKILL)
     _, err = proc.communicate(timeout=400)
@@ -99,13 +72,8 @@ def test_killed_driver_then_resume_accounts_for_every_trial_once(tmp_path):
     proc = start_study(spec, root)
     study_dir = root / "killdriver"
 
-    def one_done_and_more_running() -> bool:
-        results = tune_results(study_dir) if (study_dir / "tune").exists() else {}
-        finished = [t for t, lines in results.items() if lines and lines[-1]["step"] == 60]
-        started = [t for t, lines in results.items() if lines and lines[-1]["step"] < 60]
-        return len(finished) >= 1 and len(started) >= 1
-
-    wait_until(one_done_and_more_running, 300, "one trial finished and another started", proc)
+    wait_until(lambda: finished_and_running(study_dir, 60), 300,
+               "one trial finished and another started", proc)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
     proc.wait(timeout=30)
 

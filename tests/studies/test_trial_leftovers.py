@@ -1,6 +1,6 @@
 """A killed or aborted trial leaves nothing in the system temp dir, and its restart cleans up.
 
-``run_trial`` runs in a subprocess with ``TMPDIR`` and ``HOME`` pointing at empty directories;
+``run_member_trial`` runs in a subprocess with ``TMPDIR`` and ``HOME`` pointing at empty directories;
 Tune's session calls (trial id, checkpoint) and the trainer are stand-ins, so no Ray starts. The
 stand-in trainer writes a checkpoint into the trial's scratch directory and then SIGKILLs its own
 process (a worker killed mid-trial: no ``finally`` runs), raises (an aborted trial) or returns
@@ -57,7 +57,7 @@ tune.get_context = Context
 tune.get_checkpoint = lambda: None
 ray.get_gpu_ids = lambda: []
 trainable.train = trainer
-trainable.run_trial({"method": "beta_vae"}, json.loads(Path(spec_path).read_text()))
+trainable.run_member_trial({"method": "beta_vae"}, json.loads(Path(spec_path).read_text()))
 """
 
 
