@@ -10,7 +10,9 @@ from ray.tune.search.repeater import TRIAL_INDEX
 from ray.tune.utils import flatten_dict
 
 from studies.orchestration.members import MEMBERS, POPULATION_CONFIG, trial_members
-from studies.orchestration.search import StudySearch
+from studies.orchestration.search import PopulationKey, StudySearch, make_sampler
+from studies.spec import validate_spec
+from studies.spec.space import SearchSpace
 
 GRID = 6
 
@@ -107,3 +109,23 @@ def test_a_population_search_needs_its_key_and_size():
     with pytest.raises(ValueError, match="member_key and configurations"):
         StudySearch(space=space, metric="score", mode="max", sampler=optuna.samplers.RandomSampler(),
                     study_name="x", storage="sqlite:///:memory:", population=2)
+
+
+def test_a_sampled_search_asks_a_population_of_distinct_configurations_and_then_finishes(tmp_path):
+    spec = validate_spec({
+        "name": "tpe", "dataset": {"name": "dsprites_procedural"}, "train": {"steps": 10},
+        "methods": {"beta_vae": {"beta": {"search": "log_float", "low": 1, "high": 16}}},
+        "evaluation": {"metrics": ["mig"]}, "objective": {"metric": "mig.discrete_mig", "mode": "max"},
+        "search": {"algorithm": "tpe", "num_trials": 6}, "resources": {"population": 4},
+    })
+    space = SearchSpace(spec)
+    searcher = StudySearch(
+        space=space.define_by_run, metric="mig.discrete_mig", mode="max", sampler=make_sampler(spec, space),
+        study_name="tpe", storage=f"sqlite:///{tmp_path / 'o.db'}", population=4,
+        member_key=PopulationKey(spec), configurations=6,
+    )
+    first, second = searcher.suggest("a"), searcher.suggest("b")
+    assert searcher.suggest("c") == Searcher.FINISHED
+    betas = [m["beta_vae.beta"] for c in (first, second) for m in members_of(c)]
+    assert [len(members_of(c)) for c in (first, second)] == [4, 2]
+    assert len(set(betas)) == 6  # six configurations asked before any was told, none repeated

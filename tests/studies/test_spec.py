@@ -11,6 +11,7 @@ import yaml
 
 from disent_core.errors import ConfigError, DisentError
 from studies.spec import StudySpec, load_spec, spec_yaml, validate_spec
+from studies.spec.model import AUTO_GPU_POPULATION
 from studies.spec.overrides import parse_set
 
 BASE: dict[str, Any] = {
@@ -542,3 +543,28 @@ def test_a_set_override_that_cannot_be_parsed_is_one_message(assignment, message
     with pytest.raises(DisentError) as info:
         parse_set([assignment])
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_population_auto_is_one_on_the_cpu_and_with_asha_and_the_gpu_default_otherwise():
+    def population(**changes: Any) -> int:
+        return validate_spec(spec(**changes)).population
+
+    assert population() == 1
+    assert population(**{"resources/gpu": 0.5}) == AUTO_GPU_POPULATION
+    assert population(**{"resources/gpu": 0.5, "storage/keep_checkpoints": "best"}) == 1
+    asha = {"resources/gpu": 0.5, "scheduler": {"grace_period": 100}, "evaluation/every": 100}
+    assert population(**asha) == 1
+    assert population(**{"resources/population": 3}) == 3
+    recorded = yaml.safe_load(spec_yaml(validate_spec(spec(**{"resources/gpu": 0.5})).as_run()))
+    assert recorded["resources"]["population"] == AUTO_GPU_POPULATION
+
+
+def test_a_population_with_asha_or_a_best_checkpoint_or_below_one_is_refused_with_the_fix():
+    asha = {"resources/population": 4, "scheduler": {"grace_period": 100}, "evaluation/every": 100}
+    with pytest.raises(ConfigError, match=r"resources\.population: 4 members per trial cannot be stopped one "
+                                          r"by one by the ASHA scheduler.*set resources\.population: 1"):
+        validate_spec(spec(**asha))
+    with pytest.raises(ConfigError, match=r"keep_checkpoints: best keeps a trial's best one"):
+        validate_spec(spec(**{"resources/population": 2, "storage/keep_checkpoints": "best"}))
+    with pytest.raises(ConfigError, match=r"resources\.population: must be at least 1 \(or auto\), got 0"):
+        validate_spec(spec(**{"resources/population": 0}))
