@@ -31,7 +31,12 @@ from ray import tune
 from ray.tune.search.repeater import TRIAL_INDEX
 
 from disent_core.errors import Diverged
-from disent_core.population import POPULATION_CHECKPOINT_NAME, extract_member_checkpoint, train_population
+from disent_core.population import (
+    POPULATION_CHECKPOINT_NAME,
+    extract_member_checkpoint,
+    load_population_checkpoint,
+    train_population,
+)
 from disent_core.train import Report
 from studies.orchestration.members import MEMBER_FILES, MEMBERS, Member, is_population, trial_members
 from studies.orchestration.trainable import (
@@ -120,7 +125,7 @@ def run_population_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> N
         directory.mkdir(parents=True, exist_ok=True)
         return directory
 
-    def member_metrics(index: int, report: Report, at_end: bool) -> dict[str, Any]:
+    def member_metrics(index: int, report: Report, final_state: dict | None) -> dict[str, Any]:
         metrics = training_result(report, resources)
         if evaluated_here(spec, report, steps):
             train_config = train_configs[index]
@@ -128,11 +133,11 @@ def run_population_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> N
             metrics.update(scores)
             metrics[EVALUATED] = 1
             carried[index].update({k: v for k, v in scores.items() if k in carried[index]})
-            if at_end:
+            if report.step == steps:
                 directory = folder(index)
                 write_final_files(directory, report, train_config, scores)
-                if report.checkpoint is not None:
-                    member_checkpoint = extract_member_checkpoint(report.checkpoint, index, directory)
+                if final_state is not None:
+                    member_checkpoint = extract_member_checkpoint(final_state, index, directory)
                     if spec.tracking.log_model:
                         from studies.orchestration.logged_model import write_model
 
@@ -163,9 +168,10 @@ def run_population_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> N
             return
         step = waiting[0][1].step
         at_end = step == steps
-        for member_index, member_report in waiting:
-            latest[member_index] = member_metrics(member_index, member_report, at_end)
         checkpoint = waiting[0][1].checkpoint
+        final_state = load_population_checkpoint(checkpoint) if at_end and checkpoint is not None else None
+        for member_index, member_report in waiting:
+            latest[member_index] = member_metrics(member_index, member_report, final_state)
         evaluated = any(latest[i].get(EVALUATED) == 1 for i, _ in waiting)
         waiting.clear()
         if at_end and checkpoint is not None:
