@@ -14,11 +14,12 @@ private attributes that restoring would have to read.
 Populations (``resources.population`` N above 1, docs/populations.md): a study's unit is then a
 member, one configuration with one seed, and a Tune trial holds up to N of them. The searcher keeps
 the members asked for but not yet placed (``waiting``); for a new Tune trial it asks for up to N more
-configurations (a sampler that learns from told trials runs with a constant liar, ``make_sampler``)
-and takes up to N waiting members whose ``PopulationKey`` equals the first one's, in order, so a
-configuration's seeds are placed in seed order. A member whose key is None trains alone, in a plain
-trial. The search is ``Searcher.FINISHED`` once every configuration has been placed. Each member is
-told to Optuna as a seed of its configuration, wherever it ran.
+configurations (TPE with Optuna's constant liar, ``make_sampler``; CMA-ES draws each from its
+current distribution; a grid gives its next points) and takes up to N waiting members whose
+``PopulationKey`` equals the first one's, in order, so a configuration's seeds are placed in seed
+order. A member whose key is None trains alone, in a plain trial. The search is
+``Searcher.FINISHED`` once every configuration has been placed. Each member is told to Optuna as a
+seed of its configuration, wherever it ran.
 
 Restoring after the driver died (``StudySearch.restore``): Tune restores its trials and the
 searcher's state as of its last experiment snapshot, while Optuna's storage holds every trial asked
