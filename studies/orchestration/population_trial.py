@@ -50,7 +50,7 @@ from studies.orchestration.trainable import (
     trial_work_dir,
     write_final_files,
 )
-from studies.results import DIVERGED, EVALUATED, FAILURE, STEP
+from studies.results import DIVERGED, EVALUATED, FAILURE, STEP, is_number
 from studies.spec import StudySpec
 from studies.spec.space import SearchSpace
 
@@ -69,7 +69,7 @@ def run_trial(config: dict[str, Any], spec_data: dict[str, Any]) -> None:
 
 
 def _best(values: list[float], mode: str) -> float:
-    finite = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    finite = [v for v in values if is_number(v)]
     if not finite:
         return math.nan
     return max(finite) if mode == "max" else min(finite)

@@ -274,10 +274,12 @@ class StudySearch(Searcher):
         constant liar keeps them apart), fewer when the first waiting member's key has enough.
         """
         assert self.member_key is not None and self.configurations is not None
+        started = self._started()  # counted once: every configuration asked below is a new one
         for _ in range(self.population):
-            if self._enough_waiting() or (self._started() >= self.configurations and not self.replay):
+            if self._enough_waiting() or (started >= self.configurations and not self.replay):
                 break
             group = self._next_configuration()
+            started += 1
             self.waiting += [Unit(group, k, self.member_key(group.config, k)) for k in range(self.repeat)]
         if not self.waiting:
             return Searcher.FINISHED
